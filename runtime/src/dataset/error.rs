@@ -1,0 +1,97 @@
+use std::path::PathBuf;
+
+/// What went wrong reading a dataset file. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatasetError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The IDX header's magic number is not the one expected.
+    #[error(
+        "{path}: not an IDX {kind} file (magic number {found:#010x}, expected {expected:#010x})"
+    )]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// "images" or "labels".
+        kind: &'static str,
+        /// The magic number read.
+        found: u32,
+        /// The magic number an IDX file of this kind has.
+        expected: u32,
+    },
+    /// The images are not 28x28.
+    #[error("{path}: images are {rows}x{cols}, expected 28x28")]
+    BadShape {
+        /// The file.
+        path: PathBuf,
+        /// Rows per image in the header.
+        rows: u32,
+        /// Columns per image in the header.
+        cols: u32,
+    },
+    /// The file ends before the data its header announces.
+    #[error(
+        "{path}: truncated: the header announces {expected} bytes of data, the file has {found}"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes of data announced.
+        expected: u64,
+        /// Bytes of data present.
+        found: u64,
+    },
+    /// Image and label files disagree on the count.
+    #[error("{images} has {image_count} images but {labels} has {label_count} labels")]
+    CountMismatch {
+        /// The image file.
+        images: PathBuf,
+        /// Images it holds.
+        image_count: usize,
+        /// The label file.
+        labels: PathBuf,
+        /// Labels it holds.
+        label_count: usize,
+    },
+    /// A label outside 0..=9.
+    #[error("{path}: label {label} at record {record} is outside 0..=9")]
+    BadLabel {
+        /// The file.
+        path: PathBuf,
+        /// 1-based record number (for CSV: the line number).
+        record: usize,
+        /// The label found.
+        label: u64,
+    },
+    /// A CSV file that does not follow the competition's format.
+    #[error("{path}: line {line}: {problem}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file holds no labels but labels are needed.
+    #[error("{path}: has no label column (its first column is not `label`), so it cannot be used for training or evaluation")]
+    NoLabels {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The directory holds none of the files looked for.
+    #[error("{dir}: no Fashion-MNIST data found (looked for {wanted}); install it with `apt-get install dataset-fashion-mnist` or pass --data DIR")]
+    NotFound {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The file names looked for.
+        wanted: String,
+    },
+}

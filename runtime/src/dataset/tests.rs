@@ -1,0 +1,274 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn idx_images(count: u32, rows: u32, data: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for word in [0x803, count, rows, 28] {
+        bytes.extend_from_slice(&u32::to_be_bytes(word));
+    }
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for word in [0x801, labels.len() as u32] {
+        bytes.extend_from_slice(&u32::to_be_bytes(word));
+    }
+    bytes.extend_from_slice(labels);
+    bytes
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Three images whose pixels encode their index, so order mistakes show.
+fn three_images() -> Vec<u8> {
+    (0..3 * IMAGE_PIXELS)
+        .map(|i| (i / IMAGE_PIXELS * 100 + i % 7) as u8)
+        .collect()
+}
+
+fn csv_text(header: &str, rows: &[(String, &[u8])]) -> String {
+    let mut text = format!("{header}\n");
+    for (lead, pixels) in rows {
+        let pixels: Vec<String> = pixels.iter().map(|p| p.to_string()).collect();
+        if lead.is_empty() {
+            text += &format!("{}\n", pixels.join(","));
+        } else {
+            text += &format!("{lead},{}\n", pixels.join(","));
+        }
+    }
+    text
+}
+
+fn label_header() -> String {
+    let pixels: Vec<String> = (1..=IMAGE_PIXELS).map(|i| format!("pixel{i}")).collect();
+    format!("label,{}", pixels.join(","))
+}
+
+#[test]
+fn reads_raw_and_gzipped_idx_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_images();
+    let raw = write(dir.path(), "a", &idx_images(3, 28, &images));
+    let gz = write(dir.path(), "b.gz", &gzip(&idx_images(3, 28, &images)));
+    assert_eq!(read_idx_images(&raw).unwrap(), images);
+    assert_eq!(read_idx_images(&gz).unwrap(), images);
+}
+
+#[test]
+fn loads_a_split_from_a_directory_and_splits_off_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-images-idx3-ubyte.gz",
+        &gzip(&idx_images(3, 28, &three_images())),
+    );
+    write(
+        dir.path(),
+        "train-labels-idx1-ubyte",
+        &idx_labels(&[4, 0, 9]),
+    );
+    let set = load_split(dir.path(), Split::Train).unwrap();
+    assert_eq!(set.labels, vec![4, 0, 9]);
+    assert_eq!(set.image(2)[0], 200);
+    let (train, val) = set.split_last(1);
+    assert_eq!((train.len(), val.len()), (2, 1));
+    assert_eq!(val.labels, vec![9]);
+    assert_eq!(val.image(0)[0], 200);
+    assert_eq!(train.class_counts()[4], 1);
+    let err = load_split(dir.path(), Split::Test).unwrap_err();
+    assert!(matches!(err, DatasetError::NotFound { .. }), "{err}");
+}
+
+#[test]
+fn idx_wrong_magic_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "labels-as-images", &idx_labels(&[1, 2]));
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(
+        matches!(err, DatasetError::BadMagic { found: 0x801, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("labels-as-images"), "{err}");
+}
+
+#[test]
+fn idx_truncated_data_and_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = idx_images(3, 28, &three_images());
+    bytes.truncate(bytes.len() - 10);
+    let path = write(dir.path(), "short", &bytes);
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(
+        matches!(err, DatasetError::Truncated { expected, found, .. } if expected == 3 * 784 && found == 3 * 784 - 10),
+        "{err}"
+    );
+    let path = write(dir.path(), "header-only", &[0, 0, 8, 3, 0, 0]);
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(matches!(err, DatasetError::Truncated { .. }), "{err}");
+    // A hostile count must not make us allocate terabytes: it is just truncated.
+    let path = write(dir.path(), "huge", &idx_images(u32::MAX, 28, &[0; 10]));
+    assert!(matches!(
+        read_idx_images(&path),
+        Err(DatasetError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn idx_wrong_image_size_and_bad_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "small", &idx_images(1, 14, &[0; 14 * 28]));
+    assert!(matches!(
+        read_idx_images(&path),
+        Err(DatasetError::BadShape { rows: 14, .. })
+    ));
+    let path = write(dir.path(), "labels", &idx_labels(&[1, 2, 10]));
+    let err = read_idx_labels(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DatasetError::BadLabel {
+                record: 3,
+                label: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn idx_count_mismatch_names_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = write(dir.path(), "imgs", &idx_images(3, 28, &three_images()));
+    let labels = write(dir.path(), "lbls", &idx_labels(&[1, 2]));
+    let err = load_idx_pair(&images, &labels).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(
+        err,
+        DatasetError::CountMismatch {
+            image_count: 3,
+            label_count: 2,
+            ..
+        }
+    ));
+    assert!(text.contains("imgs") && text.contains("lbls"), "{text}");
+}
+
+#[test]
+fn corrupt_gzip_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = gzip(&idx_images(3, 28, &three_images()));
+    let half = bytes.len() / 2;
+    bytes.truncate(half);
+    let path = write(dir.path(), "cut.gz", &bytes);
+    assert!(read_idx_images(&path).is_err());
+}
+
+#[test]
+fn csv_with_labels_ids_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_images();
+    let rows: Vec<(String, &[u8])> = (0..3)
+        .map(|i| (format!("{}", 7 + i), &images[i * 784..(i + 1) * 784]))
+        .collect();
+    let path = write(
+        dir.path(),
+        "train.csv",
+        csv_text(&label_header(), &rows).as_bytes(),
+    );
+    let set = read_csv(&path).unwrap();
+    assert_eq!(set.images, images);
+    assert_eq!(set.labels, Some(vec![7, 8, 9]));
+
+    let id_header = label_header().replacen("label", "id", 1);
+    let path = write(
+        dir.path(),
+        "test.csv",
+        csv_text(&id_header, &rows).as_bytes(),
+    );
+    let set = read_csv(&path).unwrap();
+    assert_eq!((set.images.len(), set.labels.clone()), (3 * 784, None));
+    assert!(matches!(
+        set.into_labeled(&path),
+        Err(DatasetError::NoLabels { .. })
+    ));
+
+    let bare: Vec<(String, &[u8])> = rows.iter().map(|(_, p)| (String::new(), *p)).collect();
+    let pixel_header = label_header().replacen("label,", "", 1);
+    let path = write(
+        dir.path(),
+        "bare.csv",
+        csv_text(&pixel_header, &bare).as_bytes(),
+    );
+    assert_eq!(read_csv(&path).unwrap().images, images);
+}
+
+#[test]
+fn csv_errors_give_the_line_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels = [0u8; 784];
+    let good = csv_text(&label_header(), &[("1".into(), &pixels)]);
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "short-row",
+            good.clone() + "2,0,0,0\n",
+            "line 3: expected 785 columns, found 4",
+        ),
+        (
+            "big-label",
+            good.replacen("\n1,", "\n12,", 1),
+            "label 12 at record 2",
+        ),
+        (
+            "word-label",
+            good.replacen("\n1,", "\nshoe,", 1),
+            "line 2: label `shoe`",
+        ),
+        (
+            "big-pixel",
+            good.replacen("\n1,0,", "\n1,256,", 1),
+            "line 2: pixel1 is 256, outside 0..=255",
+        ),
+        (
+            "neg-pixel",
+            good.replacen("\n1,0,0,", "\n1,0,-3,", 1),
+            "line 2: pixel2 `-3`",
+        ),
+        ("header-only", label_header() + "\n", "no images"),
+        ("empty", String::new(), "empty"),
+        (
+            "narrow",
+            "label,a,b\n1,2,3\n".into(),
+            "line 1: expected 785 columns",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(dir.path(), name, text.as_bytes());
+        let err = read_csv(&path).expect_err(name).to_string();
+        assert!(
+            err.contains(expected) && err.contains(name),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_paths_are_errors() {
+    let err = load_path(Path::new("/nonexistent/fm.csv"), Split::Test).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/fm.csv"));
+}

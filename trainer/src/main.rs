@@ -1,0 +1,432 @@
+//! `trainer`: fit, evaluate and inspect Fashion-MNIST classifiers. A thin layer over the
+//! `fmnist_trainer` library: parse, dispatch, report.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, Parser, Subcommand};
+use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
+use fmnist_trainer::backend::DeviceKind;
+use fmnist_trainer::checkpoint::{self, RunInfo};
+use fmnist_trainer::model::{summarize, ModelKind};
+use fmnist_trainer::plot;
+use fmnist_trainer::recipe::{OptimizerKind, Recipe, Schedule};
+use fmnist_trainer::train::{self, Output, Splits};
+
+/// Exit code for bad usage (clap's own, too).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for everything else that failed: bad data, I/O, divergence.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Fit, evaluate and inspect Fashion-MNIST classifiers (burn)"
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 failure (bad data or files, divergence), 2 bad usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model; writes the checkpoint, metrics.csv and curves.png into --out.
+    Fit(FitArgs),
+    /// Accuracy and confusion matrix of a trained model on the test set or given files.
+    Eval(EvalArgs),
+    /// Draw the first 100 training images as a 10x10 grid (the seed's first figure).
+    Show(ShowArgs),
+    /// Print a model kind's layers, output shapes, parameters and multiply-accumulates.
+    Info {
+        /// The model kind.
+        #[arg(long, value_enum, default_value = "edge")]
+        model: ModelKind,
+    },
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// The model kind.
+    #[arg(long, value_enum, default_value = "edge")]
+    model: ModelKind,
+    /// Epochs [default: 5 for mlp/cnn, 12 for edge].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per training step [default: 300 for mlp/cnn, 128 for edge].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate [default: 1e-4 for mlp/cnn, 3e-3 for edge].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Optimiser [default: adam for mlp/cnn, adamw for edge].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Decoupled weight decay, AdamW only [default: 0.05 for edge].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Learning-rate schedule [default: constant for mlp/cnn, one-cycle for edge].
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Label smoothing of the training loss [default: 0 for mlp/cnn, 0.1 for edge].
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// Turn off the random shifts and flips (on by default for edge only).
+    #[arg(long)]
+    no_augment: bool,
+    /// Turn on the random shifts and flips for any model.
+    #[arg(long, conflicts_with = "no_augment")]
+    augment: bool,
+    /// Seed of initialisation, shuffling and augmentation: same seed, backend and data give the same result.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Run directory [default: runs/<model>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The last N training images are the validation split.
+    #[arg(long, default_value_t = 1000)]
+    val: usize,
+    /// Use only the first N training images (before the validation split); for quick runs.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate only the first N test images at the end.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+    /// Write the trained model as ONNX to this file (not implemented yet).
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// No progress bars (they are off anyway when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Directory with the IDX files (raw or .gz) or the competition's CSV files.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run directory written by `trainer fit`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A data directory (its test split is used) or a CSV file with a label column.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, conflicts_with = "images")]
+    data: PathBuf,
+    /// An IDX image file to evaluate on (with --labels).
+    #[arg(long, requires = "labels")]
+    images: Option<PathBuf>,
+    /// The IDX label file that goes with --images.
+    #[arg(long, requires = "images")]
+    labels: Option<PathBuf>,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// The PNG to write.
+    #[arg(long, default_value = "grid.png")]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// A run directory: wrong predictions of its model are framed in red.
+    #[arg(long, alias = "checkpoint", value_name = "RUN_DIR")]
+    model: Option<PathBuf>,
+}
+
+/// Runs `$body` with `$B` bound to the training backend of `$kind` and `$device` to its
+/// default device. A macro, because the body is generic over the backend.
+macro_rules! on_backend {
+    ($kind:expr, $B:ident, $device:ident => $body:expr) => {
+        match $kind {
+            DeviceKind::Cpu => {
+                type $B = fmnist_trainer::backend::CpuTrain;
+                let $device = Default::default();
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => {
+                type $B = fmnist_trainer::backend::GpuTrain;
+                let $device = Default::default();
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => Err(UsageError(
+                "this trainer was built without CUDA; rebuild it with `cargo build --release --features cuda`".into(),
+            )
+            .into()),
+        }
+    };
+}
+
+/// An error that is the user's usage, not the data's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.is::<UsageError>() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Fit(args) => fit(args),
+        Command::Eval(args) => on_backend!(args.device, B, device => eval_on::<B>(&args, &device)),
+        Command::Show(args) => show(&args),
+        Command::Info { model } => {
+            print_summary(model);
+            Ok(())
+        }
+    }
+}
+
+fn fit(args: FitArgs) -> anyhow::Result<()> {
+    if args.export.is_some() {
+        // Refuse before an hour of training, not after.
+        return Err(UsageError(
+            "--export (ONNX) is not implemented yet; train without it and export the run directory once it lands".into(),
+        )
+        .into());
+    }
+    let recipe = recipe_from(&args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(args.model.name()));
+    let (train_set, test_set) = load_train_test(&args)?;
+    let (train_split, val_split) = train_set.split_last(args.val);
+    if train_split.is_empty() {
+        return Err(UsageError(format!("--val {} leaves no training images", args.val)).into());
+    }
+    let mut info = RunInfo {
+        model: args.model,
+        recipe,
+        seed: args.seed,
+        backend: args.device.backend_name().into(),
+        train_images: train_split.len(),
+        val_images: val_split.len(),
+        epochs: Vec::new(),
+        test_accuracy: None,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    print_summary(args.model);
+    println!(
+        "recipe: {:?}, {} epochs, batch {}, lr {}, {:?} schedule, weight decay {}, label smoothing {}, augment {}",
+        info.recipe.optimizer,
+        info.recipe.epochs,
+        info.recipe.batch,
+        info.recipe.lr,
+        info.recipe.schedule,
+        info.recipe.weight_decay,
+        info.recipe.label_smoothing,
+        info.recipe.augment
+    );
+    println!(
+        "data: {} train, {} validation, {} test images from {}; backend {}; run directory {}",
+        train_split.len(),
+        val_split.len(),
+        test_set.len(),
+        args.data.data.display(),
+        info.backend,
+        out.display()
+    );
+    let splits = Splits {
+        train: train_split,
+        val: val_split,
+    };
+    let output = Output {
+        dir: out.clone(),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    on_backend!(args.device, B, device => fit_on::<B>(&mut info, &splits, &output, &test_set, &device))?;
+    println!("run directory: {}", out.display());
+    Ok(())
+}
+
+fn fit_on<B: AutodiffBackend>(
+    info: &mut RunInfo,
+    splits: &Splits,
+    output: &Output,
+    test: &LabeledImages,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let model = train::fit::<B>(info, splits, output, device)?;
+    let trained = started.elapsed().as_secs_f64();
+    let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), test, device);
+    info.test_accuracy = Some(evaluation.confusion.accuracy());
+    checkpoint::save_info(&output.dir, info)?;
+    println!(
+        "trained {} epochs in {:.1} s ({:.1} s/epoch)",
+        info.epochs.len(),
+        trained,
+        trained / info.epochs.len().max(1) as f64
+    );
+    println!(
+        "test: loss {:.4}\n{}",
+        evaluation.loss, evaluation.confusion
+    );
+    print_confusions(&evaluation.confusion);
+    Ok(())
+}
+
+fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()> {
+    let (info, model) = checkpoint::load::<B::InnerBackend>(&args.checkpoint, device)?;
+    let (set, source) = match (&args.images, &args.labels) {
+        (Some(images), Some(labels)) => (dataset::load_idx_pair(images, labels)?, images.clone()),
+        _ => (
+            dataset::load_path(&args.data, Split::Test)?,
+            args.data.clone(),
+        ),
+    };
+    let set = match args.limit {
+        Some(limit) => set.truncated(limit),
+        None => set,
+    };
+    if set.is_empty() {
+        bail!("{}: no images to evaluate", source.display());
+    }
+    println!(
+        "model: {} from {} (trained {} epochs)",
+        info.model.name(),
+        args.checkpoint.display(),
+        info.epochs.len()
+    );
+    let evaluation = train::evaluate(&model, &set, device);
+    println!(
+        "data: {} images from {}\nloss {:.4}\n{}",
+        set.len(),
+        source.display(),
+        evaluation.loss,
+        evaluation.confusion
+    );
+    print_confusions(&evaluation.confusion);
+    Ok(())
+}
+
+fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    let set = dataset::load_split(&args.data.data, Split::Train)?.truncated(100);
+    let predictions = match &args.model {
+        Some(dir) => {
+            let device = Default::default();
+            let (_, model) = checkpoint::load::<fmnist_trainer::backend::Cpu>(dir, &device)?;
+            let evaluation = train::evaluate(&model, &set, &device);
+            println!("{} of {} right", evaluation.confusion.correct(), set.len());
+            Some(evaluation.predictions)
+        }
+        None => None,
+    };
+    plot::grid(&args.out, &set, predictions.as_deref())
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn recipe_from(args: &FitArgs) -> anyhow::Result<Recipe> {
+    let mut recipe = Recipe::default_for(args.model);
+    recipe.epochs = args.epochs.unwrap_or(recipe.epochs);
+    recipe.batch = args.batch.unwrap_or(recipe.batch);
+    recipe.lr = args.lr.unwrap_or(recipe.lr);
+    recipe.optimizer = args.optimizer.unwrap_or(recipe.optimizer);
+    recipe.weight_decay = args.weight_decay.unwrap_or(recipe.weight_decay);
+    recipe.schedule = args.schedule.unwrap_or(recipe.schedule);
+    recipe.label_smoothing = args.label_smoothing.unwrap_or(recipe.label_smoothing);
+    recipe.augment = (recipe.augment || args.augment) && !args.no_augment;
+    let problem = if recipe.epochs == 0 {
+        Some("--epochs must be at least 1")
+    } else if recipe.batch == 0 {
+        Some("--batch must be at least 1")
+    } else if !(recipe.lr.is_finite() && recipe.lr > 0.0) {
+        Some("--lr must be a positive number")
+    } else if !(0.0..1.0).contains(&recipe.label_smoothing) {
+        Some("--label-smoothing must be in [0, 1)")
+    } else if !(recipe.weight_decay.is_finite() && recipe.weight_decay >= 0.0) {
+        Some("--weight-decay must be zero or positive")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(UsageError(problem.into()).into()),
+        None => Ok(recipe),
+    }
+}
+
+fn load_train_test(args: &FitArgs) -> anyhow::Result<(LabeledImages, LabeledImages)> {
+    let train = dataset::load_split(&args.data.data, Split::Train)?;
+    let train = match args.train_limit {
+        Some(limit) => train.truncated(limit),
+        None => train,
+    };
+    let test = dataset::load_split(&args.data.data, Split::Test)?;
+    let test = match args.test_limit {
+        Some(limit) => test.truncated(limit),
+        None => test,
+    };
+    Ok((train, test))
+}
+
+fn print_summary(kind: ModelKind) {
+    match summarize(&kind.layers()) {
+        Ok(rows) => {
+            println!("model {}:", kind.name());
+            for row in &rows {
+                println!(
+                    "  {:<70} -> {:<16} params {:>7}  MACs {:>9}",
+                    format!("{:?}", row.layer),
+                    format!("{:?}", row.output),
+                    row.params,
+                    row.macs
+                );
+            }
+            println!(
+                "  total: {} parameters, {} multiply-accumulates per image",
+                rows.iter().map(|r| r.params).sum::<usize>(),
+                rows.iter().map(|r| r.macs).sum::<usize>()
+            );
+        }
+        Err(problem) => println!("model {}: invalid layer list: {problem}", kind.name()),
+    }
+}
+
+fn print_confusions(confusion: &fmnist_runtime::Confusion) {
+    let names = fmnist_runtime::CLASS_NAMES;
+    let pairs: Vec<String> = confusion
+        .top_confusions::<5>()
+        .iter()
+        .map(|&(truth, predicted, count)| {
+            format!("{} as {} ({count})", names[truth], names[predicted])
+        })
+        .collect();
+    if !pairs.is_empty() {
+        println!("most frequent mistakes: {}", pairs.join(", "));
+    }
+}

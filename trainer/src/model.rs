@@ -1,0 +1,451 @@
+//! The classifiers, defined once. Each model kind is a list of [`LayerSpec`]s; the same list
+//! builds the burn module, counts parameters and multiply-accumulates, and (later) drives
+//! every exporter, so no model is described twice.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
+use burn::nn::{PaddingConfig2d, Relu};
+use burn::prelude::*;
+use fmnist_runtime::{CLASS_COUNT, IMAGE_SIDE};
+
+/// The model kinds `trainer fit --model` accepts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The seed notebook's MLP: Flatten, Linear(784,128), LeakyReLU, Linear(128,10). 101,770 params.
+    Mlp,
+    /// The seed notebook's CNN: Conv(1,10,5x5), ReLU, Conv(10,20,5x5), ReLU, MaxPool 2x2,
+    /// Flatten, Linear(2000,10). 25,290 params.
+    Cnn,
+    /// A small VGG-style CNN for microcontrollers: five 3x3 conv + batch norm + ReLU blocks,
+    /// three 2x2 max pools, one linear layer. ~75k params, ~5.5M MACs.
+    Edge,
+}
+
+impl ModelKind {
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
+            ModelKind::Edge => "edge",
+        }
+    }
+
+    /// The layers of this model kind, in order.
+    pub fn layers(self) -> Vec<LayerSpec> {
+        use LayerSpec::*;
+        let conv = |inputs, outputs, kernel, padding| Conv {
+            inputs,
+            outputs,
+            kernel,
+            padding,
+        };
+        match self {
+            ModelKind::Mlp => vec![
+                Flatten,
+                Linear {
+                    inputs: 784,
+                    outputs: 128,
+                },
+                LeakyRelu { slope: 0.01 },
+                Linear {
+                    inputs: 128,
+                    outputs: CLASS_COUNT,
+                },
+            ],
+            ModelKind::Cnn => vec![
+                conv(1, 10, 5, 0),
+                Relu,
+                conv(10, 20, 5, 0),
+                Relu,
+                MaxPool { size: 2 },
+                Flatten,
+                Linear {
+                    inputs: 2000,
+                    outputs: CLASS_COUNT,
+                },
+            ],
+            ModelKind::Edge => {
+                let mut layers = Vec::new();
+                // (inputs, outputs, pool after): 28 -> 14 -> 7 -> 3.
+                for (inputs, outputs, pool) in [
+                    (1, 16, true),
+                    (16, 32, false),
+                    (32, 32, true),
+                    (32, 64, false),
+                    (64, 64, true),
+                ] {
+                    layers.extend([
+                        conv(inputs, outputs, 3, 1),
+                        BatchNorm { features: outputs },
+                        Relu,
+                    ]);
+                    if pool {
+                        layers.push(MaxPool { size: 2 });
+                    }
+                }
+                layers.extend([
+                    Flatten,
+                    Linear {
+                        inputs: 64 * 3 * 3,
+                        outputs: CLASS_COUNT,
+                    },
+                ]);
+                layers
+            }
+        }
+    }
+}
+
+/// One layer, as the exporters and the summary see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerSpec {
+    /// 2-D convolution, square kernel, stride 1, zero padding on every side, with bias.
+    Conv {
+        /// Input channels.
+        inputs: usize,
+        /// Output channels.
+        outputs: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Zero padding on each side.
+        padding: usize,
+    },
+    /// Batch normalisation over channels (folded into the preceding conv at export).
+    BatchNorm {
+        /// Channels.
+        features: usize,
+    },
+    /// max(x, 0).
+    Relu,
+    /// x if x > 0 else slope * x.
+    LeakyRelu {
+        /// The negative slope.
+        slope: f64,
+    },
+    /// Non-overlapping max pooling, `size` x `size`, stride `size`, floor.
+    MaxPool {
+        /// Window side and stride.
+        size: usize,
+    },
+    /// [N, C, H, W] -> [N, C*H*W] in C, H, W order.
+    Flatten,
+    /// Fully connected layer with bias.
+    Linear {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+    },
+}
+
+/// Activation shape between layers: `[channels, height, width]` or a flat vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A feature map.
+    Map([usize; 3]),
+    /// A vector of features.
+    Flat(usize),
+}
+
+impl Shape {
+    /// Number of values.
+    pub fn len(self) -> usize {
+        match self {
+            Shape::Map([c, h, w]) => c * h * w,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    /// True for a zero-sized shape.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One row of a model summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSummary {
+    /// The layer.
+    pub layer: LayerSpec,
+    /// Its output shape for one image.
+    pub output: Shape,
+    /// Trainable parameters (batch norm counts gamma and beta).
+    pub params: usize,
+    /// Multiply-accumulates per image (conv and linear only).
+    pub macs: usize,
+}
+
+/// Walks the layers from a `[1, 28, 28]` input: output shapes, parameters, MACs.
+/// Fails when the layers do not chain (a programming error in a model definition).
+pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, String> {
+    let mut shape = Shape::Map([1, IMAGE_SIDE, IMAGE_SIDE]);
+    let mut rows = Vec::with_capacity(layers.len());
+    for &layer in layers {
+        let (output, params, macs) = match (layer, shape) {
+            (
+                LayerSpec::Conv {
+                    inputs,
+                    outputs,
+                    kernel,
+                    padding,
+                },
+                Shape::Map([c, h, w]),
+            ) if c == inputs && h + 2 * padding >= kernel && w + 2 * padding >= kernel => {
+                let (oh, ow) = (h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1);
+                let weights = outputs * inputs * kernel * kernel;
+                (
+                    Shape::Map([outputs, oh, ow]),
+                    weights + outputs,
+                    weights * oh * ow,
+                )
+            }
+            (LayerSpec::BatchNorm { features }, Shape::Map([c, ..])) if c == features => {
+                (shape, 2 * features, 0)
+            }
+            (LayerSpec::Relu | LayerSpec::LeakyRelu { .. }, _) => (shape, 0, 0),
+            (LayerSpec::MaxPool { size }, Shape::Map([c, h, w])) if size > 0 => {
+                (Shape::Map([c, h / size, w / size]), 0, 0)
+            }
+            (LayerSpec::Flatten, _) => (Shape::Flat(shape.len()), 0, 0),
+            (LayerSpec::Linear { inputs, outputs }, Shape::Flat(n)) if n == inputs => (
+                Shape::Flat(outputs),
+                inputs * outputs + outputs,
+                inputs * outputs,
+            ),
+            (layer, shape) => {
+                return Err(format!(
+                    "{layer:?} cannot follow an output of shape {shape:?}"
+                ))
+            }
+        };
+        shape = output;
+        rows.push(LayerSummary {
+            layer,
+            output,
+            params,
+            macs,
+        });
+    }
+    if shape != Shape::Flat(CLASS_COUNT) {
+        return Err(format!(
+            "the model ends in {shape:?}, not {CLASS_COUNT} logits"
+        ));
+    }
+    Ok(rows)
+}
+
+/// A burn layer, one variant per [`LayerSpec`] kind.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Layer<B: Backend> {
+    /// See [`LayerSpec::Conv`].
+    Conv(Conv2d<B>),
+    /// See [`LayerSpec::BatchNorm`].
+    BatchNorm(BatchNorm<B>),
+    /// See [`LayerSpec::Relu`].
+    Relu(Relu),
+    /// See [`LayerSpec::LeakyRelu`].
+    LeakyRelu(LeakyRelu),
+    /// See [`LayerSpec::MaxPool`].
+    MaxPool(MaxPool2d),
+    /// See [`LayerSpec::Flatten`].
+    Flatten(Flatten),
+    /// See [`LayerSpec::Linear`].
+    Linear(Linear<B>),
+}
+
+/// `[N, C, H, W] -> [N, C*H*W]`.
+#[derive(Module, Clone, Debug, Default)]
+pub struct Flatten;
+
+/// A classifier: its layers run in order.
+#[derive(Module, Debug)]
+pub struct Classifier<B: Backend> {
+    /// The layers, in the order of [`ModelKind::layers`].
+    pub layers: Vec<Layer<B>>,
+}
+
+enum Activation<B: Backend> {
+    Map(Tensor<B, 4>),
+    Flat(Tensor<B, 2>),
+}
+
+impl<B: Backend> Classifier<B> {
+    /// A freshly initialised model of the given kind (burn's default initialisers, which
+    /// draw from the backend's seeded generator).
+    pub fn new(kind: ModelKind, device: &B::Device) -> Self {
+        let layers = kind
+            .layers()
+            .into_iter()
+            .map(|spec| match spec {
+                LayerSpec::Conv {
+                    inputs,
+                    outputs,
+                    kernel,
+                    padding,
+                } => Layer::Conv(
+                    Conv2dConfig::new([inputs, outputs], [kernel, kernel])
+                        .with_padding(PaddingConfig2d::Explicit(
+                            padding, padding, padding, padding,
+                        ))
+                        .init(device),
+                ),
+                LayerSpec::BatchNorm { features } => {
+                    Layer::BatchNorm(BatchNormConfig::new(features).init(device))
+                }
+                LayerSpec::Relu => Layer::Relu(Relu),
+                LayerSpec::LeakyRelu { slope } => {
+                    Layer::LeakyRelu(LeakyReluConfig::new().with_negative_slope(slope).init())
+                }
+                LayerSpec::MaxPool { size } => Layer::MaxPool(
+                    MaxPool2dConfig::new([size, size])
+                        .with_strides([size, size])
+                        .init(),
+                ),
+                LayerSpec::Flatten => Layer::Flatten(Flatten),
+                LayerSpec::Linear { inputs, outputs } => {
+                    Layer::Linear(LinearConfig::new(inputs, outputs).init(device))
+                }
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// Pixels scaled to 0..=1, `[batch, 1, 28, 28]` -> logits `[batch, 10]`.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = Activation::Map(images);
+        for layer in &self.layers {
+            x = match (layer, x) {
+                (Layer::Conv(conv), Activation::Map(t)) => Activation::Map(conv.forward(t)),
+                (Layer::BatchNorm(bn), Activation::Map(t)) => Activation::Map(batch_norm(bn, t)),
+                (Layer::Relu(relu), Activation::Map(t)) => Activation::Map(relu.forward(t)),
+                (Layer::Relu(relu), Activation::Flat(t)) => Activation::Flat(relu.forward(t)),
+                (Layer::LeakyRelu(act), Activation::Map(t)) => Activation::Map(act.forward(t)),
+                (Layer::LeakyRelu(act), Activation::Flat(t)) => Activation::Flat(act.forward(t)),
+                (Layer::MaxPool(pool), Activation::Map(t)) => Activation::Map(pool.forward(t)),
+                (Layer::Flatten(_), Activation::Map(t)) => Activation::Flat(t.flatten(1, 3)),
+                (Layer::Linear(linear), Activation::Flat(t)) => Activation::Flat(linear.forward(t)),
+                // `summarize` rejects such orders for every ModelKind; a test checks all kinds.
+                (_, _) => unreachable!("layer order validated by summarize()"),
+            };
+        }
+        match x {
+            Activation::Flat(logits) => logits,
+            Activation::Map(_) => unreachable!("every ModelKind ends in Linear"),
+        }
+    }
+}
+
+/// Batch normalisation with burn's `BatchNorm` parameters and semantics (biased batch
+/// variance, running statistics with its momentum), computed so that every per-channel
+/// broadcast has the `[N, C, 1, 1]` contiguous form burn-flex runs on its SIMD fast path.
+/// burn's own forward broadcasts `[1, C, 1, 1]` and transposes, which burn-flex walks
+/// element by element: it made the `edge` model's training step 2-3x slower.
+fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, _, _] = x.dims();
+    let device = x.device();
+    let per_channel = |t: Tensor<B, 4>| t.mean_dim(3).mean_dim(2).mean_dim(0);
+    let (mean, var) = if B::ad_enabled(&device) {
+        let mean = per_channel(x.clone());
+        let var = per_channel((x.clone() - mean.clone().repeat_dim(0, n)).square());
+        let momentum = bn.momentum;
+        let update = |running: Tensor<B, 1>, batch: Tensor<B, 4>| {
+            running.mul_scalar(1.0 - momentum) + batch.detach().reshape([c]).mul_scalar(momentum)
+        };
+        bn.running_mean
+            .update(update(bn.running_mean.value_sync(), mean.clone()).detach());
+        bn.running_var
+            .update(update(bn.running_var.value_sync(), var.clone()).detach());
+        (mean, var)
+    } else {
+        (
+            bn.running_mean.value().reshape([1, c, 1, 1]),
+            bn.running_var.value().reshape([1, c, 1, 1]),
+        )
+    };
+    let scale = bn.gamma.val().reshape([1, c, 1, 1]) / var.add_scalar(bn.epsilon).sqrt();
+    let shift = bn.beta.val().reshape([1, c, 1, 1]) - mean * scale.clone();
+    x * scale.repeat_dim(0, n) + shift.repeat_dim(0, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn totals(kind: ModelKind) -> (usize, usize) {
+        let rows = summarize(&kind.layers()).unwrap();
+        (
+            rows.iter().map(|r| r.params).sum(),
+            rows.iter().map(|r| r.macs).sum(),
+        )
+    }
+
+    #[test]
+    fn seed_models_have_the_seed_parameter_counts() {
+        assert_eq!(totals(ModelKind::Mlp).0, 101_770);
+        assert_eq!(totals(ModelKind::Cnn).0, 25_290);
+    }
+
+    #[test]
+    fn edge_fits_the_microcontroller_budget() {
+        let (params, macs) = totals(ModelKind::Edge);
+        assert!(params <= 100_000, "{params} params");
+        assert!(macs <= 10_000_000, "{macs} MACs");
+    }
+
+    #[test]
+    fn burn_modules_match_the_specs() {
+        let device = Default::default();
+        for kind in [ModelKind::Mlp, ModelKind::Cnn, ModelKind::Edge] {
+            let model = Classifier::<Flex>::new(kind, &device);
+            assert_eq!(model.num_params(), totals(kind).0, "{kind:?}");
+            let logits = model.forward(Tensor::zeros([3, 1, 28, 28], &device));
+            assert_eq!(logits.dims(), [3, CLASS_COUNT], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn batch_norm_matches_burns() {
+        use burn::backend::Autodiff;
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        let bn = BatchNormConfig::new(3).init::<B>(&device);
+        let x = Tensor::<B, 4>::random(
+            [4, 3, 5, 5],
+            burn::tensor::Distribution::Normal(2.0, 3.0),
+            &device,
+        );
+        let ours = batch_norm(&bn, x.clone());
+        let theirs = bn.forward(x);
+        ours.into_data()
+            .assert_approx_eq::<f32>(&theirs.into_data(), burn::tensor::Tolerance::absolute(1e-4));
+        // Both updated the running statistics once each, identically.
+        let inference = bn.valid();
+        let x =
+            Tensor::<Flex, 4>::random([2, 3, 5, 5], burn::tensor::Distribution::Default, &device);
+        batch_norm(&inference, x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &inference.forward(x).into_data(),
+                burn::tensor::Tolerance::absolute(1e-4),
+            );
+    }
+
+    #[test]
+    fn summarize_rejects_layers_that_do_not_chain() {
+        let bad = [LayerSpec::Linear {
+            inputs: 784,
+            outputs: 10,
+        }];
+        assert!(summarize(&bad).unwrap_err().contains("cannot follow"));
+        let short = [LayerSpec::Flatten];
+        assert!(summarize(&short).unwrap_err().contains("not 10 logits"));
+    }
+}

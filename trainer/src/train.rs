@@ -1,0 +1,241 @@
+//! The training loop and evaluation, generic over the burn backend.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use fmnist_runtime::dataset::LabeledImages;
+use fmnist_runtime::Confusion;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::batch::batch;
+use crate::checkpoint::{self, EpochMetrics, RunInfo};
+use crate::model::Classifier;
+use crate::plot;
+use crate::recipe::OptimizerKind;
+
+/// Images per forward pass when evaluating (memory only; results do not depend on it).
+pub const EVAL_BATCH: usize = 500;
+
+/// The data of a training run.
+pub struct Splits {
+    /// Images to fit.
+    pub train: LabeledImages,
+    /// Images to choose and report by, never fitted.
+    pub val: LabeledImages,
+}
+
+/// Where and how to report progress.
+pub struct Output {
+    /// The run directory: checkpoint, metrics.csv, curves.png.
+    pub dir: std::path::PathBuf,
+    /// Show progress bars (off for tests and when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// Trains `info.model` with `info.recipe` from a fresh initialisation, saving the run
+/// directory after every epoch. Returns the trained model.
+pub fn fit<B: AutodiffBackend>(
+    info: &mut RunInfo,
+    splits: &Splits,
+    out: &Output,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    B::seed(device, info.seed);
+    let model = Classifier::<B>::new(info.model, device);
+    match info.recipe.optimizer {
+        OptimizerKind::Adam => {
+            let optim = AdamConfig::new()
+                .with_epsilon(1e-8)
+                .init::<B, Classifier<B>>();
+            run_epochs(model, optim, info, splits, out, device)
+        }
+        OptimizerKind::Adamw => {
+            let optim = AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(info.recipe.weight_decay as f32)
+                .init::<B, Classifier<B>>();
+            run_epochs(model, optim, info, splits, out, device)
+        }
+    }
+}
+
+fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
+    mut model: Classifier<B>,
+    mut optim: O,
+    info: &mut RunInfo,
+    splits: &Splits,
+    out: &Output,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    let recipe = info.recipe.clone();
+    if splits.train.is_empty() {
+        bail!("no training images");
+    }
+    let smoothing = (recipe.label_smoothing > 0.0).then_some(recipe.label_smoothing);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing(smoothing)
+        .init(device);
+    let steps_per_epoch = splits.train.len().div_ceil(recipe.batch);
+    let total_steps = steps_per_epoch * recipe.epochs;
+    let mut order: Vec<usize> = (0..splits.train.len()).collect();
+
+    for epoch in info.epochs.len() + 1..=recipe.epochs {
+        let started = Instant::now();
+        // Each epoch's order and augmentation depend only on (seed, epoch).
+        let mut rng =
+            StdRng::seed_from_u64(info.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch as u64);
+        order.sort_unstable();
+        order.shuffle(&mut rng);
+
+        let bar = progress_bar(
+            out.progress,
+            steps_per_epoch as u64,
+            &format!("epoch {epoch}/{}", recipe.epochs),
+        );
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = recipe.lr;
+        for (step_in_epoch, indices) in order.chunks(recipe.batch).enumerate() {
+            let step = (epoch - 1) * steps_per_epoch + step_in_epoch;
+            lr = recipe.lr_at(step, total_steps);
+            let (images, labels) = batch::<B>(
+                &splits.train,
+                indices,
+                recipe.augment.then_some(&mut rng),
+                device,
+            );
+            let logits = model.forward(images);
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let hits = logits
+                .argmax(1)
+                .squeeze_dim::<1>(1)
+                .equal(labels)
+                .int()
+                .sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+
+            let batch_loss = f64::from(loss.into_scalar().elem::<f32>());
+            if !batch_loss.is_finite() {
+                bar.abandon();
+                bail!(
+                    "training diverged: the loss became {batch_loss} at epoch {epoch}, batch {}; \
+                     the last good checkpoint is in {} (try a lower --lr)",
+                    step_in_epoch + 1,
+                    out.dir.display()
+                );
+            }
+            loss_sum += batch_loss * indices.len() as f64;
+            correct += hits.into_scalar().elem::<i64>() as usize;
+            seen += indices.len();
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4}",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
+        }
+        bar.finish_and_clear();
+
+        let val = evaluate(&model.valid(), &splits.val, device);
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / seen as f64,
+            val_loss: val.loss,
+            val_acc: val.confusion.accuracy(),
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        println!(
+            "Epoch: {epoch}  Loss train/val {:.4}/{:.4}  ACC train/val {:.4}/{:.4}  ({:.1} s)",
+            metrics.train_loss,
+            metrics.val_loss,
+            metrics.train_acc,
+            metrics.val_acc,
+            metrics.seconds
+        );
+        info.epochs.push(metrics);
+        save_epoch(&model, info, &out.dir)?;
+    }
+    Ok(model)
+}
+
+fn save_epoch<B: Backend>(
+    model: &Classifier<B>,
+    info: &RunInfo,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    checkpoint::save(dir, model, info)?;
+    crate::fsutil::write_atomic(
+        &dir.join(checkpoint::METRICS_FILE),
+        checkpoint::metrics_csv(&info.epochs).as_bytes(),
+    )?;
+    plot::curves(&dir.join(checkpoint::CURVES_FILE), &info.epochs).context("cannot draw curves.png")
+}
+
+fn progress_bar(enabled: bool, len: u64, prefix: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+/// Loss and confusion matrix of a model on a labelled set.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Mean cross-entropy (no label smoothing).
+    pub loss: f64,
+    /// Counts of (truth, prediction).
+    pub confusion: Confusion,
+    /// The predicted class of every image, in order.
+    pub predictions: Vec<u8>,
+}
+
+/// Evaluates `model` on every image of `set` (no augmentation, no gradients).
+pub fn evaluate<B: Backend>(
+    model: &Classifier<B>,
+    set: &LabeledImages,
+    device: &B::Device,
+) -> Evaluation {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut confusion = Confusion::default();
+    let mut predictions = Vec::with_capacity(set.len());
+    let mut loss_sum = 0.0;
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        let (images, labels) = batch::<B>(set, chunk, None, device);
+        let logits = model.forward(images);
+        let loss = loss_fn.forward(logits.clone(), labels);
+        loss_sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
+        let predicted = logits.argmax(1).into_data();
+        let predicted: Vec<i64> = predicted.convert::<i64>().into_vec().unwrap_or_default();
+        for (&index, &p) in chunk.iter().zip(&predicted) {
+            confusion.record(usize::from(set.labels[index]), p as usize);
+            predictions.push(p as u8);
+        }
+    }
+    Evaluation {
+        loss: if set.is_empty() {
+            0.0
+        } else {
+            loss_sum / set.len() as f64
+        },
+        confusion,
+        predictions,
+    }
+}
