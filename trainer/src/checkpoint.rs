@@ -111,7 +111,11 @@ pub fn load<B: Backend>(
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Classifier::new(info.model, device).load_record(record)
+        let fresh = {
+            let _rng = crate::model::lock_backend_rng();
+            Classifier::new(info.model, device)
+        };
+        fresh.load_record(record)
     }));
     std::panic::set_hook(hook);
     let model = loaded.map_err(|_| {

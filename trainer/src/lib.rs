@@ -7,8 +7,10 @@
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;
+pub mod export;
 pub mod fsutil;
 pub mod model;
 pub mod plot;
 pub mod recipe;
+pub mod synthetic;
 pub mod train;

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand};
 use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 use fmnist_trainer::backend::DeviceKind;
 use fmnist_trainer::checkpoint::{self, RunInfo};
 use fmnist_trainer::model::{summarize, ModelKind};
-use fmnist_trainer::plot;
+use fmnist_trainer::{export, plot};
 use fmnist_trainer::recipe::{OptimizerKind, Recipe, Schedule};
 use fmnist_trainer::train::{self, Output, Splits};
 
@@ -43,6 +44,8 @@ enum Command {
     Eval(EvalArgs),
     /// Draw the first 100 training images as a 10x10 grid (the seed's first figure).
     Show(ShowArgs),
+    /// Write a trained run's model as ONNX.
+    Export(ExportArgs),
     /// Print a model kind's layers, output shapes, parameters and multiply-accumulates.
     Info {
         /// The model kind.
@@ -103,9 +106,12 @@ struct FitArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceKind,
-    /// Write the trained model as ONNX to this file (not implemented yet).
+    /// Also write the trained model as ONNX to this file (see `trainer export`).
     #[arg(long, value_name = "FILE")]
     export: Option<PathBuf>,
+    /// Also write the trained model as an int8 blob for the runtime (see `trainer export`).
+    #[arg(long, value_name = "FILE")]
+    export_q8: Option<PathBuf>,
     /// No progress bars (they are off anyway when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -135,9 +141,31 @@ struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Also write every image's logits to this CSV file (label, then 10 logits per row).
+    #[arg(long, value_name = "FILE")]
+    logits: Option<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceKind,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A run directory written by `trainer fit`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The ONNX file to write (opset 13, input `image` [N,1,28,28] = pixels/255, output `logits` [N,10]).
+    #[arg(long, value_name = "FILE", required_unless_present = "q8")]
+    onnx: Option<PathBuf>,
+    /// The int8 blob to write for the runtime (calibrated on training images, checked on
+    /// the validation split and the test set).
+    #[arg(long, value_name = "FILE")]
+    q8: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The last N training images are the validation split (as in `fit`).
+    #[arg(long, default_value_t = 1000)]
+    val: usize,
 }
 
 #[derive(Args)]
@@ -202,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fit(args) => fit(args),
         Command::Eval(args) => on_backend!(args.device, B, device => eval_on::<B>(&args, &device)),
         Command::Show(args) => show(&args),
+        Command::Export(args) => export_run(&args),
         Command::Info { model } => {
             print_summary(model);
             Ok(())
@@ -210,12 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn fit(args: FitArgs) -> anyhow::Result<()> {
-    if args.export.is_some() {
-        // Refuse before an hour of training, not after.
-        return Err(UsageError(
-            "--export (ONNX) is not implemented yet; train without it and export the run directory once it lands".into(),
-        )
-        .into());
+    // Refuse a path we cannot write before an hour of training, not after.
+    for path in args.export.iter().chain(&args.export_q8) {
+        check_writable(path)?;
     }
     let recipe = recipe_from(&args)?;
     let out = args
@@ -236,7 +262,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         val_images: val_split.len(),
         epochs: Vec::new(),
         test_accuracy: None,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::iter::once("trainer".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
     };
     print_summary(args.model);
     println!(
@@ -263,11 +289,15 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         train: train_split,
         val: val_split,
     };
+    let exports = Exports {
+        onnx: args.export.clone(),
+        q8: args.export_q8.clone(),
+    };
     let output = Output {
         dir: out.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    on_backend!(args.device, B, device => fit_on::<B>(&mut info, &splits, &output, &test_set, &device))?;
+    on_backend!(args.device, B, device => fit_on::<B>(&mut info, &splits, &output, &test_set, &exports, &device))?;
     println!("run directory: {}", out.display());
     Ok(())
 }
@@ -277,12 +307,14 @@ fn fit_on<B: AutodiffBackend>(
     splits: &Splits,
     output: &Output,
     test: &LabeledImages,
+    exports: &Exports,
     device: &B::Device,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let model = train::fit::<B>(info, splits, output, device)?;
     let trained = started.elapsed().as_secs_f64();
-    let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), test, device);
+    let model = burn::module::AutodiffModule::valid(&model);
+    let evaluation = train::evaluate(&model, test, device);
     info.test_accuracy = Some(evaluation.confusion.accuracy());
     checkpoint::save_info(&output.dir, info)?;
     println!(
@@ -296,10 +328,55 @@ fn fit_on<B: AutodiffBackend>(
         evaluation.loss, evaluation.confusion
     );
     print_confusions(&evaluation.confusion);
+    write_exports(&model, info, exports, &splits.train, &splits.val, test, device)
+}
+
+/// Files to export a trained model to.
+struct Exports {
+    onnx: Option<PathBuf>,
+    q8: Option<PathBuf>,
+}
+
+fn write_exports<B: Backend>(
+    model: &fmnist_trainer::model::Classifier<B>,
+    info: &RunInfo,
+    exports: &Exports,
+    calibration: &LabeledImages,
+    val: &LabeledImages,
+    test: &LabeledImages,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    if let Some(path) = &exports.onnx {
+        export::write_onnx(model, info, path)?;
+        println!("wrote {} (ONNX, opset {})", path.display(), export::onnx::OPSET);
+    }
+    if let Some(path) = &exports.q8 {
+        let test = (!test.is_empty()).then_some(test);
+        let report = export::write_q8(model, info, calibration, val, test, path, device)?;
+        println!(
+            "wrote {} (int8 blob, {} bytes, arena {} bytes, calibrated on {} training images)",
+            path.display(),
+            report.bytes,
+            report.arena_bytes,
+            calibration.len().min(export::CALIBRATION_IMAGES)
+        );
+        println!(
+            "  validation accuracy: float {:.2}%, int8 {:.2}%",
+            report.float_val * 100.0,
+            report.int8_val * 100.0
+        );
+        if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
+            println!("  test accuracy:       float {:.2}%, int8 {:.2}%", float * 100.0, int8 * 100.0);
+        }
+        println!("  float and int8 agree on {:.2}% of images", report.agreement * 100.0);
+    }
     Ok(())
 }
 
 fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()> {
+    if let Some(path) = &args.logits {
+        check_writable(path)?;
+    }
     let (info, model) = checkpoint::load::<B::InnerBackend>(&args.checkpoint, device)?;
     let (set, source) = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => (dataset::load_idx_pair(images, labels)?, images.clone()),
@@ -322,6 +399,18 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         info.epochs.len()
     );
     let evaluation = train::evaluate(&model, &set, device);
+    if let Some(path) = &args.logits {
+        let mut csv = String::from("label");
+        for c in 0..fmnist_runtime::CLASS_COUNT {
+            csv += &format!(",logit{c}");
+        }
+        csv.push('\n');
+        for (label, row) in set.labels.iter().zip(evaluation.logits.chunks(fmnist_runtime::CLASS_COUNT)) {
+            let row: Vec<String> = row.iter().map(|v| format!("{v:.7e}")).collect();
+            csv += &format!("{label},{}\n", row.join(","));
+        }
+        fmnist_trainer::fsutil::write_atomic(path, csv.as_bytes())?;
+    }
     println!(
         "data: {} images from {}\nloss {:.4}\n{}",
         set.len(),
@@ -331,6 +420,36 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     );
     print_confusions(&evaluation.confusion);
     Ok(())
+}
+
+fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
+    for path in args.onnx.iter().chain(&args.q8) {
+        check_writable(path)?;
+    }
+    let device = Default::default();
+    let (info, model) = checkpoint::load::<fmnist_trainer::backend::Cpu>(&args.checkpoint, &device)?;
+    println!("{} model from {}", info.model.name(), args.checkpoint.display());
+    let (calibration, val, test) = if args.q8.is_some() {
+        let (train, val) = dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);
+        (train, val, dataset::load_split(&args.data.data, Split::Test)?)
+    } else {
+        Default::default()
+    };
+    let exports = Exports { onnx: args.onnx.clone(), q8: args.q8.clone() };
+    write_exports(&model, &info, &exports, &calibration, &val, &test, &device)
+}
+
+/// An output file must not be a directory, and its directory must exist.
+fn check_writable(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        return Err(UsageError(format!("{}: is a directory, expected a file name", path.display())).into());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(UsageError(format!("{}: the directory {} does not exist", path.display(), dir.display())).into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {

@@ -2,7 +2,8 @@
 //! builds the burn module, counts parameters and multiply-accumulates, and (later) drives
 //! every exporter, so no model is described twice.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
@@ -181,6 +182,19 @@ pub struct LayerSummary {
     pub macs: usize,
 }
 
+/// burn's backend random generator is process-wide: whoever seeds it and draws from it
+/// (initialisation, random tensors) holds this lock meanwhile, so that concurrent work in one
+/// process (tests, a library user's threads) cannot shift another's draws.
+pub fn lock_backend_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Trainable parameters of a model kind (batch norm's running statistics not included).
+pub fn parameter_count(kind: ModelKind) -> usize {
+    summarize(&kind.layers()).map_or(0, |rows| rows.iter().map(|r| r.params).sum())
+}
+
 /// Walks the layers from a `[1, 28, 28]` input: output shapes, parameters, MACs.
 /// Fails when the layers do not chain (a programming error in a model definition).
 pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, String> {
@@ -277,9 +291,30 @@ enum Activation<B: Backend> {
 }
 
 impl<B: Backend> Classifier<B> {
-    /// A freshly initialised model of the given kind (burn's default initialisers, which
-    /// draw from the backend's seeded generator).
+    /// A freshly initialised model of the given kind, drawn from the backend's seeded
+    /// generator. The seed's models start as Paddle 2.2 starts them (conv weights normal
+    /// with std sqrt(2 / fan_in), linear weights Xavier-uniform, biases zero); `edge` keeps
+    /// burn's defaults (PyTorch's).
     pub fn new(kind: ModelKind, device: &B::Device) -> Self {
+        let seed_init = matches!(kind, ModelKind::Mlp | ModelKind::Cnn);
+        let (conv_init, linear_init) = if seed_init {
+            (
+                Initializer::KaimingNormal {
+                    gain: std::f64::consts::SQRT_2,
+                    fan_out_only: false,
+                },
+                Initializer::XavierUniform { gain: 1.0 },
+            )
+        } else {
+            (
+                Conv2dConfig::new([1, 1], [1, 1]).initializer,
+                LinearConfig::new(1, 1).initializer,
+            )
+        };
+        let zero_bias = |bias: Option<Param<Tensor<B, 1>>>| match bias {
+            Some(b) if seed_init => Some(Param::from_tensor(Tensor::zeros(b.dims(), device))),
+            other => other,
+        };
         let layers = kind
             .layers()
             .into_iter()
@@ -289,13 +324,16 @@ impl<B: Backend> Classifier<B> {
                     outputs,
                     kernel,
                     padding,
-                } => Layer::Conv(
-                    Conv2dConfig::new([inputs, outputs], [kernel, kernel])
+                } => {
+                    let mut conv = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
                         .with_padding(PaddingConfig2d::Explicit(
                             padding, padding, padding, padding,
                         ))
-                        .init(device),
-                ),
+                        .with_initializer(conv_init.clone())
+                        .init(device);
+                    conv.bias = zero_bias(conv.bias);
+                    Layer::Conv(conv)
+                }
                 LayerSpec::BatchNorm { features } => {
                     Layer::BatchNorm(BatchNormConfig::new(features).init(device))
                 }
@@ -310,7 +348,11 @@ impl<B: Backend> Classifier<B> {
                 ),
                 LayerSpec::Flatten => Layer::Flatten(Flatten),
                 LayerSpec::Linear { inputs, outputs } => {
-                    Layer::Linear(LinearConfig::new(inputs, outputs).init(device))
+                    let mut linear = LinearConfig::new(inputs, outputs)
+                        .with_initializer(linear_init.clone())
+                        .init(device);
+                    linear.bias = zero_bias(linear.bias);
+                    Layer::Linear(linear)
                 }
             })
             .collect();
@@ -319,8 +361,28 @@ impl<B: Backend> Classifier<B> {
 
     /// Pixels scaled to 0..=1, `[batch, 1, 28, 28]` -> logits `[batch, 10]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.run(images, None)
+    }
+
+    /// The largest absolute value of every layer's output over `images` (for calibration).
+    pub fn output_maxima(&self, images: Tensor<B, 4>) -> Vec<f32> {
+        let mut maxima = vec![0f32; self.layers.len()];
+        self.run(images, Some(&mut |index, max| maxima[index] = max));
+        maxima
+    }
+
+    /// Runs the layers; `observe(index, max)`, if given, receives each layer's largest
+    /// absolute output.
+    fn run(&self, images: Tensor<B, 4>, mut observe: Option<&mut dyn FnMut(usize, f32)>) -> Tensor<B, 2> {
+        let max_of = |x: &Activation<B>| -> f32 {
+            let max = match x {
+                Activation::Map(t) => t.clone().abs().max(),
+                Activation::Flat(t) => t.clone().abs().max(),
+            };
+            max.into_scalar().elem::<f32>()
+        };
         let mut x = Activation::Map(images);
-        for layer in &self.layers {
+        for (index, layer) in self.layers.iter().enumerate() {
             x = match (layer, x) {
                 (Layer::Conv(conv), Activation::Map(t)) => Activation::Map(conv.forward(t)),
                 (Layer::BatchNorm(bn), Activation::Map(t)) => Activation::Map(batch_norm(bn, t)),
@@ -334,6 +396,9 @@ impl<B: Backend> Classifier<B> {
                 // `summarize` rejects such orders for every ModelKind; a test checks all kinds.
                 (_, _) => unreachable!("layer order validated by summarize()"),
             };
+            if let Some(observe) = observe.as_mut() {
+                observe(index, max_of(&x));
+            }
         }
         match x {
             Activation::Flat(logits) => logits,
@@ -403,9 +468,19 @@ mod tests {
     #[test]
     fn burn_modules_match_the_specs() {
         let device = Default::default();
+        let _rng = lock_backend_rng();
         for kind in [ModelKind::Mlp, ModelKind::Cnn, ModelKind::Edge] {
             let model = Classifier::<Flex>::new(kind, &device);
-            assert_eq!(model.num_params(), totals(kind).0, "{kind:?}");
+            // burn also counts batch norm's running mean and variance as parameters.
+            let running: usize = kind
+                .layers()
+                .iter()
+                .map(|l| match l {
+                    LayerSpec::BatchNorm { features } => 2 * features,
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(model.num_params(), totals(kind).0 + running, "{kind:?}");
             let logits = model.forward(Tensor::zeros([3, 1, 28, 28], &device));
             assert_eq!(logits.dims(), [3, CLASS_COUNT], "{kind:?}");
         }
@@ -414,8 +489,10 @@ mod tests {
     #[test]
     fn batch_norm_matches_burns() {
         use burn::backend::Autodiff;
+        use burn::module::AutodiffModule;
         type B = Autodiff<Flex>;
         let device = Default::default();
+        let _rng = lock_backend_rng();
         let bn = BatchNormConfig::new(3).init::<B>(&device);
         let x = Tensor::<B, 4>::random(
             [4, 3, 5, 5],
@@ -426,7 +503,7 @@ mod tests {
         let theirs = bn.forward(x);
         ours.into_data()
             .assert_approx_eq::<f32>(&theirs.into_data(), burn::tensor::Tolerance::absolute(1e-4));
-        // Both updated the running statistics once each, identically.
+        // The inference path (running statistics) matches burn's too.
         let inference = bn.valid();
         let x =
             Tensor::<Flex, 4>::random([2, 3, 5, 5], burn::tensor::Distribution::Default, &device);

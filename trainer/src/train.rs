@@ -48,8 +48,11 @@ pub fn fit<B: AutodiffBackend>(
     out: &Output,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
-    B::seed(device, info.seed);
-    let model = Classifier::<B>::new(info.model, device);
+    let model = {
+        let _guard = crate::model::lock_backend_rng();
+        B::seed(device, info.seed);
+        Classifier::<B>::new(info.model, device)
+    };
     match info.recipe.optimizer {
         OptimizerKind::Adam => {
             let optim = AdamConfig::new()
@@ -204,6 +207,8 @@ pub struct Evaluation {
     pub confusion: Confusion,
     /// The predicted class of every image, in order.
     pub predictions: Vec<u8>,
+    /// The logits of every image, 10 per image, in order.
+    pub logits: Vec<f32>,
 }
 
 /// Evaluates `model` on every image of `set` (no augmentation, no gradients).
@@ -215,6 +220,7 @@ pub fn evaluate<B: Backend>(
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut confusion = Confusion::default();
     let mut predictions = Vec::with_capacity(set.len());
+    let mut all_logits = Vec::with_capacity(set.len() * fmnist_runtime::CLASS_COUNT);
     let mut loss_sum = 0.0;
     let indices: Vec<usize> = (0..set.len()).collect();
     for chunk in indices.chunks(EVAL_BATCH) {
@@ -222,6 +228,7 @@ pub fn evaluate<B: Backend>(
         let logits = model.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels);
         loss_sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
+        all_logits.extend(logits.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
         let predicted = logits.argmax(1).into_data();
         let predicted: Vec<i64> = predicted.convert::<i64>().into_vec().unwrap_or_default();
         for (&index, &p) in chunk.iter().zip(&predicted) {
@@ -237,5 +244,78 @@ pub fn evaluate<B: Backend>(
         },
         confusion,
         predictions,
+        logits: all_logits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuTrain};
+    use crate::model::ModelKind;
+    use crate::recipe::Recipe;
+    use crate::synthetic;
+
+    fn run_info(kind: ModelKind, seed: u64, epochs: usize) -> RunInfo {
+        let mut recipe = Recipe::default_for(kind);
+        recipe.epochs = epochs;
+        recipe.batch = 20;
+        recipe.lr = 3e-3;
+        RunInfo {
+            model: kind,
+            recipe,
+            seed,
+            backend: "flex".into(),
+            train_images: 0,
+            val_images: 0,
+            epochs: Vec::new(),
+            test_accuracy: None,
+            command: "test".into(),
+        }
+    }
+
+    fn quick_fit(kind: ModelKind, seed: u64, dir: &std::path::Path) -> (RunInfo, Classifier<CpuTrain>) {
+        let splits = Splits { train: synthetic::images(200, 7), val: synthetic::images(50, 8) };
+        let out = Output { dir: dir.to_path_buf(), progress: false };
+        let mut info = run_info(kind, seed, 2);
+        let model = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+        (info, model)
+    }
+
+    #[test]
+    fn learns_synthetic_classes_and_writes_the_run_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (info, model) = quick_fit(ModelKind::Mlp, 1, dir.path());
+        assert_eq!(info.epochs.len(), 2);
+        let test = synthetic::images(100, 9);
+        let evaluation = evaluate(&model.valid(), &test, &Default::default());
+        assert!(evaluation.confusion.accuracy() > 0.9, "{}", evaluation.confusion);
+        assert_eq!(evaluation.confusion.total(), 100);
+        let csv = std::fs::read_to_string(dir.path().join(checkpoint::METRICS_FILE)).unwrap();
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        let png = std::fs::read(dir.path().join(checkpoint::CURVES_FILE)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+
+        // The saved checkpoint predicts exactly what the model in memory predicts.
+        let (loaded_info, loaded) = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap();
+        assert_eq!(loaded_info, info);
+        let again = evaluate(&loaded, &test, &Default::default());
+        assert_eq!(again.predictions, evaluation.predictions);
+        assert!((again.loss - evaluation.loss).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_model_kind_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut info, _) = quick_fit(ModelKind::Mlp, 1, dir.path());
+        for kind in [ModelKind::Cnn, ModelKind::Edge] {
+            info.model = kind;
+            checkpoint::save_info(dir.path(), &info).unwrap();
+            let error = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
+            assert!(format!("{error:#}").contains(kind.name()), "{error:#}");
+        }
+        std::fs::write(dir.path().join(checkpoint::MODEL_FILE), b"garbage").unwrap();
+        let error = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("model.mpk"), "{error:#}");
     }
 }

@@ -129,3 +129,24 @@ fn read_body(reader: Box<dyn Read>, path: &Path, expected: u64) -> Result<Vec<u8
     }
     Ok(body)
 }
+
+/// Encodes images (28x28 u8, back to back) as an uncompressed IDX3 file's bytes.
+pub fn encode_idx_images(images: &[u8]) -> Vec<u8> {
+    let count = (images.len() / (IMAGE_SIDE * IMAGE_SIDE)) as u32;
+    let mut bytes = Vec::with_capacity(16 + images.len());
+    for word in [IMAGES_MAGIC, count, IMAGE_SIDE as u32, IMAGE_SIDE as u32] {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.extend_from_slice(images);
+    bytes
+}
+
+/// Encodes labels as an uncompressed IDX1 file's bytes.
+pub fn encode_idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + labels.len());
+    for word in [LABELS_MAGIC, labels.len() as u32] {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.extend_from_slice(labels);
+    bytes
+}

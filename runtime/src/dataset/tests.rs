@@ -4,21 +4,15 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn idx_images(count: u32, rows: u32, data: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for word in [0x803, count, rows, 28] {
-        bytes.extend_from_slice(&u32::to_be_bytes(word));
-    }
+    let mut bytes = encode_idx_images(&[]);
+    bytes[4..8].copy_from_slice(&count.to_be_bytes());
+    bytes[8..12].copy_from_slice(&rows.to_be_bytes());
     bytes.extend_from_slice(data);
     bytes
 }
 
 fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for word in [0x801, labels.len() as u32] {
-        bytes.extend_from_slice(&u32::to_be_bytes(word));
-    }
-    bytes.extend_from_slice(labels);
-    bytes
+    encode_idx_labels(labels)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

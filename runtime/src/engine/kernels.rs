@@ -1,0 +1,197 @@
+//! The int8 kernels: plain, portable Rust over byte slices, bit-exact on every target.
+//! Activations are HWC; weights i8 stored as bytes; accumulation in i32.
+
+use crate::blob::{Output, Requant};
+
+/// How to read one activation byte.
+pub trait Element {
+    /// The byte as the integer it encodes.
+    fn value(byte: u8) -> i32;
+}
+
+/// Unsigned activations (pixels, ReLU outputs), zero point 0.
+pub struct U8;
+/// Signed activations (LeakyReLU outputs), zero point 0.
+pub struct I8;
+
+impl Element for U8 {
+    #[inline(always)]
+    fn value(byte: u8) -> i32 {
+        i32::from(byte)
+    }
+}
+
+impl Element for I8 {
+    #[inline(always)]
+    fn value(byte: u8) -> i32 {
+        i32::from(byte as i8)
+    }
+}
+
+/// Little-endian i32 number `index` of `bytes` (lengths are validated at load).
+#[inline(always)]
+pub fn le_i32(bytes: &[u8], index: usize) -> i32 {
+    let at = index * 4;
+    i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// `round(acc * multiplier / 2^(31 + shift))`, rounding half up; `shift` in -30..=31.
+#[inline(always)]
+pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
+    let total = (31 + shift) as u32;
+    let product = i64::from(acc) * i64::from(multiplier);
+    let rounded = (product + (1i64 << (total - 1))) >> total;
+    rounded.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// Bias, requantization and activation of output channel `channel`; the result as stored.
+#[inline(always)]
+fn finish(requant: &Requant<'_>, channel: usize, acc: i32) -> i32 {
+    let multiplier = le_i32(requant.multiplier, channel);
+    let shift = i32::from(requant.shift[channel] as i8);
+    let value = requantize(acc, multiplier, shift);
+    match requant.output {
+        Output::Relu => value.clamp(0, 255),
+        Output::LeakyRelu { slope_q15 } => {
+            let value = if value < 0 {
+                (value * i32::from(slope_q15) + (1 << 14)) >> 15
+            } else {
+                value
+            };
+            value.clamp(-128, 127)
+        }
+        Output::Logits => value,
+    }
+}
+
+#[inline(always)]
+fn dot<E: Element>(inputs: &[u8], weights: &[u8]) -> i32 {
+    inputs
+        .iter()
+        .zip(weights)
+        .map(|(&x, &w)| E::value(x) * i32::from(w as i8))
+        .sum()
+}
+
+/// Shape of a convolution, all validated at load.
+pub struct ConvShape {
+    /// Input height, width, channels.
+    pub input: [usize; 3],
+    /// Output height, width, channels.
+    pub output: [usize; 3],
+    /// Kernel side.
+    pub kernel: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+/// Convolution, stride 1: `input` HWC -> `output` HWC bytes.
+pub fn conv<E: Element>(shape: &ConvShape, weights: &[u8], requant: &Requant<'_>, input: &[u8], output: &mut [u8]) {
+    let [in_h, in_w, in_c] = shape.input;
+    let [out_h, out_w, out_c] = shape.output;
+    let (k, pad) = (shape.kernel, shape.padding);
+    let filter_len = k * k * in_c;
+    for oy in 0..out_h {
+        // The kernel rows that fall inside the image for this output row.
+        let ky_start = pad.saturating_sub(oy);
+        let ky_end = k.min(in_h + pad - oy);
+        for ox in 0..out_w {
+            let kx_start = pad.saturating_sub(ox);
+            let kx_end = k.min(in_w + pad - ox);
+            let out_pixel = &mut output[(oy * out_w + ox) * out_c..][..out_c];
+            for (oc, out) in out_pixel.iter_mut().enumerate() {
+                let filter = &weights[oc * filter_len..][..filter_len];
+                let mut acc = le_i32(requant.bias, oc);
+                for ky in ky_start..ky_end {
+                    let iy = oy + ky - pad;
+                    let row = (iy * in_w + ox + kx_start - pad) * in_c;
+                    let span = (kx_end - kx_start) * in_c;
+                    let w_row = (ky * k + kx_start) * in_c;
+                    acc += dot::<E>(&input[row..row + span], &filter[w_row..w_row + span]);
+                }
+                *out = finish(requant, oc, acc) as u8;
+            }
+        }
+    }
+}
+
+/// Fully connected layer into bytes (ReLU / LeakyReLU outputs).
+pub fn linear<E: Element>(inputs: usize, weights: &[u8], requant: &Requant<'_>, input: &[u8], output: &mut [u8]) {
+    for (oc, out) in output.iter_mut().enumerate() {
+        let acc = le_i32(requant.bias, oc) + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
+        *out = finish(requant, oc, acc) as u8;
+    }
+}
+
+/// Fully connected layer into i32 logits (the final layer).
+pub fn linear_logits<E: Element>(inputs: usize, weights: &[u8], requant: &Requant<'_>, input: &[u8], logits: &mut [i32]) {
+    for (oc, out) in logits.iter_mut().enumerate() {
+        let acc = le_i32(requant.bias, oc) + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
+        *out = finish(requant, oc, acc);
+    }
+}
+
+/// Max pooling `size` x `size`, stride `size`, HWC. Max commutes with the (monotonic)
+/// quantization, so it runs on the stored integers.
+pub fn max_pool<E: Element>(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
+    let [h, w, c] = input;
+    let (out_h, out_w) = (h / size, w / size);
+    for oy in 0..out_h {
+        for ox in 0..out_w {
+            for ch in 0..c {
+                let mut best = src[((oy * size) * w + ox * size) * c + ch];
+                for dy in 0..size {
+                    for dx in 0..size {
+                        let candidate = src[((oy * size + dy) * w + ox * size + dx) * c + ch];
+                        if E::value(candidate) > E::value(best) {
+                            best = candidate;
+                        }
+                    }
+                }
+                dst[(oy * out_w + ox) * c + ch] = best;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requantize_rounds_half_up_and_scales() {
+        // multiplier 2^30 with shift 0 is x0.5.
+        assert_eq!(requantize(10, 1 << 30, 0), 5);
+        assert_eq!(requantize(11, 1 << 30, 0), 6);
+        assert_eq!(requantize(-11, 1 << 30, 0), -5);
+        // shift 2 divides by 4 more; shift -1 multiplies by 2.
+        assert_eq!(requantize(100, 1 << 30, 2), 13);
+        assert_eq!(requantize(100, 1 << 30, -1), 100);
+        assert_eq!(requantize(i32::MAX, i32::MAX, -30), i32::MAX);
+    }
+
+    #[test]
+    fn conv_with_padding_matches_a_direct_sum() {
+        // 3x3 single-channel input, 3x3 kernel of ones, padding 1, scale x1 (multiplier 2^30, shift -1).
+        let input: [u8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let weights = [1u8; 9];
+        let bias = 0i32.to_le_bytes();
+        let multiplier = (1i32 << 30).to_le_bytes();
+        let shift = [(-1i8) as u8];
+        let requant = Requant { bias: &bias, multiplier: &multiplier, shift: &shift, output: Output::Relu };
+        let shape = ConvShape { input: [3, 3, 1], output: [3, 3, 1], kernel: 3, padding: 1 };
+        let mut output = [0u8; 9];
+        conv::<U8>(&shape, &weights, &requant, &input, &mut output);
+        assert_eq!(output, [12, 21, 16, 27, 45, 33, 24, 39, 28]);
+    }
+
+    #[test]
+    fn max_pool_compares_signed_values_as_signed() {
+        let src = [(-5i8) as u8, 3, (-1i8) as u8, (-128i8) as u8];
+        let mut dst = [0u8; 1];
+        max_pool::<I8>([2, 2, 1], 2, &src, &mut dst);
+        assert_eq!(dst[0] as i8, 3);
+        max_pool::<U8>([2, 2, 1], 2, &[1, 200, 3, 4], &mut dst);
+        assert_eq!(dst[0], 200);
+    }
+}

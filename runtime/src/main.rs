@@ -1,0 +1,273 @@
+//! `runtime`: classify 28x28 Fashion-MNIST images with an int8 blob or an ONNX model.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fmnist_runtime::classifier::Classifier;
+use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
+use fmnist_runtime::preprocess::{self, Invert};
+use fmnist_runtime::{Confusion, CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS};
+
+/// The shipped `edge` int8 model, used when no `--model` is given.
+static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/edge.q8");
+const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";
+
+/// Some images failed (the others were classified).
+const EXIT_SOME_FAILED: u8 = 1;
+/// Bad usage or an unusable model or dataset.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "runtime", version, about = "Classify Fashion-MNIST images with an int8 blob or an ONNX model")]
+#[command(after_help = "Exit codes: 0 success; 1 some images could not be classified; 2 bad usage, model or data.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify image files (PNG, JPEG, ...; any size and colour type) or every image in a directory.
+    Classify(ClassifyArgs),
+    /// Accuracy and confusion matrix on the test set or a CSV file.
+    Eval(EvalArgs),
+    /// What a model file holds: kind, format, layers, sizes, recorded accuracy.
+    Info {
+        /// The model file (int8 blob or ONNX).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ModelArg {
+    /// Model file: an int8 blob or an ONNX file, recognised from its content [default: the built-in edge model].
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    /// Image files or directories.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Show the K most likely classes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=10))]
+    top: u8,
+    /// One JSON document on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Always invert gray levels (by default: when the background is light).
+    #[arg(long, conflicts_with = "no_invert")]
+    invert: bool,
+    /// Never invert gray levels.
+    #[arg(long)]
+    no_invert: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// A data directory (its test split) or a CSV file with a label column.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(args) => classify(&args),
+        Command::Eval(args) => eval(&args),
+        Command::Info { file } => info(&file),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The model's bytes and the name to show for it.
+fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, String)> {
+    match &arg.model {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok((bytes.into(), path.display().to_string()))
+        }
+        None => Ok((DEFAULT_MODEL.into(), DEFAULT_MODEL_NAME.to_string())),
+    }
+}
+
+fn load<'a>(bytes: &'a [u8], name: &str) -> anyhow::Result<Classifier<'a>> {
+    Ok(Classifier::from_bytes(bytes, Path::new(name))?)
+}
+
+/// The image files named: files as given, directories expanded to their image files.
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let is_image = |p: &Path| {
+        p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm"]
+                .contains(&e.to_ascii_lowercase().as_str())
+        })
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        match std::fs::read_dir(path) {
+            Ok(entries) if path.is_dir() => {
+                let mut found: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_image(p)).collect();
+                found.sort();
+                files.extend(found);
+            }
+            _ => files.push(path.clone()),
+        }
+    }
+    files
+}
+
+fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
+    let (bytes, name) = model_bytes(&args.model)?;
+    let model = load(&bytes, &name)?;
+    let invert = match (args.invert, args.no_invert) {
+        (true, _) => Invert::Yes,
+        (_, true) => Invert::No,
+        _ => Invert::Auto,
+    };
+    let files = expand(&args.images);
+    if files.is_empty() {
+        anyhow::bail!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let mut failed = 0usize;
+    let mut results = Vec::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &files {
+        let outcome = preprocess::load(file, invert)
+            .map_err(|e| e.to_string())
+            .and_then(|pixels| model.probabilities(&pixels).map_err(|e| format!("{}: {e}", file.display())))
+            .map(|p| p[0]);
+        match outcome {
+            Ok(probabilities) => {
+                let mut order: Vec<usize> = (0..CLASS_COUNT).collect();
+                order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+                let top = &order[..usize::from(args.top)];
+                if args.json {
+                    results.push(serde_json::json!({
+                        "file": file.display().to_string(),
+                        "class": CLASS_NAMES[top[0]],
+                        "label": top[0],
+                        "probability": probabilities[top[0]],
+                        "top": top.iter().map(|&c| serde_json::json!({"class": CLASS_NAMES[c], "label": c, "probability": probabilities[c]})).collect::<Vec<_>>(),
+                    }));
+                } else {
+                    let shown: Vec<String> =
+                        top.iter().map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0)).collect();
+                    if writeln!(out, "{}: {}", file.display(), shown.join(", ")).is_err() {
+                        return Ok(0); // broken pipe: the reader has gone, stop quietly
+                    }
+                }
+            }
+            Err(problem) => {
+                failed += 1;
+                if args.json {
+                    results.push(serde_json::json!({"file": file.display().to_string(), "error": problem}));
+                } else {
+                    eprintln!("error: {problem}");
+                }
+            }
+        }
+    }
+    if args.json {
+        let document = serde_json::json!({"model": name, "format": model.format(), "results": results});
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&document)?);
+    }
+    Ok(if failed > 0 { EXIT_SOME_FAILED } else { 0 })
+}
+
+fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
+    let (bytes, name) = model_bytes(&args.model)?;
+    let model = load(&bytes, &name)?;
+    let set = dataset::load_path(&args.data, Split::Test)?;
+    let set = match args.limit {
+        Some(limit) => set.truncated(limit),
+        None => set,
+    };
+    if set.is_empty() {
+        anyhow::bail!("{}: no images", args.data.display());
+    }
+    let started = std::time::Instant::now();
+    let mut confusion = Confusion::default();
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(set.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    const CHUNK: usize = 500;
+    for (chunk_index, chunk) in set.images.chunks(CHUNK * IMAGE_PIXELS).enumerate() {
+        let probabilities = model.probabilities(chunk).map_err(anyhow::Error::msg)?;
+        for (i, p) in probabilities.iter().enumerate() {
+            let predicted = (0..CLASS_COUNT).fold(0, |best, c| if p[c] > p[best] { c } else { best });
+            confusion.record(usize::from(set.labels[chunk_index * CHUNK + i]), predicted);
+        }
+        bar.inc(probabilities.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    println!("model: {name} ({}, {})", model.format(), model.kind().unwrap_or("unknown kind"));
+    println!("data: {} images from {}", set.len(), args.data.display());
+    println!("{confusion}");
+    println!("{:.1} us per image", seconds * 1e6 / set.len() as f64);
+    Ok(0)
+}
+
+fn info(file: &Path) -> anyhow::Result<u8> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let model = load(&bytes, &name)?;
+    println!("file: {name} ({} bytes)", bytes.len());
+    match &model {
+        Classifier::Int8(plan) => {
+            let m = plan.model();
+            println!("format: int8 blob, version {}", fmnist_runtime::blob::FORMAT_VERSION);
+            println!("kind: {}", m.kind);
+            println!("parameters: {}, multiply-accumulates per image: {}", m.parameters, m.macs);
+            println!("arena: {} bytes", plan.arena_bytes());
+            let accuracy = |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
+            println!("test accuracy at export: float {}, int8 {}", accuracy(m.float_accuracy), accuracy(m.int8_accuracy));
+            println!("calibrated on {} training images; input scale {:e}", m.calibration_images, m.input_scale);
+            println!("layers:");
+            for layer in &m.layers {
+                let text = match layer {
+                    fmnist_runtime::blob::Layer::Conv(c) => format!(
+                        "Conv {}->{} {}x{} pad {} on {}x{} ({:?})",
+                        c.in_channels, c.out_channels, c.kernel, c.kernel, c.padding, c.in_height, c.in_width, c.requant.output
+                    ),
+                    fmnist_runtime::blob::Layer::Linear(l) => {
+                        format!("Linear {}->{} ({:?})", l.inputs, l.outputs, l.requant.output)
+                    }
+                    fmnist_runtime::blob::Layer::MaxPool { size } => format!("MaxPool {size}x{size}"),
+                    fmnist_runtime::blob::Layer::Flatten => "Flatten".into(),
+                };
+                println!("  {text}");
+            }
+        }
+        Classifier::Onnx(onnx) => {
+            println!("format: ONNX (tract)");
+            let mut keys: Vec<_> = onnx.metadata().iter().collect();
+            keys.sort();
+            for (key, value) in keys {
+                println!("{key}: {value}");
+            }
+        }
+    }
+    Ok(0)
+}

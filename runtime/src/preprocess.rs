@@ -1,0 +1,162 @@
+//! Any image file to a Fashion-MNIST input, as the dataset itself was made: gray, light
+//! garment on black, empty border trimmed, longest side scaled to 28, centred in 28x28.
+
+use std::path::Path;
+
+use image::{imageops, DynamicImage, GrayImage, ImageReader, Limits, Luma};
+
+use crate::classes::{IMAGE_PIXELS, IMAGE_SIDE};
+
+/// Images whose header claims more pixels than this per side are refused before decoding.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Whether to invert the gray levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invert {
+    /// Invert when the border is mostly light (a product photo on white).
+    Auto,
+    /// Always invert.
+    Yes,
+    /// Never invert.
+    No,
+}
+
+/// An image that could not be read or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct ImageError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What went wrong.
+    pub problem: String,
+}
+
+/// Reads and decodes `path` (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM; format guessed from the
+/// content), refusing absurd dimensions before decoding, and prepares it with [`prepare`].
+pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageError> {
+    let error = |problem: String| ImageError { path: path.to_path_buf(), problem };
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| error(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| error(e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err(error("not an image in a known format".into()));
+    }
+    let image = reader.decode().map_err(|e| error(format!("cannot decode: {e}")))?;
+    Ok(prepare(&image, invert))
+}
+
+/// Gray, inverted if needed, trimmed, scaled and centred. A 28x28 image is only made gray
+/// and (if needed) inverted: it already has the dataset's geometry.
+pub fn prepare(image: &DynamicImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
+    let gray = to_gray(image);
+    let invert = match invert {
+        Invert::Yes => true,
+        Invert::No => false,
+        Invert::Auto => border_mean(&gray) > 127.0,
+    };
+    let mut gray = gray;
+    if invert {
+        imageops::invert(&mut gray);
+    }
+    let side = IMAGE_SIDE as u32;
+    let placed = if gray.dimensions() == (side, side) { gray } else { fit(&gray) };
+    let mut pixels = [0u8; IMAGE_PIXELS];
+    pixels.copy_from_slice(placed.as_raw());
+    pixels
+}
+
+/// Gray levels; transparent pixels are composited over white (the usual product-photo
+/// background), so they become background after inversion.
+fn to_gray(image: &DynamicImage) -> GrayImage {
+    if image.color().has_alpha() {
+        let rgba = image.to_rgba8();
+        let mut gray = GrayImage::new(rgba.width(), rgba.height());
+        for (out, px) in gray.pixels_mut().zip(rgba.pixels()) {
+            let [r, g, b, a] = px.0.map(f32::from);
+            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+            let alpha = a / 255.0;
+            *out = Luma([(luma * alpha + 255.0 * (1.0 - alpha)).round() as u8]);
+        }
+        gray
+    } else {
+        image.to_luma8()
+    }
+}
+
+fn border_mean(gray: &GrayImage) -> f64 {
+    let (w, h) = gray.dimensions();
+    let mut sum = 0u64;
+    let mut count = 0u64;
+    for (x, y, px) in gray.enumerate_pixels() {
+        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
+            sum += u64::from(px.0[0]);
+            count += 1;
+        }
+    }
+    sum as f64 / count.max(1) as f64
+}
+
+/// Trims the dark border, scales the longest side to 28 and centres the result.
+fn fit(gray: &GrayImage) -> GrayImage {
+    let threshold = 32;
+    let (w, h) = gray.dimensions();
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for (x, y, px) in gray.enumerate_pixels() {
+        if px.0[0] > threshold {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    let cropped = if x0 <= x1 && y0 <= y1 {
+        imageops::crop_imm(gray, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image()
+    } else {
+        gray.clone()
+    };
+    let (cw, ch) = cropped.dimensions();
+    let side = IMAGE_SIDE as u32;
+    let scale = f64::from(side) / f64::from(cw.max(ch));
+    let nw = ((f64::from(cw) * scale).round() as u32).clamp(1, side);
+    let nh = ((f64::from(ch) * scale).round() as u32).clamp(1, side);
+    let resized = imageops::resize(&cropped, nw, nh, imageops::FilterType::CatmullRom);
+    let mut canvas = GrayImage::new(side, side);
+    imageops::overlay(&mut canvas, &resized, i64::from((side - nw) / 2), i64::from((side - nh) / 2));
+    canvas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dark_garment_on_white_is_inverted_trimmed_and_centred() {
+        // 100x50 white image with a black 40x20 block off-centre.
+        let mut gray = GrayImage::from_pixel(100, 50, Luma([255]));
+        for y in 5..25 {
+            for x in 10..50 {
+                gray.put_pixel(x, y, Luma([0]));
+            }
+        }
+        let pixels = prepare(&DynamicImage::ImageLuma8(gray), Invert::Auto);
+        // The block's 40 px wide side is scaled to 28 and centred: 28 x 14, rows 7..21.
+        assert_eq!(pixels[14 * 28 + 14], 255);
+        assert_eq!(pixels[14 * 28], 255);
+        assert_eq!(pixels[2 * 28 + 14], 0);
+        assert_eq!(pixels[25 * 28 + 14], 0);
+        let lit = pixels.iter().filter(|&&p| p > 128).count();
+        assert!((28 * 13..=28 * 15).contains(&lit), "{lit}");
+    }
+
+    #[test]
+    fn a_28x28_dataset_image_is_kept_as_is() {
+        let gray = GrayImage::from_fn(28, 28, |x, y| Luma([((x * 9 + y) % 200) as u8]));
+        let pixels = prepare(&DynamicImage::ImageLuma8(gray.clone()), Invert::Auto);
+        assert_eq!(&pixels[..], gray.as_raw().as_slice());
+        let inverted = prepare(&DynamicImage::ImageLuma8(gray.clone()), Invert::Yes);
+        assert_eq!(inverted[1], 255 - gray.as_raw()[1]);
+    }
+}

@@ -1,0 +1,65 @@
+//! End-to-end on the real Fashion-MNIST (the Debian package `dataset-fashion-mnist`, or the
+//! directory in `FMNIST_DATA`): a few thousand images, so it stays fast.
+
+use std::path::PathBuf;
+
+use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
+use fmnist_trainer::backend::{Cpu, CpuTrain};
+use fmnist_trainer::checkpoint::{self, RunInfo};
+use fmnist_trainer::model::ModelKind;
+use fmnist_trainer::recipe::Recipe;
+use fmnist_trainer::train::{self, Output, Splits};
+
+fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run scripts/test.sh (it installs dataset-fashion-mnist) or set FMNIST_DATA",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn the_real_files_have_the_documented_sizes() {
+    let dir = data_dir();
+    let train = load_split(&dir, Split::Train).unwrap();
+    let test = load_split(&dir, Split::Test).unwrap();
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+    assert_eq!(test.class_counts(), [1000; 10]);
+    let (fit, val) = train.split_last(1000);
+    assert_eq!((fit.len(), val.len()), (59_000, 1000));
+}
+
+#[test]
+fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
+    let dir = data_dir();
+    let (train, val) = load_split(&dir, Split::Train).unwrap().truncated(3000).split_last(500);
+    let test = load_split(&dir, Split::Test).unwrap().truncated(1000);
+    let run = tempfile::tempdir().unwrap();
+    let mut recipe = Recipe::default_for(ModelKind::Edge);
+    recipe.epochs = 2;
+    recipe.batch = 64;
+    let mut info = RunInfo {
+        model: ModelKind::Edge,
+        recipe,
+        seed: 42,
+        backend: "flex".into(),
+        train_images: train.len(),
+        val_images: val.len(),
+        epochs: Vec::new(),
+        test_accuracy: None,
+        command: "test".into(),
+    };
+    let out = Output { dir: run.path().to_path_buf(), progress: false };
+    let device = Default::default();
+    let model = train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &device).unwrap();
+    let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), &test, &device);
+    // Chance is 10%; two short epochs on 2,500 images reach well above 65%.
+    assert!(evaluation.confusion.accuracy() > 0.65, "{}", evaluation.confusion);
+    assert!(info.epochs[1].val_acc > 0.65, "{:?}", info.epochs);
+
+    let (_, loaded) = checkpoint::load::<Cpu>(run.path(), &device).unwrap();
+    let again = train::evaluate(&loaded, &test, &device);
+    assert_eq!(again.predictions, evaluation.predictions);
+}
