@@ -13,14 +13,22 @@ use fmnist_trainer::recipe::Recipe;
 use fmnist_trainer::train::{self, Output, Splits};
 
 fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
-    assert!(dir.is_dir(), "{} is missing: run scripts/test.sh or set FMNIST_DATA", dir.display());
+    let dir =
+        PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run scripts/test.sh or set FMNIST_DATA",
+        dir.display()
+    );
     dir
 }
 
 /// A briefly trained run of `kind` (so batch norm statistics are real, not 0 and 1).
 fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
-    let (train, val) = load_split(&data_dir(), Split::Train).unwrap().truncated(700).split_last(100);
+    let (train, val) = load_split(&data_dir(), Split::Train)
+        .unwrap()
+        .truncated(700)
+        .split_last(100);
     let mut recipe = Recipe::default_for(kind);
     recipe.epochs = 1;
     recipe.batch = 50;
@@ -36,14 +44,19 @@ fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
         test_accuracy: Some(0.5),
         command: format!("trainer fit --model {}", kind.name()),
     };
-    let out = Output { dir: dir.to_path_buf(), progress: false };
+    let out = Output {
+        dir: dir.to_path_buf(),
+        progress: false,
+    };
     train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &Default::default()).unwrap();
     checkpoint::save_info(dir, &info).unwrap();
     info
 }
 
 fn test_images(count: usize) -> LabeledImages {
-    load_split(&data_dir(), Split::Test).unwrap().truncated(count)
+    load_split(&data_dir(), Split::Test)
+        .unwrap()
+        .truncated(count)
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -56,7 +69,8 @@ fn every_model_kind_exports_and_tract_matches_burn() {
     for kind in [ModelKind::Mlp, ModelKind::Cnn, ModelKind::Edge] {
         let run = tempfile::tempdir().unwrap();
         let info = trained_run(kind, run.path());
-        let (info_loaded, model) = checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
+        let (info_loaded, model) =
+            checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
         assert_eq!(info_loaded, info);
         let onnx_path = run.path().join("model.onnx");
         export::write_onnx(&model, &info, &onnx_path).unwrap();
@@ -65,18 +79,32 @@ fn every_model_kind_exports_and_tract_matches_burn() {
         let onnx = OnnxClassifier::load(&onnx_path).unwrap();
         let tract_logits = onnx.logits(&test.images).unwrap();
         assert_eq!(tract_logits.len(), 256 * CLASS_COUNT);
-        let worst = burn_logits.iter().zip(&tract_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = burn_logits
+            .iter()
+            .zip(&tract_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(worst <= 1e-4, "{kind:?}: logits differ by up to {worst}");
-        for (image, (ours, theirs)) in burn_logits.chunks(10).zip(tract_logits.chunks(10)).enumerate() {
+        for (image, (ours, theirs)) in burn_logits
+            .chunks(10)
+            .zip(tract_logits.chunks(10))
+            .enumerate()
+        {
             assert_eq!(argmax(ours), argmax(theirs), "{kind:?}: image {image}");
         }
         // Batch 1 gives the same logits as the batch of 256 (the batch is symbolic).
         let single = onnx.logits(test.image(7)).unwrap();
-        assert!(single.iter().zip(&tract_logits[70..80]).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert!(single
+            .iter()
+            .zip(&tract_logits[70..80])
+            .all(|(a, b)| (a - b).abs() < 1e-5));
 
         let metadata = onnx.metadata();
         assert_eq!(metadata["model_kind"], kind.name());
-        assert_eq!(metadata["parameter_count"], fmnist_trainer::model::parameter_count(kind).to_string());
+        assert_eq!(
+            metadata["parameter_count"],
+            fmnist_trainer::model::parameter_count(kind).to_string()
+        );
         assert!(metadata["class_names"].contains("Ankle boot"));
         assert_eq!(metadata["test_accuracy"], "0.5000");
         assert!(metadata["training_command"].starts_with("trainer fit"));

@@ -11,7 +11,8 @@ use fmnist_trainer::recipe::Recipe;
 use fmnist_trainer::train::{self, Output, Splits};
 
 fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
+    let dir =
+        PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
     assert!(
         dir.is_dir(),
         "{} is missing: run scripts/test.sh (it installs dataset-fashion-mnist) or set FMNIST_DATA",
@@ -34,7 +35,10 @@ fn the_real_files_have_the_documented_sizes() {
 #[test]
 fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
     let dir = data_dir();
-    let (train, val) = load_split(&dir, Split::Train).unwrap().truncated(3000).split_last(500);
+    let (train, val) = load_split(&dir, Split::Train)
+        .unwrap()
+        .truncated(3000)
+        .split_last(500);
     let test = load_split(&dir, Split::Test).unwrap().truncated(1000);
     let run = tempfile::tempdir().unwrap();
     let mut recipe = Recipe::default_for(ModelKind::Edge);
@@ -51,12 +55,19 @@ fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
         test_accuracy: None,
         command: "test".into(),
     };
-    let out = Output { dir: run.path().to_path_buf(), progress: false };
+    let out = Output {
+        dir: run.path().to_path_buf(),
+        progress: false,
+    };
     let device = Default::default();
     let model = train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &device).unwrap();
     let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), &test, &device);
     // Chance is 10%; two short epochs on 2,500 images reach well above 65%.
-    assert!(evaluation.confusion.accuracy() > 0.65, "{}", evaluation.confusion);
+    assert!(
+        evaluation.confusion.accuracy() > 0.65,
+        "{}",
+        evaluation.confusion
+    );
     assert!(info.epochs[1].val_acc > 0.65, "{:?}", info.epochs);
 
     let (_, loaded) = checkpoint::load::<Cpu>(run.path(), &device).unwrap();

@@ -29,15 +29,22 @@ impl<'a> Classifier<'a> {
     /// Loads a model from its bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &'a [u8], path: &Path) -> Result<Self, LoadError> {
         if bytes.starts_with(&crate::blob::MAGIC) {
-            Plan::new(bytes).map(Classifier::Int8).map_err(|e| LoadError {
-                path: path.to_path_buf(),
-                problem: format!("int8 blob refused: {e}"),
-            })
+            Plan::new(bytes)
+                .map(Classifier::Int8)
+                .map_err(|e| LoadError {
+                    path: path.to_path_buf(),
+                    problem: format!("int8 blob refused: {e}"),
+                })
         } else {
-            OnnxClassifier::from_bytes(bytes, path).map(Classifier::Onnx).map_err(|e| LoadError {
-                path: path.to_path_buf(),
-                problem: format!("neither an int8 blob (no FMQ8 magic) nor a usable ONNX model: {}", e.problem),
-            })
+            OnnxClassifier::from_bytes(bytes, path)
+                .map(Classifier::Onnx)
+                .map_err(|e| LoadError {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "neither an int8 blob (no FMQ8 magic) nor a usable ONNX model: {}",
+                        e.problem
+                    ),
+                })
         }
     }
 
@@ -65,7 +72,11 @@ impl<'a> Classifier<'a> {
                 let mut arena = vec![0u8; plan.arena_bytes()];
                 pixels
                     .chunks(IMAGE_PIXELS)
-                    .map(|image| plan.classify(image, &mut arena).map(|l| l.probabilities()).map_err(|e| e.to_string()))
+                    .map(|image| {
+                        plan.classify(image, &mut arena)
+                            .map(|l| l.probabilities())
+                            .map_err(|e| e.to_string())
+                    })
                     .collect()
             }
             Classifier::Onnx(onnx) => {

@@ -12,7 +12,9 @@ pub fn evaluate(plan: &Plan<'_>, set: &LabeledImages) -> (Confusion, Vec<u8>) {
     let mut predictions = Vec::with_capacity(set.len());
     for index in 0..set.len() {
         // The arena is the plan's size and every image has 784 pixels: cannot fail.
-        let class = plan.classify(set.image(index), &mut arena).map_or(usize::MAX, |l| l.class());
+        let class = plan
+            .classify(set.image(index), &mut arena)
+            .map_or(usize::MAX, |l| l.class());
         confusion.record(usize::from(set.labels[index]), class);
         predictions.push(class.min(255) as u8);
     }

@@ -20,8 +20,14 @@ const EXIT_SOME_FAILED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "runtime", version, about = "Classify Fashion-MNIST images with an int8 blob or an ONNX model")]
-#[command(after_help = "Exit codes: 0 success; 1 some images could not be classified; 2 bad usage, model or data.")]
+#[command(
+    name = "runtime",
+    version,
+    about = "Classify Fashion-MNIST images with an int8 blob or an ONNX model"
+)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 some images could not be classified; 2 bad usage, model or data."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,7 +106,8 @@ fn main() -> ExitCode {
 fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, String)> {
     match &arg.model {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Ok((bytes.into(), path.display().to_string()))
         }
         None => Ok((DEFAULT_MODEL.into(), DEFAULT_MODEL_NAME.to_string())),
@@ -115,16 +122,20 @@ fn load<'a>(bytes: &'a [u8], name: &str) -> anyhow::Result<Classifier<'a>> {
 fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let is_image = |p: &Path| {
         p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm"]
-                .contains(&e.to_ascii_lowercase().as_str())
+            [
+                "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm",
+            ]
+            .contains(&e.to_ascii_lowercase().as_str())
         })
     };
     let mut files = Vec::new();
     for path in paths {
         match std::fs::read_dir(path) {
             Ok(entries) if path.is_dir() => {
-                let mut found: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_image(p)).collect();
+                let mut found: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && is_image(p))
+                    .collect();
                 found.sort();
                 files.extend(found);
             }
@@ -144,7 +155,14 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     };
     let files = expand(&args.images);
     if files.is_empty() {
-        anyhow::bail!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "no image files in {}",
+            args.images
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let mut failed = 0usize;
     let mut results = Vec::new();
@@ -153,7 +171,11 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     for file in &files {
         let outcome = preprocess::load(file, invert)
             .map_err(|e| e.to_string())
-            .and_then(|pixels| model.probabilities(&pixels).map_err(|e| format!("{}: {e}", file.display())))
+            .and_then(|pixels| {
+                model
+                    .probabilities(&pixels)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            })
             .map(|p| p[0]);
         match outcome {
             Ok(probabilities) => {
@@ -169,8 +191,10 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
                         "top": top.iter().map(|&c| serde_json::json!({"class": CLASS_NAMES[c], "label": c, "probability": probabilities[c]})).collect::<Vec<_>>(),
                     }));
                 } else {
-                    let shown: Vec<String> =
-                        top.iter().map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0)).collect();
+                    let shown: Vec<String> = top
+                        .iter()
+                        .map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0))
+                        .collect();
                     if writeln!(out, "{}: {}", file.display(), shown.join(", ")).is_err() {
                         return Ok(0); // broken pipe: the reader has gone, stop quietly
                     }
@@ -179,7 +203,9 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
             Err(problem) => {
                 failed += 1;
                 if args.json {
-                    results.push(serde_json::json!({"file": file.display().to_string(), "error": problem}));
+                    results.push(
+                        serde_json::json!({"file": file.display().to_string(), "error": problem}),
+                    );
                 } else {
                     eprintln!("error: {problem}");
                 }
@@ -187,7 +213,8 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
         }
     }
     if args.json {
-        let document = serde_json::json!({"model": name, "format": model.format(), "results": results});
+        let document =
+            serde_json::json!({"model": name, "format": model.format(), "results": results});
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&document)?);
     }
     Ok(if failed > 0 { EXIT_SOME_FAILED } else { 0 })
@@ -215,14 +242,19 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     for (chunk_index, chunk) in set.images.chunks(CHUNK * IMAGE_PIXELS).enumerate() {
         let probabilities = model.probabilities(chunk).map_err(anyhow::Error::msg)?;
         for (i, p) in probabilities.iter().enumerate() {
-            let predicted = (0..CLASS_COUNT).fold(0, |best, c| if p[c] > p[best] { c } else { best });
+            let predicted =
+                (0..CLASS_COUNT).fold(0, |best, c| if p[c] > p[best] { c } else { best });
             confusion.record(usize::from(set.labels[chunk_index * CHUNK + i]), predicted);
         }
         bar.inc(probabilities.len() as u64);
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    println!("model: {name} ({}, {})", model.format(), model.kind().unwrap_or("unknown kind"));
+    println!(
+        "model: {name} ({}, {})",
+        model.format(),
+        model.kind().unwrap_or("unknown kind")
+    );
     println!("data: {} images from {}", set.len(), args.data.display());
     println!("{confusion}");
     println!("{:.1} us per image", seconds * 1e6 / set.len() as f64);
@@ -237,24 +269,50 @@ fn info(file: &Path) -> anyhow::Result<u8> {
     match &model {
         Classifier::Int8(plan) => {
             let m = plan.model();
-            println!("format: int8 blob, version {}", fmnist_runtime::blob::FORMAT_VERSION);
+            println!(
+                "format: int8 blob, version {}",
+                fmnist_runtime::blob::FORMAT_VERSION
+            );
             println!("kind: {}", m.kind);
-            println!("parameters: {}, multiply-accumulates per image: {}", m.parameters, m.macs);
+            println!(
+                "parameters: {}, multiply-accumulates per image: {}",
+                m.parameters, m.macs
+            );
             println!("arena: {} bytes", plan.arena_bytes());
-            let accuracy = |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
-            println!("test accuracy at export: float {}, int8 {}", accuracy(m.float_accuracy), accuracy(m.int8_accuracy));
-            println!("calibrated on {} training images; input scale {:e}", m.calibration_images, m.input_scale);
+            let accuracy =
+                |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
+            println!(
+                "test accuracy at export: float {}, int8 {}",
+                accuracy(m.float_accuracy),
+                accuracy(m.int8_accuracy)
+            );
+            println!(
+                "calibrated on {} training images; input scale {:e}",
+                m.calibration_images, m.input_scale
+            );
             println!("layers:");
             for layer in &m.layers {
                 let text = match layer {
                     fmnist_runtime::blob::Layer::Conv(c) => format!(
                         "Conv {}->{} {}x{} pad {} on {}x{} ({:?})",
-                        c.in_channels, c.out_channels, c.kernel, c.kernel, c.padding, c.in_height, c.in_width, c.requant.output
+                        c.in_channels,
+                        c.out_channels,
+                        c.kernel,
+                        c.kernel,
+                        c.padding,
+                        c.in_height,
+                        c.in_width,
+                        c.requant.output
                     ),
                     fmnist_runtime::blob::Layer::Linear(l) => {
-                        format!("Linear {}->{} ({:?})", l.inputs, l.outputs, l.requant.output)
+                        format!(
+                            "Linear {}->{} ({:?})",
+                            l.inputs, l.outputs, l.requant.output
+                        )
                     }
-                    fmnist_runtime::blob::Layer::MaxPool { size } => format!("MaxPool {size}x{size}"),
+                    fmnist_runtime::blob::Layer::MaxPool { size } => {
+                        format!("MaxPool {size}x{size}")
+                    }
                     fmnist_runtime::blob::Layer::Flatten => "Flatten".into(),
                 };
                 println!("  {text}");

@@ -53,7 +53,12 @@ impl OnnxClassifier {
             .iter()
             .filter_map(|(key, value)| {
                 let key = key.strip_prefix("onnx.metadata_props.")?;
-                let value = value.try_as_plain_ram().ok()?.to_scalar::<String>().ok()?.clone();
+                let value = value
+                    .try_as_plain_ram()
+                    .ok()?
+                    .to_scalar::<String>()
+                    .ok()?
+                    .clone();
                 Some((key.to_string(), value))
             })
             .collect();
@@ -62,7 +67,11 @@ impl OnnxClassifier {
                 .parse::<f32>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| error(format!("metadata input_scale `{text}` is not a positive number")))?,
+                .ok_or_else(|| {
+                    error(format!(
+                        "metadata input_scale `{text}` is not a positive number"
+                    ))
+                })?,
             None => 1.0 / 255.0,
         };
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
@@ -73,7 +82,12 @@ impl OnnxClassifier {
             )));
         }
         let batch = model.symbols.sym("N");
-        let fact = f32::fact(&[batch.to_dim(), 1.into(), IMAGE_SIDE.into(), IMAGE_SIDE.into()]);
+        let fact = f32::fact(&[
+            batch.to_dim(),
+            1.into(),
+            IMAGE_SIDE.into(),
+            IMAGE_SIDE.into(),
+        ]);
         model
             .set_input_fact(0, fact.into())
             .map_err(|e| tract_error("cannot set the input shape [N,1,28,28]", e))?;
@@ -100,17 +114,26 @@ impl OnnxClassifier {
         if count == 0 || pixels.len() % IMAGE_PIXELS != 0 {
             return Err(OnnxError {
                 path: self.path.clone(),
-                problem: format!("input of {} bytes is not a whole number of 28x28 images", pixels.len()),
+                problem: format!(
+                    "input of {} bytes is not a whole number of 28x28 images",
+                    pixels.len()
+                ),
             });
         }
-        let scaled: Vec<f32> = pixels.iter().map(|&p| f32::from(p) * self.input_scale).collect();
+        let scaled: Vec<f32> = pixels
+            .iter()
+            .map(|&p| f32::from(p) * self.input_scale)
+            .collect();
         let run = || -> TractResult<Vec<f32>> {
             let input = Tensor::from_shape(&[count, 1, IMAGE_SIDE, IMAGE_SIDE], &scaled)?;
             let outputs = self.plan.run(tvec!(input.into()))?;
             let output = outputs[0].try_as_plain_ram()?;
             let logits = output.to_array_view::<f32>()?;
             if logits.shape() != [count, CLASS_COUNT] {
-                bail!("output shape {:?}, expected [{count}, {CLASS_COUNT}]", logits.shape());
+                bail!(
+                    "output shape {:?}, expected [{count}, {CLASS_COUNT}]",
+                    logits.shape()
+                );
             }
             Ok(logits.iter().copied().collect())
         };

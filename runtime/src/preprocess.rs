@@ -34,7 +34,10 @@ pub struct ImageError {
 /// Reads and decodes `path` (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM; format guessed from the
 /// content), refusing absurd dimensions before decoding, and prepares it with [`prepare`].
 pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageError> {
-    let error = |problem: String| ImageError { path: path.to_path_buf(), problem };
+    let error = |problem: String| ImageError {
+        path: path.to_path_buf(),
+        problem,
+    };
     let mut reader = ImageReader::open(path)
         .map_err(|e| error(e.to_string()))?
         .with_guessed_format()
@@ -47,7 +50,9 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
     if reader.format().is_none() {
         return Err(error("not an image in a known format".into()));
     }
-    let image = reader.decode().map_err(|e| error(format!("cannot decode: {e}")))?;
+    let image = reader
+        .decode()
+        .map_err(|e| error(format!("cannot decode: {e}")))?;
     Ok(prepare(&image, invert))
 }
 
@@ -65,7 +70,11 @@ pub fn prepare(image: &DynamicImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
         imageops::invert(&mut gray);
     }
     let side = IMAGE_SIDE as u32;
-    let placed = if gray.dimensions() == (side, side) { gray } else { fit(&gray) };
+    let placed = if gray.dimensions() == (side, side) {
+        gray
+    } else {
+        fit(&gray)
+    };
     let mut pixels = [0u8; IMAGE_PIXELS];
     pixels.copy_from_slice(placed.as_raw());
     pixels
@@ -124,7 +133,12 @@ fn fit(gray: &GrayImage) -> GrayImage {
     let nh = ((f64::from(ch) * scale).round() as u32).clamp(1, side);
     let resized = imageops::resize(&cropped, nw, nh, imageops::FilterType::CatmullRom);
     let mut canvas = GrayImage::new(side, side);
-    imageops::overlay(&mut canvas, &resized, i64::from((side - nw) / 2), i64::from((side - nh) / 2));
+    imageops::overlay(
+        &mut canvas,
+        &resized,
+        i64::from((side - nw) / 2),
+        i64::from((side - nh) / 2),
+    );
     canvas
 }
 

@@ -1,6 +1,8 @@
 //! Hostile and broken blobs are refused with an error value, never a panic.
 
-use fmnist_runtime::blob::{self, Envelope, Layer, Model, Output, QuantConv2d, QuantLinear, Requant, MAGIC};
+use fmnist_runtime::blob::{
+    self, Envelope, Layer, Model, Output, QuantConv2d, QuantLinear, Requant, MAGIC,
+};
 use fmnist_runtime::{BlobError, EngineError, Plan, CLASS_NAMES};
 
 /// Owned tensors for a small valid model: conv 1->2 3x3 pad 1, ReLU, max pool 2, flatten,
@@ -23,7 +25,9 @@ fn tensors() -> Tensors {
         conv_bias: le(5, 2),
         conv_mult: le(1 << 30, 2),
         conv_shift: vec![3, 3],
-        lin_w: (0..3920).map(|i| ((i * 7 % 255) as i32 - 127) as i8 as u8).collect(),
+        lin_w: (0..3920)
+            .map(|i| ((i * 7 % 255) as i32 - 127) as i8 as u8)
+            .collect(),
         lin_bias: le(-100, 10),
         lin_mult: le(1 << 30, 10),
         lin_shift: vec![4; 10],
@@ -31,7 +35,12 @@ fn tensors() -> Tensors {
 }
 
 fn model(t: &Tensors) -> Model<'_> {
-    let requant = |bias, multiplier, shift, output| Requant { bias, multiplier, shift, output };
+    let requant = |bias, multiplier, shift, output| Requant {
+        bias,
+        multiplier,
+        shift,
+        output,
+    };
     let mut layers = heapless::Vec::new();
     let conv = QuantConv2d {
         in_channels: 1,
@@ -49,7 +58,12 @@ fn model(t: &Tensors) -> Model<'_> {
         weights: &t.lin_w,
         requant: requant(&t.lin_bias, &t.lin_mult, &t.lin_shift, Output::Logits),
     };
-    for layer in [Layer::Conv(conv), Layer::MaxPool { size: 2 }, Layer::Flatten, Layer::Linear(linear)] {
+    for layer in [
+        Layer::Conv(conv),
+        Layer::MaxPool { size: 2 },
+        Layer::Flatten,
+        Layer::Linear(linear),
+    ] {
         layers.push(layer).unwrap();
     }
     Model {
@@ -100,9 +114,15 @@ fn classify_refuses_a_small_arena_and_wrong_input() {
     let bytes = encode(&model(&t));
     let plan = Plan::new(&bytes).unwrap();
     let mut small = vec![0u8; plan.arena_bytes() - 1];
-    assert!(matches!(plan.classify(&[0; 784], &mut small), Err(EngineError::ArenaTooSmall { .. })));
+    assert!(matches!(
+        plan.classify(&[0; 784], &mut small),
+        Err(EngineError::ArenaTooSmall { .. })
+    ));
     let mut arena = vec![0u8; plan.arena_bytes()];
-    assert_eq!(plan.classify(&[0; 783], &mut arena), Err(EngineError::BadInput { given: 783 }));
+    assert_eq!(
+        plan.classify(&[0; 783], &mut arena),
+        Err(EngineError::BadInput { given: 783 })
+    );
 }
 
 #[test]
@@ -112,22 +132,43 @@ fn envelope_damage_is_caught_first() {
 
     let mut wrong_magic = good.clone();
     wrong_magic[0] = b'X';
-    assert!(matches!(Plan::new(&wrong_magic), Err(BlobError::BadMagic(_))));
+    assert!(matches!(
+        Plan::new(&wrong_magic),
+        Err(BlobError::BadMagic(_))
+    ));
 
     let payload = postcard::to_allocvec(&model(&t)).unwrap();
-    let future = postcard::to_allocvec(&Envelope { magic: MAGIC, version: 99, checksum: blob::crc32(&payload), payload: &payload }).unwrap();
-    assert_eq!(Plan::new(&future).err(), Some(BlobError::UnsupportedVersion(99)));
+    let future = postcard::to_allocvec(&Envelope {
+        magic: MAGIC,
+        version: 99,
+        checksum: blob::crc32(&payload),
+        payload: &payload,
+    })
+    .unwrap();
+    assert_eq!(
+        Plan::new(&future).err(),
+        Some(BlobError::UnsupportedVersion(99))
+    );
 
     let mut flipped = good.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x40; // inside the payload, so only the checksum can tell
-    assert!(matches!(Plan::new(&flipped), Err(BlobError::BadChecksum { .. })));
+    assert!(matches!(
+        Plan::new(&flipped),
+        Err(BlobError::BadChecksum { .. })
+    ));
 
     for cut in [0, 1, 4, 6, 10, good.len() / 2, good.len() - 1] {
         assert!(Plan::new(&good[..cut]).is_err(), "truncated to {cut}");
     }
 
-    let garbage = postcard::to_allocvec(&Envelope { magic: MAGIC, version: 1, checksum: blob::crc32(b"nonsense"), payload: b"nonsense" }).unwrap();
+    let garbage = postcard::to_allocvec(&Envelope {
+        magic: MAGIC,
+        version: 1,
+        checksum: blob::crc32(b"nonsense"),
+        payload: b"nonsense",
+    })
+    .unwrap();
     assert_eq!(Plan::new(&garbage).err(), Some(BlobError::BadPayload));
 }
 
@@ -143,36 +184,54 @@ fn lying_shapes_and_values_are_refused() {
     if let Layer::Conv(conv) = &mut m.layers[0] {
         conv.in_height = 27;
     }
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 0, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 0, .. }
+    ));
 
     let mut m = model(&t);
     if let Layer::Conv(conv) = &mut m.layers[0] {
         conv.weights = &t.conv_w[..17];
     }
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 0, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 0, .. }
+    ));
 
     let mut m = model(&t);
     if let Layer::Conv(conv) = &mut m.layers[0] {
         conv.out_channels = 60_000; // claims far more weights than present
     }
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 0, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 0, .. }
+    ));
 
     let bad_shift = vec![40u8; 10];
     let mut m = model(&t);
     if let Layer::Linear(linear) = &mut m.layers[3] {
         linear.requant.shift = &bad_shift;
     }
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 3, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 3, .. }
+    ));
 
     let mut m = model(&t);
     if let Layer::Linear(linear) = &mut m.layers[3] {
         linear.inputs = 391;
     }
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 3, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 3, .. }
+    ));
 
     let mut m = model(&t);
     m.layers[1] = Layer::MaxPool { size: 0 };
-    assert!(matches!(plan_error(&m), BlobError::BadLayer { index: 1, .. }));
+    assert!(matches!(
+        plan_error(&m),
+        BlobError::BadLayer { index: 1, .. }
+    ));
 
     let mut m = model(&t);
     m.layers.pop();

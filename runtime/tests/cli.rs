@@ -7,7 +7,10 @@ use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 
 fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime")).args(args).output().expect("the runtime binary runs")
+    Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(args)
+        .output()
+        .expect("the runtime binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -21,7 +24,8 @@ fn path(p: &Path) -> &str {
 /// The first test image of `label` that the shipped model classifies confidently.
 fn real_image(label: u8) -> GrayImage {
     let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-    let test = load_split(Path::new(&dir), Split::Test).expect("run scripts/test.sh: it installs the dataset");
+    let test = load_split(Path::new(&dir), Split::Test)
+        .expect("run scripts/test.sh: it installs the dataset");
     let index = test.labels.iter().position(|&l| l == label).unwrap();
     GrayImage::from_raw(28, 28, test.image(index).to_vec()).unwrap()
 }
@@ -37,20 +41,28 @@ fn write_variants(dir: &Path) -> Vec<PathBuf> {
         files.push(file);
     };
     save("a-gray-28.png", DynamicImage::ImageLuma8(trouser.clone()));
-    save("b-rgb-200.jpg", DynamicImage::ImageRgb8(ImageBuffer::from_fn(200, 200, |x, y| {
-        let v = big.get_pixel(x, y).0[0];
-        Rgb([v, v, v])
-    })));
+    save(
+        "b-rgb-200.jpg",
+        DynamicImage::ImageRgb8(ImageBuffer::from_fn(200, 200, |x, y| {
+            let v = big.get_pixel(x, y).0[0];
+            Rgb([v, v, v])
+        })),
+    );
     // A product photo: dark garment on white, with an alpha channel, 16 bits per channel.
     let photo: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(300, 240, |x, y| {
         let (sx, sy) = (x as i64 - 50, y as i64 - 20);
-        let v = if (0..200).contains(&sx) && (0..200).contains(&sy) { big.get_pixel(sx as u32, sy as u32).0[0] } else { 0 };
+        let v = if (0..200).contains(&sx) && (0..200).contains(&sy) {
+            big.get_pixel(sx as u32, sy as u32).0[0]
+        } else {
+            0
+        };
         let level = (255 - u16::from(v)) * 257;
         Rgba([level, level, level, 65535])
     });
     save("c-photo-rgba16.png", DynamicImage::ImageRgba16(photo));
-    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> =
-        ImageBuffer::from_fn(28, 28, |x, y| Luma([u16::from(trouser.get_pixel(x, y).0[0]) * 257]));
+    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(28, 28, |x, y| {
+        Luma([u16::from(trouser.get_pixel(x, y).0[0]) * 257])
+    });
     save("d-gray16.png", DynamicImage::ImageLuma16(gray16));
     files
 }
@@ -62,7 +74,12 @@ fn classifies_a_trouser_in_every_encoding_with_the_builtin_model() {
     for file in &files {
         let output = runtime(&["classify", path(file)]);
         let stdout = text(&output.stdout);
-        assert!(output.status.success(), "{}: {}", file.display(), text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            file.display(),
+            text(&output.stderr)
+        );
         assert!(stdout.contains(": Trouser"), "{}: {stdout}", file.display());
     }
 }
@@ -71,10 +88,23 @@ fn classifies_a_trouser_in_every_encoding_with_the_builtin_model() {
 fn a_directory_with_a_broken_file_reports_it_and_classifies_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_variants(dir.path());
-    std::fs::write(dir.path().join("e-broken.png"), b"\x89PNG\r\n\x1a\n but then nothing").unwrap();
-    std::fs::write(dir.path().join("notes.txt"), b"not an image, and skipped in directories").unwrap();
+    std::fs::write(
+        dir.path().join("e-broken.png"),
+        b"\x89PNG\r\n\x1a\n but then nothing",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("notes.txt"),
+        b"not an image, and skipped in directories",
+    )
+    .unwrap();
     let output = runtime(&["classify", "--json", "--top", "3", path(dir.path())]);
-    assert_eq!(output.status.code(), Some(1), "one file failed: {}", text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "one file failed: {}",
+        text(&output.stderr)
+    );
     let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let results = document["results"].as_array().unwrap();
     assert_eq!(results.len(), files.len() + 1);
@@ -85,7 +115,10 @@ fn a_directory_with_a_broken_file_reports_it_and_classifies_the_rest() {
         assert!(p > 0.5 && p <= 1.0, "{result}");
     }
     let broken = &results[files.len()];
-    assert!(broken["error"].as_str().unwrap().contains("e-broken.png"), "{broken}");
+    assert!(
+        broken["error"].as_str().unwrap().contains("e-broken.png"),
+        "{broken}"
+    );
     assert_eq!(document["format"], "int8");
 }
 
@@ -104,7 +137,10 @@ fn absurd_dimensions_are_refused_before_decoding() {
     let output = runtime(&["classify", path(&file)]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("huge.png") && stderr.to_lowercase().contains("limit"), "{stderr}");
+    assert!(
+        stderr.contains("huge.png") && stderr.to_lowercase().contains("limit"),
+        "{stderr}"
+    );
 }
 
 fn crc32fast_like(bytes: &[u8]) -> u32 {
@@ -115,12 +151,18 @@ fn crc32fast_like(bytes: &[u8]) -> u32 {
 fn bad_models_and_usage_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("x.png");
-    DynamicImage::ImageLuma8(real_image(1)).save(&image).unwrap();
+    DynamicImage::ImageLuma8(real_image(1))
+        .save(&image)
+        .unwrap();
     let bogus = dir.path().join("model.bin");
     std::fs::write(&bogus, b"FMQ8 but not really a blob").unwrap();
     let output = runtime(&["classify", "--model", path(&bogus), path(&image)]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("model.bin"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("model.bin"),
+        "{}",
+        text(&output.stderr)
+    );
     let output = runtime(&["classify", "--top", "11", path(&image)]);
     assert_eq!(output.status.code(), Some(2));
     let output = runtime(&["classify", "--model", "/nonexistent.q8", path(&image)]);
@@ -133,9 +175,21 @@ fn info_and_eval_on_the_shipped_models() {
     let output = runtime(&["info", path(&models.join("edge.q8"))]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(stdout.contains("kind: edge") && stdout.contains("arena:"), "{stdout}");
-    let output = runtime(&["eval", "--model", path(&models.join("edge.onnx")), "--limit", "300"]);
+    assert!(
+        stdout.contains("kind: edge") && stdout.contains("arena:"),
+        "{stdout}"
+    );
+    let output = runtime(&[
+        "eval",
+        "--model",
+        path(&models.join("edge.onnx")),
+        "--limit",
+        "300",
+    ]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(stdout.contains("of 300)") && stdout.contains("onnx"), "{stdout}");
+    assert!(
+        stdout.contains("of 300)") && stdout.contains("onnx"),
+        "{stdout}"
+    );
 }

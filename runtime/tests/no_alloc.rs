@@ -55,10 +55,18 @@ fn loading_and_classifying_allocate_zero_bytes() {
     assert_eq!(sanity, 1, "the counting allocator counts");
     COUNTING.with(|c| c.set(true));
     let plan = Plan::new(BLOB).expect("the shipped blob loads");
-    let first = plan.classify(&image, &mut arena).expect("arena is large enough");
-    let second = plan.classify(&image, &mut arena).expect("arena is large enough");
+    let first = plan
+        .classify(&image, &mut arena)
+        .expect("arena is large enough");
+    let second = plan
+        .classify(&image, &mut arena)
+        .expect("arena is large enough");
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "allocations during load + classify");
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::SeqCst),
+        0,
+        "allocations during load + classify"
+    );
     assert_eq!(first, second);
     assert!(plan.arena_bytes() <= arena.len());
 }

@@ -13,9 +13,9 @@ use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 use fmnist_trainer::backend::DeviceKind;
 use fmnist_trainer::checkpoint::{self, RunInfo};
 use fmnist_trainer::model::{summarize, ModelKind};
-use fmnist_trainer::{export, plot};
 use fmnist_trainer::recipe::{OptimizerKind, Recipe, Schedule};
 use fmnist_trainer::train::{self, Output, Splits};
+use fmnist_trainer::{export, plot};
 
 /// Exit code for bad usage (clap's own, too).
 const EXIT_USAGE: u8 = 2;
@@ -262,7 +262,10 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         val_images: val_split.len(),
         epochs: Vec::new(),
         test_accuracy: None,
-        command: std::iter::once("trainer".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
+        command: std::iter::once("trainer".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     print_summary(args.model);
     println!(
@@ -328,7 +331,15 @@ fn fit_on<B: AutodiffBackend>(
         evaluation.loss, evaluation.confusion
     );
     print_confusions(&evaluation.confusion);
-    write_exports(&model, info, exports, &splits.train, &splits.val, test, device)
+    write_exports(
+        &model,
+        info,
+        exports,
+        &splits.train,
+        &splits.val,
+        test,
+        device,
+    )
 }
 
 /// Files to export a trained model to.
@@ -348,7 +359,11 @@ fn write_exports<B: Backend>(
 ) -> anyhow::Result<()> {
     if let Some(path) = &exports.onnx {
         export::write_onnx(model, info, path)?;
-        println!("wrote {} (ONNX, opset {})", path.display(), export::onnx::OPSET);
+        println!(
+            "wrote {} (ONNX, opset {})",
+            path.display(),
+            export::onnx::OPSET
+        );
     }
     if let Some(path) = &exports.q8 {
         let test = (!test.is_empty()).then_some(test);
@@ -366,9 +381,16 @@ fn write_exports<B: Backend>(
             report.int8_val * 100.0
         );
         if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
-            println!("  test accuracy:       float {:.2}%, int8 {:.2}%", float * 100.0, int8 * 100.0);
+            println!(
+                "  test accuracy:       float {:.2}%, int8 {:.2}%",
+                float * 100.0,
+                int8 * 100.0
+            );
         }
-        println!("  float and int8 agree on {:.2}% of images", report.agreement * 100.0);
+        println!(
+            "  float and int8 agree on {:.2}% of images",
+            report.agreement * 100.0
+        );
     }
     Ok(())
 }
@@ -405,7 +427,11 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
             csv += &format!(",logit{c}");
         }
         csv.push('\n');
-        for (label, row) in set.labels.iter().zip(evaluation.logits.chunks(fmnist_runtime::CLASS_COUNT)) {
+        for (label, row) in set
+            .labels
+            .iter()
+            .zip(evaluation.logits.chunks(fmnist_runtime::CLASS_COUNT))
+        {
             let row: Vec<String> = row.iter().map(|v| format!("{v:.7e}")).collect();
             csv += &format!("{label},{}\n", row.join(","));
         }
@@ -427,27 +453,46 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
         check_writable(path)?;
     }
     let device = Default::default();
-    let (info, model) = checkpoint::load::<fmnist_trainer::backend::Cpu>(&args.checkpoint, &device)?;
-    println!("{} model from {}", info.model.name(), args.checkpoint.display());
+    let (info, model) =
+        checkpoint::load::<fmnist_trainer::backend::Cpu>(&args.checkpoint, &device)?;
+    println!(
+        "{} model from {}",
+        info.model.name(),
+        args.checkpoint.display()
+    );
     let (calibration, val, test) = if args.q8.is_some() {
         let (train, val) = dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);
-        (train, val, dataset::load_split(&args.data.data, Split::Test)?)
+        (
+            train,
+            val,
+            dataset::load_split(&args.data.data, Split::Test)?,
+        )
     } else {
         Default::default()
     };
-    let exports = Exports { onnx: args.onnx.clone(), q8: args.q8.clone() };
+    let exports = Exports {
+        onnx: args.onnx.clone(),
+        q8: args.q8.clone(),
+    };
     write_exports(&model, &info, &exports, &calibration, &val, &test, &device)
 }
 
 /// An output file must not be a directory, and its directory must exist.
 fn check_writable(path: &Path) -> anyhow::Result<()> {
     if path.is_dir() {
-        return Err(UsageError(format!("{}: is a directory, expected a file name", path.display())).into());
+        return Err(UsageError(format!(
+            "{}: is a directory, expected a file name",
+            path.display()
+        ))
+        .into());
     }
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
-            Err(UsageError(format!("{}: the directory {} does not exist", path.display(), dir.display())).into())
-        }
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(UsageError(format!(
+            "{}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+        .into()),
         _ => Ok(()),
     }
 }

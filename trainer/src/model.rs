@@ -3,9 +3,9 @@
 //! every exporter, so no model is described twice.
 
 use burn::module::{Module, Param};
-use burn::nn::Initializer;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::Initializer;
 use burn::nn::{BatchNorm, BatchNormConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig};
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
@@ -373,7 +373,11 @@ impl<B: Backend> Classifier<B> {
 
     /// Runs the layers; `observe(index, max)`, if given, receives each layer's largest
     /// absolute output.
-    fn run(&self, images: Tensor<B, 4>, mut observe: Option<&mut dyn FnMut(usize, f32)>) -> Tensor<B, 2> {
+    fn run(
+        &self,
+        images: Tensor<B, 4>,
+        mut observe: Option<&mut dyn FnMut(usize, f32)>,
+    ) -> Tensor<B, 2> {
         let max_of = |x: &Activation<B>| -> f32 {
             let max = match x {
                 Activation::Map(t) => t.clone().abs().max(),

@@ -22,7 +22,11 @@ pub fn images(count: usize, seed: u64) -> LabeledImages {
         let at = 4 + 4 * (usize::from(label) % 5);
         for along in 4..IMAGE_SIDE - 4 {
             for across in at..at + 2 {
-                let (y, x) = if label < 5 { (across, along) } else { (along, across) };
+                let (y, x) = if label < 5 {
+                    (across, along)
+                } else {
+                    (along, across)
+                };
                 image[y * IMAGE_SIDE + x] = rng.random_range(200..=255);
             }
         }
@@ -37,8 +41,14 @@ pub fn images(count: usize, seed: u64) -> LabeledImages {
 pub fn write_dataset(dir: &Path, train: usize, test: usize) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (stem, set) in [("train", images(train, 1)), ("t10k", images(test, 2))] {
-        std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), encode_idx_images(&set.images))?;
-        std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), encode_idx_labels(&set.labels))?;
+        std::fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            encode_idx_images(&set.images),
+        )?;
+        std::fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            encode_idx_labels(&set.labels),
+        )?;
     }
     Ok(())
 }

@@ -228,7 +228,14 @@ pub fn evaluate<B: Backend>(
         let logits = model.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels);
         loss_sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
-        all_logits.extend(logits.clone().into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default());
+        all_logits.extend(
+            logits
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .unwrap_or_default(),
+        );
         let predicted = logits.argmax(1).into_data();
         let predicted: Vec<i64> = predicted.convert::<i64>().into_vec().unwrap_or_default();
         for (&index, &p) in chunk.iter().zip(&predicted) {
@@ -274,9 +281,19 @@ mod tests {
         }
     }
 
-    fn quick_fit(kind: ModelKind, seed: u64, dir: &std::path::Path) -> (RunInfo, Classifier<CpuTrain>) {
-        let splits = Splits { train: synthetic::images(200, 7), val: synthetic::images(50, 8) };
-        let out = Output { dir: dir.to_path_buf(), progress: false };
+    fn quick_fit(
+        kind: ModelKind,
+        seed: u64,
+        dir: &std::path::Path,
+    ) -> (RunInfo, Classifier<CpuTrain>) {
+        let splits = Splits {
+            train: synthetic::images(200, 7),
+            val: synthetic::images(50, 8),
+        };
+        let out = Output {
+            dir: dir.to_path_buf(),
+            progress: false,
+        };
         let mut info = run_info(kind, seed, 2);
         let model = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
         (info, model)
@@ -289,7 +306,11 @@ mod tests {
         assert_eq!(info.epochs.len(), 2);
         let test = synthetic::images(100, 9);
         let evaluation = evaluate(&model.valid(), &test, &Default::default());
-        assert!(evaluation.confusion.accuracy() > 0.9, "{}", evaluation.confusion);
+        assert!(
+            evaluation.confusion.accuracy() > 0.9,
+            "{}",
+            evaluation.confusion
+        );
         assert_eq!(evaluation.confusion.total(), 100);
         let csv = std::fs::read_to_string(dir.path().join(checkpoint::METRICS_FILE)).unwrap();
         assert_eq!(csv.lines().count(), 3, "{csv}");
@@ -297,7 +318,8 @@ mod tests {
         assert_eq!(&png[1..4], b"PNG");
 
         // The saved checkpoint predicts exactly what the model in memory predicts.
-        let (loaded_info, loaded) = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap();
+        let (loaded_info, loaded) =
+            checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap();
         assert_eq!(loaded_info, info);
         let again = evaluate(&loaded, &test, &Default::default());
         assert_eq!(again.predictions, evaluation.predictions);

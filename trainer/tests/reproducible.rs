@@ -25,10 +25,19 @@ fn figures(seed: u64) -> Vec<(f64, f64, f64)> {
         test_accuracy: None,
         command: "test".into(),
     };
-    let splits = Splits { train: synthetic::images(200, 7), val: synthetic::images(50, 8) };
-    let out = Output { dir: dir.path().to_path_buf(), progress: false };
+    let splits = Splits {
+        train: synthetic::images(200, 7),
+        val: synthetic::images(50, 8),
+    };
+    let out = Output {
+        dir: dir.path().to_path_buf(),
+        progress: false,
+    };
     fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
-    info.epochs.iter().map(|m| (m.train_loss, m.val_loss, m.val_acc)).collect()
+    info.epochs
+        .iter()
+        .map(|m| (m.train_loss, m.val_loss, m.val_acc))
+        .collect()
 }
 
 #[test]

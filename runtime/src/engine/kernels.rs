@@ -86,7 +86,13 @@ pub struct ConvShape {
 }
 
 /// Convolution, stride 1: `input` HWC -> `output` HWC bytes.
-pub fn conv<E: Element>(shape: &ConvShape, weights: &[u8], requant: &Requant<'_>, input: &[u8], output: &mut [u8]) {
+pub fn conv<E: Element>(
+    shape: &ConvShape,
+    weights: &[u8],
+    requant: &Requant<'_>,
+    input: &[u8],
+    output: &mut [u8],
+) {
     let [in_h, in_w, in_c] = shape.input;
     let [out_h, out_w, out_c] = shape.output;
     let (k, pad) = (shape.kernel, shape.padding);
@@ -116,17 +122,31 @@ pub fn conv<E: Element>(shape: &ConvShape, weights: &[u8], requant: &Requant<'_>
 }
 
 /// Fully connected layer into bytes (ReLU / LeakyReLU outputs).
-pub fn linear<E: Element>(inputs: usize, weights: &[u8], requant: &Requant<'_>, input: &[u8], output: &mut [u8]) {
+pub fn linear<E: Element>(
+    inputs: usize,
+    weights: &[u8],
+    requant: &Requant<'_>,
+    input: &[u8],
+    output: &mut [u8],
+) {
     for (oc, out) in output.iter_mut().enumerate() {
-        let acc = le_i32(requant.bias, oc) + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
+        let acc = le_i32(requant.bias, oc)
+            + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
         *out = finish(requant, oc, acc) as u8;
     }
 }
 
 /// Fully connected layer into i32 logits (the final layer).
-pub fn linear_logits<E: Element>(inputs: usize, weights: &[u8], requant: &Requant<'_>, input: &[u8], logits: &mut [i32]) {
+pub fn linear_logits<E: Element>(
+    inputs: usize,
+    weights: &[u8],
+    requant: &Requant<'_>,
+    input: &[u8],
+    logits: &mut [i32],
+) {
     for (oc, out) in logits.iter_mut().enumerate() {
-        let acc = le_i32(requant.bias, oc) + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
+        let acc = le_i32(requant.bias, oc)
+            + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
         *out = finish(requant, oc, acc);
     }
 }
@@ -178,8 +198,18 @@ mod tests {
         let bias = 0i32.to_le_bytes();
         let multiplier = (1i32 << 30).to_le_bytes();
         let shift = [(-1i8) as u8];
-        let requant = Requant { bias: &bias, multiplier: &multiplier, shift: &shift, output: Output::Relu };
-        let shape = ConvShape { input: [3, 3, 1], output: [3, 3, 1], kernel: 3, padding: 1 };
+        let requant = Requant {
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+            output: Output::Relu,
+        };
+        let shape = ConvShape {
+            input: [3, 3, 1],
+            output: [3, 3, 1],
+            kernel: 3,
+            padding: 1,
+        };
         let mut output = [0u8; 9];
         conv::<U8>(&shape, &weights, &requant, &input, &mut output);
         assert_eq!(output, [12, 21, 16, 27, 45, 33, 24, 39, 28]);

@@ -6,7 +6,9 @@ pub mod kernels;
 
 use core::fmt;
 
-use crate::blob::{self, Envelope, Layer, Model, Output, Requant, FORMAT_VERSION, MAGIC, MAX_LAYERS};
+use crate::blob::{
+    self, Envelope, Layer, Model, Output, Requant, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+};
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 use kernels::{ConvShape, I8, U8};
 
@@ -94,7 +96,9 @@ impl fmt::Display for EngineError {
             EngineError::ArenaTooSmall { needed, given } => {
                 write!(f, "arena of {given} bytes, the model needs {needed}")
             }
-            EngineError::BadInput { given } => write!(f, "{given} input bytes, expected {IMAGE_PIXELS} (28x28)"),
+            EngineError::BadInput { given } => {
+                write!(f, "{given} input bytes, expected {IMAGE_PIXELS} (28x28)")
+            }
         }
     }
 }
@@ -161,7 +165,13 @@ pub struct Logits {
 impl Logits {
     /// The predicted class (the first of equal maxima).
     pub fn class(&self) -> usize {
-        (0..CLASS_COUNT).fold(0, |best, c| if self.values[c] > self.values[best] { c } else { best })
+        (0..CLASS_COUNT).fold(0, |best, c| {
+            if self.values[c] > self.values[best] {
+                c
+            } else {
+                best
+            }
+        })
     }
 
     /// The `K` best classes with their logits, best first.
@@ -201,7 +211,10 @@ fn check_requant(requant: &Requant<'_>, channels: usize, index: usize) -> Result
         || requant.multiplier.len() != channels * 4
         || requant.shift.len() != channels
     {
-        return Err(layer_error(index, "bias, multiplier or shift length differs from the channel count"));
+        return Err(layer_error(
+            index,
+            "bias, multiplier or shift length differs from the channel count",
+        ));
     }
     for c in 0..channels {
         if kernels::le_i32(requant.multiplier, c) < 0 {
@@ -220,7 +233,8 @@ fn check_requant(requant: &Requant<'_>, channels: usize, index: usize) -> Result
 impl<'a> Plan<'a> {
     /// Parses and validates a blob. Borrows `bytes`; allocates nothing.
     pub fn new(bytes: &'a [u8]) -> Result<Plan<'a>, BlobError> {
-        let (envelope, _) = postcard::take_from_bytes::<Envelope<'a>>(bytes).map_err(|_| BlobError::NotABlob)?;
+        let (envelope, _) =
+            postcard::take_from_bytes::<Envelope<'a>>(bytes).map_err(|_| BlobError::NotABlob)?;
         if envelope.magic != MAGIC {
             return Err(BlobError::BadMagic(envelope.magic));
         }
@@ -229,9 +243,13 @@ impl<'a> Plan<'a> {
         }
         let computed = blob::crc32(envelope.payload);
         if computed != envelope.checksum {
-            return Err(BlobError::BadChecksum { stated: envelope.checksum, computed });
+            return Err(BlobError::BadChecksum {
+                stated: envelope.checksum,
+                computed,
+            });
         }
-        let model: Model<'a> = postcard::from_bytes(envelope.payload).map_err(|_| BlobError::BadPayload)?;
+        let model: Model<'a> =
+            postcard::from_bytes(envelope.payload).map_err(|_| BlobError::BadPayload)?;
         let (steps, required) = Self::validate(&model)?;
         if model.arena_bytes as usize != required {
             return Err(BlobError::ArenaMismatch {
@@ -239,7 +257,11 @@ impl<'a> Plan<'a> {
                 required: required as u32,
             });
         }
-        Ok(Plan { model, steps, arena_bytes: required })
+        Ok(Plan {
+            model,
+            steps,
+            arena_bytes: required,
+        })
     }
 
     /// Walks the layers from a 28x28x1 u8 input: shapes chain, tensor lengths match,
@@ -250,36 +272,61 @@ impl<'a> Plan<'a> {
         let mut kind = Kind::U8;
         let mut buffer = Buffer::Input;
         let mut arena = 0usize;
-        let last = model.layers.len().checked_sub(1).ok_or(BlobError::NoLogits)?;
+        let last = model
+            .layers
+            .len()
+            .checked_sub(1)
+            .ok_or(BlobError::NoLogits)?;
         for (index, layer) in model.layers.iter().enumerate() {
             let [h, w, c] = shape;
             let (output, to) = match layer {
                 Layer::Conv(conv) => {
                     let (k, p) = (usize::from(conv.kernel), usize::from(conv.padding));
-                    let (cin, cout) = (usize::from(conv.in_channels), usize::from(conv.out_channels));
+                    let (cin, cout) = (
+                        usize::from(conv.in_channels),
+                        usize::from(conv.out_channels),
+                    );
                     if (usize::from(conv.in_height), usize::from(conv.in_width), cin) != (h, w, c) {
-                        return Err(layer_error(index, "convolution input shape differs from the previous output"));
+                        return Err(layer_error(
+                            index,
+                            "convolution input shape differs from the previous output",
+                        ));
                     }
                     if k == 0 || cout == 0 || p >= k || h + 2 * p < k || w + 2 * p < k {
-                        return Err(layer_error(index, "impossible kernel, padding or channel count"));
+                        return Err(layer_error(
+                            index,
+                            "impossible kernel, padding or channel count",
+                        ));
                     }
                     let filter = mul(&[k, k, cin], index)?;
                     if filter > MAX_DOT {
-                        return Err(layer_error(index, "filter too long for 32-bit accumulation"));
+                        return Err(layer_error(
+                            index,
+                            "filter too long for 32-bit accumulation",
+                        ));
                     }
                     if conv.weights.len() != mul(&[filter, cout], index)? {
-                        return Err(layer_error(index, "weight length differs from out x k x k x in"));
+                        return Err(layer_error(
+                            index,
+                            "weight length differs from out x k x k x in",
+                        ));
                     }
                     check_requant(&conv.requant, cout, index)?;
                     if conv.requant.output == Output::Logits {
-                        return Err(layer_error(index, "a convolution cannot produce the logits"));
+                        return Err(layer_error(
+                            index,
+                            "a convolution cannot produce the logits",
+                        ));
                     }
                     ([h + 2 * p - k + 1, w + 2 * p - k + 1, cout], buffer.other())
                 }
                 Layer::Linear(linear) => {
                     let (inputs, outputs) = (linear.inputs as usize, linear.outputs as usize);
                     if h != 1 || w != 1 || inputs != c {
-                        return Err(layer_error(index, "linear input differs from the previous (flattened) output"));
+                        return Err(layer_error(
+                            index,
+                            "linear input differs from the previous (flattened) output",
+                        ));
                     }
                     if outputs == 0 || inputs > MAX_DOT {
                         return Err(layer_error(index, "impossible linear layer size"));
@@ -290,12 +337,19 @@ impl<'a> Plan<'a> {
                     check_requant(&linear.requant, outputs, index)?;
                     let logits = linear.requant.output == Output::Logits;
                     if logits != (index == last) {
-                        return Err(if logits { layer_error(index, "logits before the last layer") } else { BlobError::NoLogits });
+                        return Err(if logits {
+                            layer_error(index, "logits before the last layer")
+                        } else {
+                            BlobError::NoLogits
+                        });
                     }
                     if logits && outputs != CLASS_COUNT {
                         return Err(BlobError::NoLogits);
                     }
-                    ([1, 1, outputs], if logits { buffer } else { buffer.other() })
+                    (
+                        [1, 1, outputs],
+                        if logits { buffer } else { buffer.other() },
+                    )
                 }
                 Layer::MaxPool { size } => {
                     let size = usize::from(*size);
@@ -309,13 +363,26 @@ impl<'a> Plan<'a> {
             let (in_len, out_len) = (mul(&shape, index)?, mul(&output, index)?);
             if to != buffer {
                 let in_arena = if buffer == Buffer::Input { 0 } else { in_len };
-                arena = arena.max(in_arena.checked_add(out_len).ok_or(layer_error(index, "dimensions overflow"))?);
+                arena = arena.max(
+                    in_arena
+                        .checked_add(out_len)
+                        .ok_or(layer_error(index, "dimensions overflow"))?,
+                );
             }
             if index == 0 && !matches!(layer, Layer::Conv(_) | Layer::Flatten) {
-                return Err(layer_error(index, "the first layer must be a convolution or a flatten"));
+                return Err(layer_error(
+                    index,
+                    "the first layer must be a convolution or a flatten",
+                ));
             }
             steps
-                .push(Step { input: shape, output, kind, from: buffer, to })
+                .push(Step {
+                    input: shape,
+                    output,
+                    kind,
+                    from: buffer,
+                    to,
+                })
                 .map_err(|_| BlobError::BadPayload)?;
             kind = match layer {
                 Layer::Conv(conv) if conv.requant.output == Output::Relu => Kind::U8,
@@ -327,7 +394,9 @@ impl<'a> Plan<'a> {
             buffer = to;
         }
         match model.layers.last() {
-            Some(Layer::Linear(linear)) if linear.requant.output == Output::Logits => Ok((steps, arena)),
+            Some(Layer::Linear(linear)) if linear.requant.output == Output::Logits => {
+                Ok((steps, arena))
+            }
             _ => Err(BlobError::NoLogits),
         }
     }
@@ -346,23 +415,43 @@ impl<'a> Plan<'a> {
     /// dataset), using `arena` (at least [`Plan::arena_bytes`] long) as working memory.
     pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
         if pixels.len() != IMAGE_PIXELS {
-            return Err(EngineError::BadInput { given: pixels.len() });
+            return Err(EngineError::BadInput {
+                given: pixels.len(),
+            });
         }
         let size = self.arena_bytes;
         if arena.len() < size {
-            return Err(EngineError::ArenaTooSmall { needed: size, given: arena.len() });
+            return Err(EngineError::ArenaTooSmall {
+                needed: size,
+                given: arena.len(),
+            });
         }
         let arena = &mut arena[..size];
         let mut logits = [0i32; CLASS_COUNT];
         for (step, layer) in self.steps.iter().zip(self.model.layers.iter()) {
-            let (in_len, out_len) = (step.input.iter().product::<usize>(), step.output.iter().product::<usize>());
+            let (in_len, out_len) = (
+                step.input.iter().product::<usize>(),
+                step.output.iter().product::<usize>(),
+            );
             if let Layer::Linear(linear) = layer {
                 if linear.requant.output == Output::Logits {
                     let input = region(pixels, arena, step.from, in_len);
                     let inputs = linear.inputs as usize;
                     match step.kind {
-                        Kind::U8 => kernels::linear_logits::<U8>(inputs, linear.weights, &linear.requant, input, &mut logits),
-                        Kind::I8 => kernels::linear_logits::<I8>(inputs, linear.weights, &linear.requant, input, &mut logits),
+                        Kind::U8 => kernels::linear_logits::<U8>(
+                            inputs,
+                            linear.weights,
+                            &linear.requant,
+                            input,
+                            &mut logits,
+                        ),
+                        Kind::I8 => kernels::linear_logits::<I8>(
+                            inputs,
+                            linear.weights,
+                            &linear.requant,
+                            input,
+                            &mut logits,
+                        ),
                     }
                     continue;
                 }
@@ -380,22 +469,41 @@ impl<'a> Plan<'a> {
                         padding: usize::from(conv.padding),
                     };
                     match kind {
-                        Kind::U8 => kernels::conv::<U8>(&shape, conv.weights, &conv.requant, input, output),
-                        Kind::I8 => kernels::conv::<I8>(&shape, conv.weights, &conv.requant, input, output),
+                        Kind::U8 => {
+                            kernels::conv::<U8>(&shape, conv.weights, &conv.requant, input, output)
+                        }
+                        Kind::I8 => {
+                            kernels::conv::<I8>(&shape, conv.weights, &conv.requant, input, output)
+                        }
                     }
                 }
-                (Layer::Linear(linear), Kind::U8) => {
-                    kernels::linear::<U8>(linear.inputs as usize, linear.weights, &linear.requant, input, output)
+                (Layer::Linear(linear), Kind::U8) => kernels::linear::<U8>(
+                    linear.inputs as usize,
+                    linear.weights,
+                    &linear.requant,
+                    input,
+                    output,
+                ),
+                (Layer::Linear(linear), Kind::I8) => kernels::linear::<I8>(
+                    linear.inputs as usize,
+                    linear.weights,
+                    &linear.requant,
+                    input,
+                    output,
+                ),
+                (Layer::MaxPool { size }, Kind::U8) => {
+                    kernels::max_pool::<U8>(step.input, usize::from(*size), input, output)
                 }
-                (Layer::Linear(linear), Kind::I8) => {
-                    kernels::linear::<I8>(linear.inputs as usize, linear.weights, &linear.requant, input, output)
+                (Layer::MaxPool { size }, Kind::I8) => {
+                    kernels::max_pool::<I8>(step.input, usize::from(*size), input, output)
                 }
-                (Layer::MaxPool { size }, Kind::U8) => kernels::max_pool::<U8>(step.input, usize::from(*size), input, output),
-                (Layer::MaxPool { size }, Kind::I8) => kernels::max_pool::<I8>(step.input, usize::from(*size), input, output),
                 (Layer::Flatten, _) => {}
             }
         }
-        Ok(Logits { values: logits, scale: self.model.logit_scale })
+        Ok(Logits {
+            values: logits,
+            scale: self.model.logit_scale,
+        })
     }
 }
 

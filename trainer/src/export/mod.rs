@@ -74,47 +74,98 @@ pub enum ExportError {
 }
 
 fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().into_vec().unwrap_or_default()
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap_or_default()
 }
 
 /// Folds a trained model into export-ready layers.
-pub fn fold<B: Backend>(model: &Classifier<B>, kind: ModelKind) -> Result<Vec<FoldedLayer>, ExportError> {
+pub fn fold<B: Backend>(
+    model: &Classifier<B>,
+    kind: ModelKind,
+) -> Result<Vec<FoldedLayer>, ExportError> {
     crate::checkpoint::check_shapes(model, kind).map_err(|_| ExportError::Shapes(kind.name()))?;
     let specs = kind.layers();
     let mut folded: Vec<FoldedLayer> = Vec::with_capacity(specs.len());
     for (index, (spec, layer)) in specs.iter().zip(&model.layers).enumerate() {
         let next = match (*spec, layer) {
-            (LayerSpec::Conv { inputs, outputs, kernel, padding }, Layer::Conv(conv)) => {
-                let bias = conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; outputs]);
-                FoldedLayer::Conv { inputs, outputs, kernel, padding, weight: values(conv.weight.val()), bias }
+            (
+                LayerSpec::Conv {
+                    inputs,
+                    outputs,
+                    kernel,
+                    padding,
+                },
+                Layer::Conv(conv),
+            ) => {
+                let bias = conv
+                    .bias
+                    .as_ref()
+                    .map(|b| values(b.val()))
+                    .unwrap_or_else(|| vec![0.0; outputs]);
+                FoldedLayer::Conv {
+                    inputs,
+                    outputs,
+                    kernel,
+                    padding,
+                    weight: values(conv.weight.val()),
+                    bias,
+                }
             }
             (LayerSpec::BatchNorm { .. }, Layer::BatchNorm(bn)) => {
-                let Some(FoldedLayer::Conv { weight, bias, outputs, .. }) = folded.last_mut() else {
+                let Some(FoldedLayer::Conv {
+                    weight,
+                    bias,
+                    outputs,
+                    ..
+                }) = folded.last_mut()
+                else {
                     return Err(ExportError::Unsupported {
                         index,
                         layer: format!("{spec:?}"),
-                        reason: "batch norm is folded into a preceding convolution, and there is none",
+                        reason:
+                            "batch norm is folded into a preceding convolution, and there is none",
                     });
                 };
                 let (gamma, beta) = (values(bn.gamma.val()), values(bn.beta.val()));
-                let (mean, var) = (values(bn.running_mean.value()), values(bn.running_var.value()));
+                let (mean, var) = (
+                    values(bn.running_mean.value()),
+                    values(bn.running_var.value()),
+                );
                 let per_channel = weight.len() / *outputs;
                 for c in 0..*outputs {
                     let scale = gamma[c] / (var[c] + bn.epsilon as f32).sqrt();
-                    weight[c * per_channel..(c + 1) * per_channel].iter_mut().for_each(|w| *w *= scale);
+                    weight[c * per_channel..(c + 1) * per_channel]
+                        .iter_mut()
+                        .for_each(|w| *w *= scale);
                     bias[c] = (bias[c] - mean[c]) * scale + beta[c];
                 }
                 continue;
             }
             (LayerSpec::Relu, _) => FoldedLayer::Relu,
-            (LayerSpec::LeakyRelu { slope }, _) => FoldedLayer::LeakyRelu { slope: slope as f32 },
+            (LayerSpec::LeakyRelu { slope }, _) => FoldedLayer::LeakyRelu {
+                slope: slope as f32,
+            },
             (LayerSpec::MaxPool { size }, _) => FoldedLayer::MaxPool { size },
             (LayerSpec::Flatten, _) => FoldedLayer::Flatten,
             (LayerSpec::Linear { inputs, outputs }, Layer::Linear(linear)) => {
                 let burn_layout = values(linear.weight.val()); // [inputs, outputs]
-                let weight = (0..outputs * inputs).map(|i| burn_layout[(i % inputs) * outputs + i / inputs]).collect();
-                let bias = linear.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; outputs]);
-                FoldedLayer::Linear { inputs, outputs, weight, bias }
+                let weight = (0..outputs * inputs)
+                    .map(|i| burn_layout[(i % inputs) * outputs + i / inputs])
+                    .collect();
+                let bias = linear
+                    .bias
+                    .as_ref()
+                    .map(|b| values(b.val()))
+                    .unwrap_or_else(|| vec![0.0; outputs]);
+                FoldedLayer::Linear {
+                    inputs,
+                    outputs,
+                    weight,
+                    bias,
+                }
             }
             (spec, _) => {
                 return Err(ExportError::Unsupported {

@@ -3,9 +3,9 @@
 //! initializers, batch norm folded into the convolutions.
 
 use onnx_protobuf::{
-    AttributeProto, AttributeProto_AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorProto_DataType, TensorShapeProto, TensorShapeProto_Dimension,
-    TypeProto, TypeProto_Tensor, ValueInfoProto,
+    AttributeProto, AttributeProto_AttributeType, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorProto_DataType,
+    TensorShapeProto, TensorShapeProto_Dimension, TypeProto, TypeProto_Tensor, ValueInfoProto,
 };
 use protobuf::Message;
 
@@ -23,7 +23,10 @@ pub const INPUT: &str = "image";
 pub const OUTPUT: &str = "logits";
 
 /// The serialized ONNX model.
-pub fn to_bytes(layers: &[FoldedLayer], card: &ModelCard) -> Result<Vec<u8>, protobuf::ProtobufError> {
+pub fn to_bytes(
+    layers: &[FoldedLayer],
+    card: &ModelCard,
+) -> Result<Vec<u8>, protobuf::ProtobufError> {
     model(layers, card).write_to_bytes()
 }
 
@@ -31,20 +34,47 @@ pub fn to_bytes(layers: &[FoldedLayer], card: &ModelCard) -> Result<Vec<u8>, pro
 pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
     let mut graph = GraphProto::new();
     graph.set_name(format!("fmnist_{}", card.kind.name()));
-    graph.mut_input().push(value_info(INPUT, &[None, Some(1), Some(IMAGE_SIDE), Some(IMAGE_SIDE)]));
-    graph.mut_output().push(value_info(OUTPUT, &[None, Some(CLASS_COUNT)]));
+    graph.mut_input().push(value_info(
+        INPUT,
+        &[None, Some(1), Some(IMAGE_SIDE), Some(IMAGE_SIDE)],
+    ));
+    graph
+        .mut_output()
+        .push(value_info(OUTPUT, &[None, Some(CLASS_COUNT)]));
 
     let mut current = INPUT.to_string();
     for (index, layer) in layers.iter().enumerate() {
         let last = index + 1 == layers.len();
-        let output = if last { OUTPUT.to_string() } else { format!("x{index}") };
+        let output = if last {
+            OUTPUT.to_string()
+        } else {
+            format!("x{index}")
+        };
         let name = |suffix: &str| format!("l{index}_{suffix}");
         let node = match layer {
-            FoldedLayer::Conv { inputs, outputs, kernel, padding, weight, bias } => {
+            FoldedLayer::Conv {
+                inputs,
+                outputs,
+                kernel,
+                padding,
+                weight,
+                bias,
+            } => {
                 let (k, p) = (*kernel as i64, *padding as i64);
-                graph.mut_initializer().push(tensor(&name("weight"), &[*outputs, *inputs, *kernel, *kernel], weight));
-                graph.mut_initializer().push(tensor(&name("bias"), &[*outputs], bias));
-                let mut node = node("Conv", &name("conv"), &[&current, &name("weight"), &name("bias")], &output);
+                graph.mut_initializer().push(tensor(
+                    &name("weight"),
+                    &[*outputs, *inputs, *kernel, *kernel],
+                    weight,
+                ));
+                graph
+                    .mut_initializer()
+                    .push(tensor(&name("bias"), &[*outputs], bias));
+                let mut node = node(
+                    "Conv",
+                    &name("conv"),
+                    &[&current, &name("weight"), &name("bias")],
+                    &output,
+                );
                 node.mut_attribute().push(ints("kernel_shape", &[k, k]));
                 node.mut_attribute().push(ints("pads", &[p, p, p, p]));
                 node.mut_attribute().push(ints("strides", &[1, 1]));
@@ -72,10 +102,24 @@ pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
                 node.mut_attribute().push(int("axis", 1));
                 node
             }
-            FoldedLayer::Linear { inputs, outputs, weight, bias } => {
-                graph.mut_initializer().push(tensor(&name("weight"), &[*outputs, *inputs], weight));
-                graph.mut_initializer().push(tensor(&name("bias"), &[*outputs], bias));
-                let mut node = node("Gemm", &name("linear"), &[&current, &name("weight"), &name("bias")], &output);
+            FoldedLayer::Linear {
+                inputs,
+                outputs,
+                weight,
+                bias,
+            } => {
+                graph
+                    .mut_initializer()
+                    .push(tensor(&name("weight"), &[*outputs, *inputs], weight));
+                graph
+                    .mut_initializer()
+                    .push(tensor(&name("bias"), &[*outputs], bias));
+                let mut node = node(
+                    "Gemm",
+                    &name("linear"),
+                    &[&current, &name("weight"), &name("bias")],
+                    &output,
+                );
                 node.mut_attribute().push(int("transB", 1));
                 node
             }
@@ -114,7 +158,10 @@ pub fn metadata(card: &ModelCard) -> Vec<(&'static str, String)> {
     let mut entries = vec![
         ("class_names", names),
         ("input_scale", format!("{INPUT_SCALE:e}")),
-        ("input_description", "float32 [N,1,28,28] = u8 pixel / 255, black background".into()),
+        (
+            "input_description",
+            "float32 [N,1,28,28] = u8 pixel / 255, black background".into(),
+        ),
         ("model_kind", card.kind.name().into()),
         ("parameter_count", card.parameters.to_string()),
         ("training_command", card.training_command.clone()),

@@ -20,8 +20,17 @@ struct OwnedRequant {
 }
 
 enum OwnedLayer {
-    Conv { conv: FoldedConvMeta, weights: Vec<u8>, requant: OwnedRequant },
-    Linear { inputs: u32, outputs: u32, weights: Vec<u8>, requant: OwnedRequant },
+    Conv {
+        conv: FoldedConvMeta,
+        weights: Vec<u8>,
+        requant: OwnedRequant,
+    },
+    Linear {
+        inputs: u32,
+        outputs: u32,
+        weights: Vec<u8>,
+        requant: OwnedRequant,
+    },
     MaxPool(u8),
     Flatten,
 }
@@ -79,7 +88,9 @@ fn weight_scales(weight: &[f32], outputs: usize) -> Vec<f32> {
     let per = weight.len() / outputs;
     (0..outputs)
         .map(|o| {
-            let max = weight[o * per..(o + 1) * per].iter().fold(0f32, |m, w| m.max(w.abs()));
+            let max = weight[o * per..(o + 1) * per]
+                .iter()
+                .fold(0f32, |m, w| m.max(w.abs()));
             if max > 0.0 {
                 max / 127.0
             } else {
@@ -98,11 +109,24 @@ fn quantize_weights(weight: &[f32], scales: &[f32]) -> Vec<i8> {
         .collect()
 }
 
-fn requant(bias: &[f32], in_scale: f32, w_scales: &[f32], out_scale: f32, output: Output) -> OwnedRequant {
-    let mut owned = OwnedRequant { bias: Vec::new(), multiplier: Vec::new(), shift: Vec::new(), output };
+fn requant(
+    bias: &[f32],
+    in_scale: f32,
+    w_scales: &[f32],
+    out_scale: f32,
+    output: Output,
+) -> OwnedRequant {
+    let mut owned = OwnedRequant {
+        bias: Vec::new(),
+        multiplier: Vec::new(),
+        shift: Vec::new(),
+        output,
+    };
     for (b, ws) in bias.iter().zip(w_scales) {
         let acc_scale = f64::from(in_scale) * f64::from(*ws);
-        let q = (f64::from(*b) / acc_scale).round().clamp(-(2f64.powi(30) - 1.0), 2f64.powi(30) - 1.0) as i32;
+        let q = (f64::from(*b) / acc_scale)
+            .round()
+            .clamp(-(2f64.powi(30) - 1.0), 2f64.powi(30) - 1.0) as i32;
         let (m, s) = quantize_multiplier(acc_scale / f64::from(out_scale));
         owned.bias.extend_from_slice(&q.to_le_bytes());
         owned.multiplier.extend_from_slice(&m.to_le_bytes());
@@ -113,12 +137,16 @@ fn requant(bias: &[f32], in_scale: f32, w_scales: &[f32], out_scale: f32, output
 
 /// Quantizes folded layers. `output_maxima[i]` is the largest absolute value of the output
 /// of folded layer `i` on the calibration images (after its activation where one follows).
-pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<QuantizedModel, ExportError> {
-    let unsupported = |index: usize, layer: &FoldedLayer, reason: &'static str| ExportError::Unsupported {
-        index,
-        layer: format!("{}", layer_name(layer)),
-        reason,
-    };
+pub fn quantize(
+    layers: &[FoldedLayer],
+    output_maxima: &[f32],
+) -> Result<QuantizedModel, ExportError> {
+    let unsupported =
+        |index: usize, layer: &FoldedLayer, reason: &'static str| ExportError::Unsupported {
+            index,
+            layer: format!("{}", layer_name(layer)),
+            reason,
+        };
     let mut shape = [1usize, IMAGE_SIDE, IMAGE_SIDE]; // C, H, W before flatten
     let mut flat_from: Option<[usize; 3]> = None;
     let mut in_scale = 1.0f32 / 255.0;
@@ -137,7 +165,11 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
             _ => (None, index),
         };
         let last = range_index + 1 == layers.len();
-        let range = output_maxima.get(range_index).copied().unwrap_or(0.0).max(1e-6);
+        let range = output_maxima
+            .get(range_index)
+            .copied()
+            .unwrap_or(0.0)
+            .max(1e-6);
         let (output, out_scale) = match (activation, last) {
             (Some(Output::Relu), _) => (Output::Relu, range / 255.0),
             (Some(leaky), _) => (leaky, range / 127.0),
@@ -145,9 +177,20 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
             (None, false) => (Output::Logits, 0.0),
         };
         match layer {
-            FoldedLayer::Conv { inputs, outputs, kernel, padding, weight, bias } => {
+            FoldedLayer::Conv {
+                inputs,
+                outputs,
+                kernel,
+                padding,
+                weight,
+                bias,
+            } => {
                 if output == Output::Logits {
-                    return Err(unsupported(index, layer, "the int8 engine needs a ReLU or LeakyReLU after a convolution"));
+                    return Err(unsupported(
+                        index,
+                        layer,
+                        "the int8 engine needs a ReLU or LeakyReLU after a convolution",
+                    ));
                 }
                 let scales = weight_scales(weight, *outputs);
                 let q = quantize_weights(weight, &scales);
@@ -158,7 +201,8 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
                     for i in 0..cin {
                         for ky in 0..k {
                             for kx in 0..k {
-                                hwc[((o * k + ky) * k + kx) * cin + i] = q[((o * cin + i) * k + ky) * k + kx] as u8;
+                                hwc[((o * k + ky) * k + kx) * cin + i] =
+                                    q[((o * cin + i) * k + ky) * k + kx] as u8;
                             }
                         }
                     }
@@ -180,9 +224,18 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
                 in_scale = out_scale;
                 index = range_index + 1;
             }
-            FoldedLayer::Linear { inputs, outputs, weight, bias } => {
+            FoldedLayer::Linear {
+                inputs,
+                outputs,
+                weight,
+                bias,
+            } => {
                 if output == Output::Logits && !last {
-                    return Err(unsupported(index, layer, "a linear layer without activation must be the last"));
+                    return Err(unsupported(
+                        index,
+                        layer,
+                        "a linear layer without activation must be the last",
+                    ));
                 }
                 let scales = weight_scales(weight, *outputs);
                 let q = quantize_weights(weight, &scales);
@@ -194,7 +247,8 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
                             for ch in 0..c {
                                 for y in 0..h {
                                     for x in 0..w {
-                                        hwc[o * inputs + (y * w + x) * c + ch] = q[o * inputs + ch * h * w + y * w + x] as u8;
+                                        hwc[o * inputs + (y * w + x) * c + ch] =
+                                            q[o * inputs + ch * h * w + y * w + x] as u8;
                                     }
                                 }
                             }
@@ -228,11 +282,18 @@ pub fn quantize(layers: &[FoldedLayer], output_maxima: &[f32]) -> Result<Quantiz
                 index += 1;
             }
             FoldedLayer::Relu | FoldedLayer::LeakyRelu { .. } => {
-                return Err(unsupported(index, layer, "an activation must follow a convolution or linear layer"));
+                return Err(unsupported(
+                    index,
+                    layer,
+                    "an activation must follow a convolution or linear layer",
+                ));
             }
         }
     }
-    Ok(QuantizedModel { layers: owned, logit_scale })
+    Ok(QuantizedModel {
+        layers: owned,
+        logit_scale,
+    })
 }
 
 fn layer_name(layer: &FoldedLayer) -> &'static str {
@@ -249,12 +310,21 @@ fn layer_name(layer: &FoldedLayer) -> &'static str {
 impl QuantizedModel {
     /// The blob's model description, borrowing this model's tensors.
     fn describe<'a>(&'a self, card: &BlobCard<'a>, arena_bytes: u32) -> Model<'a> {
-        let borrow = |r: &'a OwnedRequant| Requant { bias: &r.bias, multiplier: &r.multiplier, shift: &r.shift, output: r.output };
+        let borrow = |r: &'a OwnedRequant| Requant {
+            bias: &r.bias,
+            multiplier: &r.multiplier,
+            shift: &r.shift,
+            output: r.output,
+        };
         let layers = self
             .layers
             .iter()
             .map(|layer| match layer {
-                OwnedLayer::Conv { conv, weights, requant } => Layer::Conv(QuantConv2d {
+                OwnedLayer::Conv {
+                    conv,
+                    weights,
+                    requant,
+                } => Layer::Conv(QuantConv2d {
                     in_channels: conv.in_channels,
                     out_channels: conv.out_channels,
                     kernel: conv.kernel,
@@ -264,7 +334,12 @@ impl QuantizedModel {
                     weights,
                     requant: borrow(requant),
                 }),
-                OwnedLayer::Linear { inputs, outputs, weights, requant } => Layer::Linear(QuantLinear {
+                OwnedLayer::Linear {
+                    inputs,
+                    outputs,
+                    weights,
+                    requant,
+                } => Layer::Linear(QuantLinear {
                     inputs: *inputs,
                     outputs: *outputs,
                     weights,
@@ -295,7 +370,8 @@ impl QuantizedModel {
             .map_err(|e| anyhow::anyhow!("the quantized model is not runnable: {e}"))?;
         let bytes = blob::encode(&self.describe(card, arena as u32))?;
         // The exporter refuses to write what the engine would refuse to load.
-        fmnist_runtime::Plan::new(&bytes).map_err(|e| anyhow::anyhow!("the quantized model is not loadable: {e}"))?;
+        fmnist_runtime::Plan::new(&bytes)
+            .map_err(|e| anyhow::anyhow!("the quantized model is not loadable: {e}"))?;
         Ok(bytes)
     }
 }
