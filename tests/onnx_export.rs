@@ -99,6 +99,32 @@ fn every_model_kind_exports_and_tract_matches_burn() {
             .zip(&tract_logits[70..80])
             .all(|(a, b)| (a - b).abs() < 1e-5));
 
+        // The int8 export of the same model: the engine runs every layer kind of every
+        // model kind, and agrees with the float model.
+        let calibration = load_split(&data_dir(), Split::Train)
+            .unwrap()
+            .truncated(600);
+        let q8_path = run.path().join("model.q8");
+        let report = export::write_q8(
+            &model,
+            &info,
+            &calibration,
+            &test,
+            Some(&test),
+            &q8_path,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(report.agreement >= 0.95, "{kind:?}: {report:?}");
+        assert!(
+            (report.float_val - report.int8_val).abs() <= 0.03,
+            "{kind:?}: {report:?}"
+        );
+        let blob = std::fs::read(&q8_path).unwrap();
+        let plan = fmnist_runtime::Plan::new(&blob).unwrap();
+        assert_eq!(plan.model().kind, kind.name());
+        assert_eq!(plan.arena_bytes(), report.arena_bytes);
+
         let metadata = onnx.metadata();
         assert_eq!(metadata["model_kind"], kind.name());
         assert_eq!(

@@ -9,8 +9,8 @@ use crate::onnx::OnnxClassifier;
 
 /// A loaded model of either format.
 pub enum Classifier<'a> {
-    /// The int8 engine over a blob.
-    Int8(Plan<'a>),
+    /// The int8 engine over a blob (boxed: a plan holds its layer list inline).
+    Int8(Box<Plan<'a>>),
     /// tract over an ONNX file.
     Onnx(OnnxClassifier),
 }
@@ -30,7 +30,7 @@ impl<'a> Classifier<'a> {
     pub fn from_bytes(bytes: &'a [u8], path: &Path) -> Result<Self, LoadError> {
         if bytes.starts_with(&crate::blob::MAGIC) {
             Plan::new(bytes)
-                .map(Classifier::Int8)
+                .map(|plan| Classifier::Int8(Box::new(plan)))
                 .map_err(|e| LoadError {
                     path: path.to_path_buf(),
                     problem: format!("int8 blob refused: {e}"),

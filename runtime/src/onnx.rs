@@ -111,7 +111,7 @@ impl OnnxClassifier {
     /// The logits of every image in `pixels` (28x28 u8 images back to back), 10 per image.
     pub fn logits(&self, pixels: &[u8]) -> Result<Vec<f32>, OnnxError> {
         let count = pixels.len() / IMAGE_PIXELS;
-        if count == 0 || pixels.len() % IMAGE_PIXELS != 0 {
+        if count == 0 || !pixels.len().is_multiple_of(IMAGE_PIXELS) {
             return Err(OnnxError {
                 path: self.path.clone(),
                 problem: format!(

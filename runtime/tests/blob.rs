@@ -26,7 +26,7 @@ fn tensors() -> Tensors {
         conv_mult: le(1 << 30, 2),
         conv_shift: vec![3, 3],
         lin_w: (0..3920)
-            .map(|i| ((i * 7 % 255) as i32 - 127) as i8 as u8)
+            .map(|i: i32| (i * 7 % 255 - 127) as i8 as u8)
             .collect(),
         lin_bias: le(-100, 10),
         lin_mult: le(1 << 30, 10),
@@ -88,7 +88,7 @@ fn encode(model: &Model<'_>) -> Vec<u8> {
 /// A blob whose envelope is valid (right magic, version and checksum) around `model`, so
 /// that only the layer checks can refuse it.
 fn plan_error(model: &Model<'_>) -> BlobError {
-    Plan::new(&encode(model)).err().expect("must be refused")
+    Plan::new(&encode(model)).expect_err("must be refused")
 }
 
 #[test]

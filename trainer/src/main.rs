@@ -46,6 +46,14 @@ enum Command {
     Show(ShowArgs),
     /// Write a trained run's model as ONNX.
     Export(ExportArgs),
+    /// Write the first test image of each class as a 28x28 PNG named by its class.
+    Samples {
+        /// The directory to write into.
+        #[arg(long, default_value = "models/samples")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Print a model kind's layers, output shapes, parameters and multiply-accumulates.
     Info {
         /// The model kind.
@@ -231,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => on_backend!(args.device, B, device => eval_on::<B>(&args, &device)),
         Command::Show(args) => show(&args),
         Command::Export(args) => export_run(&args),
+        Command::Samples { out, data } => samples(&out, &data.data),
         Command::Info { model } => {
             print_summary(model);
             Ok(())
@@ -239,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn fit(args: FitArgs) -> anyhow::Result<()> {
+    check_device(args.device)?;
     // Refuse a path we cannot write before an hour of training, not after.
     for path in args.export.iter().chain(&args.export_q8) {
         check_writable(path)?;
@@ -477,6 +487,17 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     write_exports(&model, &info, &exports, &calibration, &val, &test, &device)
 }
 
+/// Refuses `--device cuda` in a build without CUDA before any work is done.
+fn check_device(device: DeviceKind) -> anyhow::Result<()> {
+    if device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+        return Err(UsageError(
+            "this trainer was built without CUDA; rebuild it with `cargo build --release --features cuda`".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// An output file must not be a directory, and its directory must exist.
 fn check_writable(path: &Path) -> anyhow::Result<()> {
     if path.is_dir() {
@@ -495,6 +516,26 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
         .into()),
         _ => Ok(()),
     }
+}
+
+fn samples(out: &Path, data: &Path) -> anyhow::Result<()> {
+    let test = dataset::load_split(data, Split::Test)?;
+    for (label, name) in fmnist_runtime::CLASS_NAMES.iter().enumerate() {
+        let Some(index) = test.labels.iter().position(|&l| usize::from(l) == label) else {
+            continue;
+        };
+        let image = image::GrayImage::from_raw(28, 28, test.image(index).to_vec())
+            .ok_or_else(|| anyhow::anyhow!("bad image size"))?;
+        let mut png = Vec::new();
+        image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        let file = out.join(format!(
+            "{}.png",
+            name.to_lowercase().replace(['/', ' '], "-")
+        ));
+        fmnist_trainer::fsutil::write_atomic(&file, &png)?;
+        println!("{}: test image {index} ({name})", file.display());
+    }
+    Ok(())
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {

@@ -14,6 +14,9 @@ use crate::fsutil::write_atomic;
 
 const FONT: &str = "sans-serif";
 
+/// Picks one figure of an epoch.
+type Pick = fn(&EpochMetrics) -> f64;
+
 /// Registers a system TrueType font once; false when none is installed, in which case
 /// pictures are drawn without text rather than not at all.
 fn have_font() -> bool {
@@ -62,7 +65,7 @@ pub fn curves(path: &Path, epochs: &[EpochMetrics]) -> anyhow::Result<()> {
     let text = have_font();
     render_png(path, (1000, 400), |root| {
         let panels = root.split_evenly((1, 2));
-        let series: [(&str, fn(&EpochMetrics) -> f64, fn(&EpochMetrics) -> f64); 2] = [
+        let series: [(&str, Pick, Pick); 2] = [
             ("loss", |m| m.train_loss, |m| m.val_loss),
             ("accuracy", |m| m.train_acc, |m| m.val_acc),
         ];

@@ -177,8 +177,8 @@ impl Logits {
     /// The `K` best classes with their logits, best first.
     pub fn top<const K: usize>(&self) -> heapless::Vec<(usize, i32), K> {
         let mut order = [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-        // Stable: equal logits keep class order.
-        order.sort_by(|&a, &b| self.values[b].cmp(&self.values[a]));
+        // Equal logits keep class order (`sort_unstable_by` is in core, `sort_by` needs alloc).
+        order.sort_unstable_by(|&a, &b| self.values[b].cmp(&self.values[a]).then(a.cmp(&b)));
         order.iter().take(K).map(|&c| (c, self.values[c])).collect()
     }
 

@@ -144,7 +144,7 @@ pub fn quantize(
     let unsupported =
         |index: usize, layer: &FoldedLayer, reason: &'static str| ExportError::Unsupported {
             index,
-            layer: format!("{}", layer_name(layer)),
+            layer: layer_name(layer).to_string(),
             reason,
         };
     let mut shape = [1usize, IMAGE_SIDE, IMAGE_SIDE]; // C, H, W before flatten

@@ -1,0 +1,55 @@
+//! The model card cannot drift from the shipped files: checksums, sizes and the int8 test
+//! accuracy are recomputed here.
+
+use std::path::{Path, PathBuf};
+
+use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
+use fmnist_runtime::Plan;
+use sha2::{Digest, Sha256};
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn card() -> String {
+    std::fs::read_to_string(models().join("README.md")).unwrap()
+}
+
+#[test]
+fn the_card_lists_every_shipped_file_with_its_size_and_checksum() {
+    let card = card();
+    let mut listed = 0;
+    for line in card.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let (name, size, digest) = (cells[1], cells[2].replace(',', ""), cells[3]);
+        let bytes = std::fs::read(models().join(name)).unwrap();
+        assert_eq!(bytes.len().to_string(), size, "{name}");
+        assert_eq!(format!("{:x}", Sha256::digest(&bytes)), digest, "{name}");
+        listed += 1;
+    }
+    assert_eq!(listed, 4, "edge and cnn, ONNX and int8");
+}
+
+#[test]
+fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let test = load_split(Path::new(&dir), Split::Test)
+        .expect("run scripts/test.sh: it installs the dataset");
+    let blob = std::fs::read(models().join("edge.q8")).unwrap();
+    let plan = Plan::new(&blob).unwrap();
+    let (confusion, _) = fmnist_runtime::evaluate::evaluate(&plan, &test);
+    let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
+    assert_eq!(confusion.total(), 10_000);
+    assert!(
+        card().contains(&format!("int8 {measured}")),
+        "the card does not state int8 {measured}"
+    );
+    let recorded = plan
+        .model()
+        .int8_accuracy
+        .expect("the blob records its accuracy");
+    assert!((f64::from(recorded) - confusion.accuracy()).abs() < 1e-6);
+}
