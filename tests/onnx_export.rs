@@ -1,27 +1,19 @@
 //! ONNX export of every model kind, run back through tract-onnx on real test images.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use fmnist_runtime::dataset::{load_split, LabeledImages, Split, DEFAULT_DATA_DIR};
+use std::path::Path;
+
+use common::data_dir;
+use fmnist_runtime::dataset::{load_split, LabeledImages, Split};
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::CLASS_COUNT;
-use fmnist_trainer::backend::{Cpu, CpuTrain};
+use fmnist_trainer::backend::Cpu;
 use fmnist_trainer::checkpoint::{self, RunInfo};
 use fmnist_trainer::export;
 use fmnist_trainer::model::ModelKind;
 use fmnist_trainer::recipe::Recipe;
-use fmnist_trainer::train::{self, Output, Splits};
-
-fn data_dir() -> PathBuf {
-    let dir =
-        PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
-    assert!(
-        dir.is_dir(),
-        "{} is missing: run scripts/test.sh or set FMNIST_DATA",
-        dir.display()
-    );
-    dir
-}
+use fmnist_trainer::train;
 
 /// A briefly trained run of `kind` (so batch norm statistics are real, not 0 and 1).
 fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
@@ -33,22 +25,8 @@ fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
     recipe.epochs = 1;
     recipe.batch = 50;
     recipe.lr = 1e-3;
-    let mut info = RunInfo {
-        model: kind,
-        recipe,
-        seed: 3,
-        backend: "flex".into(),
-        train_images: train.len(),
-        val_images: val.len(),
-        epochs: Vec::new(),
-        test_accuracy: Some(0.5),
-        command: format!("trainer fit --model {}", kind.name()),
-    };
-    let out = Output {
-        dir: dir.to_path_buf(),
-        progress: false,
-    };
-    train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &Default::default()).unwrap();
+    let (mut info, _) = common::fit(kind, recipe, 3, train, val, dir);
+    info.test_accuracy = Some(0.5);
     checkpoint::save_info(dir, &info).unwrap();
     info
 }

@@ -1,25 +1,15 @@
 //! End-to-end on the real Fashion-MNIST (the Debian package `dataset-fashion-mnist`, or the
 //! directory in `FMNIST_DATA`): a few thousand images, so it stays fast.
 
-use std::path::PathBuf;
+mod common;
 
-use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
-use fmnist_trainer::backend::{Cpu, CpuTrain};
-use fmnist_trainer::checkpoint::{self, RunInfo};
+use common::data_dir;
+use fmnist_runtime::dataset::{load_split, Split};
+use fmnist_trainer::backend::Cpu;
+use fmnist_trainer::checkpoint;
 use fmnist_trainer::model::ModelKind;
 use fmnist_trainer::recipe::Recipe;
-use fmnist_trainer::train::{self, Output, Splits};
-
-fn data_dir() -> PathBuf {
-    let dir =
-        PathBuf::from(std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
-    assert!(
-        dir.is_dir(),
-        "{} is missing: run scripts/test.sh (it installs dataset-fashion-mnist) or set FMNIST_DATA",
-        dir.display()
-    );
-    dir
-}
+use fmnist_trainer::train;
 
 #[test]
 fn the_real_files_have_the_documented_sizes() {
@@ -44,23 +34,8 @@ fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
     let mut recipe = Recipe::default_for(ModelKind::Edge);
     recipe.epochs = 2;
     recipe.batch = 64;
-    let mut info = RunInfo {
-        model: ModelKind::Edge,
-        recipe,
-        seed: 42,
-        backend: "flex".into(),
-        train_images: train.len(),
-        val_images: val.len(),
-        epochs: Vec::new(),
-        test_accuracy: None,
-        command: "test".into(),
-    };
-    let out = Output {
-        dir: run.path().to_path_buf(),
-        progress: false,
-    };
+    let (info, model) = common::fit(ModelKind::Edge, recipe, 42, train, val, run.path());
     let device = Default::default();
-    let model = train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &device).unwrap();
     let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), &test, &device);
     // Chance is 10%; two short epochs on 2,500 images reach well above 65%.
     assert!(

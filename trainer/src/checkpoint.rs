@@ -64,6 +64,29 @@ pub struct RunInfo {
     pub command: String,
 }
 
+impl RunInfo {
+    /// A run about to start: no epochs yet, no test accuracy, set sizes to be filled in.
+    pub fn new(
+        model: ModelKind,
+        recipe: Recipe,
+        seed: u64,
+        backend: &str,
+        command: String,
+    ) -> RunInfo {
+        RunInfo {
+            model,
+            recipe,
+            seed,
+            backend: backend.into(),
+            train_images: 0,
+            val_images: 0,
+            epochs: Vec::new(),
+            test_accuracy: None,
+            command,
+        }
+    }
+}
+
 /// Writes the model and the run description into `dir`.
 pub fn save<B: Backend>(dir: &Path, model: &Classifier<B>, info: &RunInfo) -> anyhow::Result<()> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()

@@ -263,20 +263,19 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
     if train_split.is_empty() {
         return Err(UsageError(format!("--val {} leaves no training images", args.val)).into());
     }
-    let mut info = RunInfo {
-        model: args.model,
+    let command = std::iter::once("trainer".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut info = RunInfo::new(
+        args.model,
         recipe,
-        seed: args.seed,
-        backend: args.device.backend_name().into(),
-        train_images: train_split.len(),
-        val_images: val_split.len(),
-        epochs: Vec::new(),
-        test_accuracy: None,
-        command: std::iter::once("trainer".to_string())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
+        args.seed,
+        args.device.backend_name(),
+        command,
+    );
+    info.train_images = train_split.len();
+    info.val_images = val_split.len();
     print_summary(args.model);
     println!(
         "recipe: {:?}, {} epochs, batch {}, lr {}, {:?} schedule, weight decay {}, label smoothing {}, augment {}",

@@ -91,7 +91,9 @@ pub fn curves(path: &Path, epochs: &[EpochMetrics]) -> anyhow::Result<()> {
                 .build_cartesian_2d(1.0..last, (lo - pad)..(hi + pad))
                 .map_err(|e| anyhow!("{e}"))?;
             let mut mesh = chart.configure_mesh();
-            mesh.x_desc("epoch");
+            mesh.x_desc("epoch")
+                .x_labels(epochs.len().clamp(2, 12))
+                .x_label_formatter(&|x| format!("{x:.0}"));
             if !text {
                 mesh.disable_x_axis().disable_y_axis();
             }
@@ -140,7 +142,8 @@ pub fn grid(path: &Path, set: &LabeledImages, predictions: Option<&[u8]>) -> any
             let image = set.image(index);
             for y in 0..IMAGE_SIDE as i32 {
                 for x in 0..IMAGE_SIDE as i32 {
-                    let v = 255 - image[(y * IMAGE_SIDE as i32 + x) as usize]; // gray colormap, dark garment on white
+                    // The notebook's gray colormap: black background, light garment.
+                    let v = image[(y * IMAGE_SIDE as i32 + x) as usize];
                     let rect = [
                         (x0 + x * SCALE, y0 + y * SCALE),
                         (x0 + (x + 1) * SCALE, y0 + (y + 1) * SCALE),

@@ -268,17 +268,7 @@ mod tests {
         recipe.epochs = epochs;
         recipe.batch = 20;
         recipe.lr = 3e-3;
-        RunInfo {
-            model: kind,
-            recipe,
-            seed,
-            backend: "flex".into(),
-            train_images: 0,
-            val_images: 0,
-            epochs: Vec::new(),
-            test_accuracy: None,
-            command: "test".into(),
-        }
+        RunInfo::new(kind, recipe, seed, "flex", "test".into())
     }
 
     fn quick_fit(

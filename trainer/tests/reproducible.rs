@@ -14,17 +14,7 @@ fn figures(seed: u64) -> Vec<(f64, f64, f64)> {
     let mut recipe = Recipe::default_for(ModelKind::Edge);
     recipe.epochs = 2;
     recipe.batch = 20;
-    let mut info = RunInfo {
-        model: ModelKind::Edge,
-        recipe,
-        seed,
-        backend: "flex".into(),
-        train_images: 200,
-        val_images: 50,
-        epochs: Vec::new(),
-        test_accuracy: None,
-        command: "test".into(),
-    };
+    let mut info = RunInfo::new(ModelKind::Edge, recipe, seed, "flex", "test".into());
     let splits = Splits {
         train: synthetic::images(200, 7),
         val: synthetic::images(50, 8),
