@@ -44,7 +44,7 @@ enum Command {
     Eval(EvalArgs),
     /// Draw the first 100 training images as a 10x10 grid (the seed's first figure).
     Show(ShowArgs),
-    /// Write a trained run's model as ONNX.
+    /// Write a trained run's model as ONNX and/or an int8 blob for the runtime.
     Export(ExportArgs),
     /// Write the first test image of each class as a 28x28 PNG named by its class.
     Samples {
