@@ -87,6 +87,12 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
+    // A bug should still end in one line and a documented exit code, not a backtrace and 101.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info.to_string().replace('\n', " ");
+        eprintln!("error: internal error ({what}); please report it");
+        std::process::exit(i32::from(EXIT_ERROR));
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Classify(args) => classify(&args),

@@ -219,6 +219,12 @@ macro_rules! on_backend {
 struct UsageError(String);
 
 fn main() -> ExitCode {
+    // A bug should still end in one line and a documented exit code, not a backtrace and 101.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info.to_string().replace('\n', " ");
+        eprintln!("error: internal error ({what}); please report it");
+        std::process::exit(i32::from(EXIT_FAILURE));
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
