@@ -205,10 +205,7 @@ macro_rules! on_backend {
                 $body
             }
             #[cfg(not(feature = "cuda"))]
-            DeviceKind::Cuda => Err(UsageError(
-                "this trainer was built without CUDA; rebuild it with `cargo build --release --features cuda`".into(),
-            )
-            .into()),
+            DeviceKind::Cuda => check_device(DeviceKind::Cuda),
         }
     };
 }
