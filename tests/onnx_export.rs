@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::data_dir;
 use fmnist_runtime::dataset::{load_split, LabeledImages, Split};
+use fmnist_runtime::metrics::argmax;
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::CLASS_COUNT;
 use fmnist_trainer::backend::Cpu;
@@ -35,10 +36,6 @@ fn test_images(count: usize) -> LabeledImages {
     load_split(&data_dir(), Split::Test)
         .unwrap()
         .truncated(count)
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
 }
 
 #[test]

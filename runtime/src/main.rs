@@ -248,8 +248,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     for (chunk_index, chunk) in set.images.chunks(CHUNK * IMAGE_PIXELS).enumerate() {
         let probabilities = model.probabilities(chunk).map_err(anyhow::Error::msg)?;
         for (i, p) in probabilities.iter().enumerate() {
-            let predicted =
-                (0..CLASS_COUNT).fold(0, |best, c| if p[c] > p[best] { c } else { best });
+            let predicted = fmnist_runtime::metrics::argmax(p);
             confusion.record(usize::from(set.labels[chunk_index * CHUNK + i]), predicted);
         }
         bar.inc(probabilities.len() as u64);

@@ -73,6 +73,11 @@ impl Confusion {
     }
 }
 
+/// Index of the largest value (the first of equal maxima; 0 for an empty slice).
+pub fn argmax<T: PartialOrd>(values: &[T]) -> usize {
+    (0..values.len()).fold(0, |best, i| if values[i] > values[best] { i } else { best })
+}
+
 fn ratio(part: u32, whole: u32) -> f64 {
     if whole == 0 {
         0.0

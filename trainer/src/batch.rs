@@ -49,6 +49,15 @@ pub fn batch<B: Backend>(
     )
 }
 
+/// A tensor's values as `f32`, row-major (empty if the backend cannot convert them).
+pub fn to_f32_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap_or_default()
+}
+
 /// out[y][x] = image[y - dy][x' - dx] scaled, where x' mirrors x when `flip`; zero outside.
 fn shift_flip(image: &[u8], out: &mut [f32], dy: i32, dx: i32, flip: bool) {
     let side = IMAGE_SIDE as i32;

@@ -228,20 +228,13 @@ pub fn evaluate<B: Backend>(
         let logits = model.forward(images);
         let loss = loss_fn.forward(logits.clone(), labels);
         loss_sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
-        all_logits.extend(
-            logits
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .unwrap_or_default(),
-        );
-        let predicted = logits.argmax(1).into_data();
-        let predicted: Vec<i64> = predicted.convert::<i64>().into_vec().unwrap_or_default();
-        for (&index, &p) in chunk.iter().zip(&predicted) {
-            confusion.record(usize::from(set.labels[index]), p as usize);
-            predictions.push(p as u8);
+        let values = crate::batch::to_f32_vec(logits);
+        for (&index, row) in chunk.iter().zip(values.chunks(fmnist_runtime::CLASS_COUNT)) {
+            let predicted = fmnist_runtime::metrics::argmax(row);
+            confusion.record(usize::from(set.labels[index]), predicted);
+            predictions.push(predicted as u8);
         }
+        all_logits.extend(values);
     }
     Evaluation {
         loss: if set.is_empty() {

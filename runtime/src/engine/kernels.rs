@@ -121,33 +121,20 @@ pub fn conv<E: Element>(
     }
 }
 
-/// Fully connected layer into bytes (ReLU / LeakyReLU outputs).
+/// Fully connected layer: `emit(channel, value)` receives each output channel's
+/// requantized, activated value (stored as a byte, or kept as an i32 logit by the caller).
 pub fn linear<E: Element>(
     inputs: usize,
     weights: &[u8],
     requant: &Requant<'_>,
     input: &[u8],
-    output: &mut [u8],
+    outputs: usize,
+    mut emit: impl FnMut(usize, i32),
 ) {
-    for (oc, out) in output.iter_mut().enumerate() {
+    for oc in 0..outputs {
         let acc = le_i32(requant.bias, oc)
             + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
-        *out = finish(requant, oc, acc) as u8;
-    }
-}
-
-/// Fully connected layer into i32 logits (the final layer).
-pub fn linear_logits<E: Element>(
-    inputs: usize,
-    weights: &[u8],
-    requant: &Requant<'_>,
-    input: &[u8],
-    logits: &mut [i32],
-) {
-    for (oc, out) in logits.iter_mut().enumerate() {
-        let acc = le_i32(requant.bias, oc)
-            + dot::<E>(&input[..inputs], &weights[oc * inputs..][..inputs]);
-        *out = finish(requant, oc, acc);
+        emit(oc, finish(requant, oc, acc));
     }
 }
 

@@ -7,7 +7,7 @@ pub mod kernels;
 use core::fmt;
 
 use crate::blob::{
-    self, Envelope, Layer, Model, Output, Requant, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    self, Envelope, Layer, Model, Output, QuantLinear, Requant, FORMAT_VERSION, MAGIC, MAX_LAYERS,
 };
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 use kernels::{ConvShape, I8, U8};
@@ -165,13 +165,7 @@ pub struct Logits {
 impl Logits {
     /// The predicted class (the first of equal maxima).
     pub fn class(&self) -> usize {
-        (0..CLASS_COUNT).fold(0, |best, c| {
-            if self.values[c] > self.values[best] {
-                c
-            } else {
-                best
-            }
-        })
+        crate::metrics::argmax(&self.values)
     }
 
     /// The `K` best classes with their logits, best first.
@@ -436,23 +430,7 @@ impl<'a> Plan<'a> {
             if let Layer::Linear(linear) = layer {
                 if linear.requant.output == Output::Logits {
                     let input = region(pixels, arena, step.from, in_len);
-                    let inputs = linear.inputs as usize;
-                    match step.kind {
-                        Kind::U8 => kernels::linear_logits::<U8>(
-                            inputs,
-                            linear.weights,
-                            &linear.requant,
-                            input,
-                            &mut logits,
-                        ),
-                        Kind::I8 => kernels::linear_logits::<I8>(
-                            inputs,
-                            linear.weights,
-                            &linear.requant,
-                            input,
-                            &mut logits,
-                        ),
-                    }
+                    run_linear(step.kind, linear, input, |c, v| logits[c] = v);
                     continue;
                 }
             }
@@ -477,20 +455,9 @@ impl<'a> Plan<'a> {
                         }
                     }
                 }
-                (Layer::Linear(linear), Kind::U8) => kernels::linear::<U8>(
-                    linear.inputs as usize,
-                    linear.weights,
-                    &linear.requant,
-                    input,
-                    output,
-                ),
-                (Layer::Linear(linear), Kind::I8) => kernels::linear::<I8>(
-                    linear.inputs as usize,
-                    linear.weights,
-                    &linear.requant,
-                    input,
-                    output,
-                ),
+                (Layer::Linear(linear), kind) => {
+                    run_linear(kind, linear, input, |c, v| output[c] = v as u8)
+                }
                 (Layer::MaxPool { size }, Kind::U8) => {
                     kernels::max_pool::<U8>(step.input, usize::from(*size), input, output)
                 }
@@ -511,6 +478,29 @@ impl<'a> Plan<'a> {
 /// envelope and the stated arena size). The exporter uses it to state the arena.
 pub fn arena_for(model: &Model<'_>) -> Result<usize, BlobError> {
     Plan::validate(model).map(|(_, arena)| arena)
+}
+
+/// A linear layer on activations of element type `kind`; `emit(channel, value)` stores.
+fn run_linear(kind: Kind, linear: &QuantLinear<'_>, input: &[u8], emit: impl FnMut(usize, i32)) {
+    let (inputs, outputs) = (linear.inputs as usize, linear.outputs as usize);
+    match kind {
+        Kind::U8 => kernels::linear::<U8>(
+            inputs,
+            linear.weights,
+            &linear.requant,
+            input,
+            outputs,
+            emit,
+        ),
+        Kind::I8 => kernels::linear::<I8>(
+            inputs,
+            linear.weights,
+            &linear.requant,
+            input,
+            outputs,
+            emit,
+        ),
+    }
 }
 
 /// The bytes of an activation that is only read.

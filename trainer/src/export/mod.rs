@@ -7,6 +7,7 @@ pub mod q8;
 
 use burn::prelude::*;
 
+use crate::batch::to_f32_vec as values;
 use crate::model::{Classifier, Layer, LayerSpec, ModelKind};
 
 /// A layer ready to export: batch norm folded away, weights copied out of burn.
@@ -73,12 +74,13 @@ pub enum ExportError {
     Shapes(&'static str),
 }
 
-fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .into_vec()
-        .unwrap_or_default()
+/// A layer's bias, zeros when it has none.
+fn bias_values<B: Backend>(
+    bias: &Option<burn::module::Param<Tensor<B, 1>>>,
+    outputs: usize,
+) -> Vec<f32> {
+    bias.as_ref()
+        .map_or_else(|| vec![0.0; outputs], |b| values(b.val()))
 }
 
 /// Folds a trained model into export-ready layers.
@@ -100,11 +102,7 @@ pub fn fold<B: Backend>(
                 },
                 Layer::Conv(conv),
             ) => {
-                let bias = conv
-                    .bias
-                    .as_ref()
-                    .map(|b| values(b.val()))
-                    .unwrap_or_else(|| vec![0.0; outputs]);
+                let bias = bias_values(&conv.bias, outputs);
                 FoldedLayer::Conv {
                     inputs,
                     outputs,
@@ -155,11 +153,7 @@ pub fn fold<B: Backend>(
                 let weight = (0..outputs * inputs)
                     .map(|i| burn_layout[(i % inputs) * outputs + i / inputs])
                     .collect();
-                let bias = linear
-                    .bias
-                    .as_ref()
-                    .map(|b| values(b.val()))
-                    .unwrap_or_else(|| vec![0.0; outputs]);
+                let bias = bias_values(&linear.bias, outputs);
                 FoldedLayer::Linear {
                     inputs,
                     outputs,
