@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod classes;
 #[cfg(feature = "tract")]
 pub mod classifier;
@@ -23,3 +25,22 @@ pub mod preprocess;
 pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE};
 pub use engine::{BlobError, EngineError, Logits, Plan};
 pub use metrics::Confusion;
+
+/// The panic handler of a `no_std` final artefact (the C static library, firmware): a
+/// panic, which validated blobs never cause, stops the program with a trap instruction
+/// (an illegal-instruction fault) instead of unwinding into C.
+#[cfg(all(feature = "panic-handler", not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        // SAFETY: a trap instruction, no memory access.
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        unsafe {
+            core::arch::asm!("ud2", options(noreturn))
+        }
+        #[cfg(any(target_arch = "arm", target_arch = "aarch64"))]
+        unsafe {
+            core::arch::asm!("udf #0", options(noreturn))
+        }
+    }
+}

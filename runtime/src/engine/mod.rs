@@ -176,11 +176,12 @@ impl Logits {
         order.iter().take(K).map(|&c| (c, self.values[c])).collect()
     }
 
-    /// Softmax probabilities in class order (`std`: needs `exp`).
-    #[cfg(feature = "std")]
+    /// Softmax probabilities in class order.
     pub fn probabilities(&self) -> [f32; CLASS_COUNT] {
         let max = self.values.iter().copied().max().unwrap_or(0);
-        let exps = self.values.map(|v| ((v - max) as f32 * self.scale).exp());
+        let exps = self
+            .values
+            .map(|v| libm::expf((v - max) as f32 * self.scale));
         let sum: f32 = exps.iter().sum();
         exps.map(|e| e / sum)
     }
