@@ -62,6 +62,9 @@ pub struct RunInfo {
     pub test_accuracy: Option<f64>,
     /// The command line that produced the run.
     pub command: String,
+    /// Its arguments after `trainer`, which `trainer fit --resume` repeats.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 impl RunInfo {
@@ -83,6 +86,7 @@ impl RunInfo {
             epochs: Vec::new(),
             test_accuracy: None,
             command,
+            args: Vec::new(),
         }
     }
 }
@@ -120,15 +124,20 @@ pub fn load<B: Backend>(
     let model_path: PathBuf = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&model_path)
         .with_context(|| format!("{}: cannot read", model_path.display()))?;
+    let model = model_from_bytes(&bytes, info.model, device)
+        .with_context(|| format!("{}", model_path.display()))?;
+    Ok((info, model))
+}
+
+/// A model of kind `kind` from the bytes of a `model.mpk`, checked against the kind.
+pub fn model_from_bytes<B: Backend>(
+    bytes: &[u8],
+    kind: ModelKind,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
     let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .load(bytes, device)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a {} model: {e}",
-                model_path.display(),
-                info.model.name()
-            )
-        })?;
+        .load(bytes.to_vec(), device)
+        .map_err(|e| anyhow::anyhow!("not a {} model: {e}", kind.name()))?;
     // burn's load_record panics when the record's layer kinds or count differ from the
     // model's; such a file is bad input, so the panic becomes an error (quietly).
     let hook = std::panic::take_hook();
@@ -136,26 +145,89 @@ pub fn load<B: Backend>(
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let fresh = {
             let _rng = crate::model::lock_backend_rng();
-            Classifier::new(info.model, device)
+            Classifier::new(kind, device)
         };
         fresh.load_record(record)
     }));
     std::panic::set_hook(hook);
-    let model = loaded.map_err(|_| {
-        anyhow::anyhow!(
-            "{}: its layers are not those of the {} model",
-            model_path.display(),
-            info.model.name()
-        )
-    })?;
-    check_shapes(&model, info.model).with_context(|| {
+    let model = loaded
+        .map_err(|_| anyhow::anyhow!("its layers are not those of the {} model", kind.name()))?;
+    check_shapes(&model, kind)
+        .with_context(|| format!("weights do not fit the {} model", kind.name()))?;
+    Ok(model)
+}
+
+/// What `trainer fit --resume` continues from, in one file written atomically after every
+/// epoch: the run description, the weights and the optimiser state of that epoch together,
+/// so a kill at any moment leaves either the previous epoch's state or this one's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ResumeState {
+    /// Format version of this file.
+    pub version: u32,
+    /// `run.json` as of the epoch.
+    pub info: String,
+    /// The model's `model.mpk` bytes.
+    pub model: Vec<u8>,
+    /// The optimiser's record, MessagePack as burn writes it.
+    pub optimizer: Vec<u8>,
+    /// Where it was read from (not stored).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The resume state's file inside a run directory.
+pub const RESUME_FILE: &str = "resume.state";
+const RESUME_VERSION: u32 = 1;
+const RESUME_MAGIC: &[u8; 8] = b"FMRESUME";
+
+/// Writes the resume state of the epoch just completed.
+pub fn save_resume<B: Backend>(
+    dir: &Path,
+    model: &Classifier<B>,
+    optimizer: Vec<u8>,
+    info: &RunInfo,
+) -> anyhow::Result<()> {
+    let state = ResumeState {
+        version: RESUME_VERSION,
+        info: serde_json::to_string(info).context("cannot serialise the run description")?,
+        model: NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+            .record(model.clone().into_record(), ())
+            .context("cannot serialise the model")?,
+        optimizer,
+        path: PathBuf::new(),
+    };
+    let mut bytes = RESUME_MAGIC.to_vec();
+    bytes.extend(postcard::to_stdvec(&state).context("cannot serialise the resume state")?);
+    write_atomic(&dir.join(RESUME_FILE), &bytes)
+}
+
+/// Reads the resume state of a run directory and its run description.
+pub fn load_resume(dir: &Path) -> anyhow::Result<(RunInfo, ResumeState)> {
+    let path = dir.join(RESUME_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
         format!(
-            "{}: weights do not fit the {} model",
-            model_path.display(),
-            info.model.name()
+            "{}: cannot read (is {} a run directory from `trainer fit` with at least one \
+             complete epoch?)",
+            path.display(),
+            dir.display()
         )
     })?;
-    Ok((info, model))
+    let payload = bytes
+        .strip_prefix(RESUME_MAGIC)
+        .with_context(|| format!("{}: not a resume state (bad magic bytes)", path.display()))?;
+    let mut state: ResumeState = postcard::from_bytes(payload)
+        .with_context(|| format!("{}: truncated or corrupt resume state", path.display()))?;
+    if state.version != RESUME_VERSION {
+        bail!(
+            "{}: resume state version {}, this trainer reads version {RESUME_VERSION}",
+            path.display(),
+            state.version
+        );
+    }
+    let info: RunInfo = serde_json::from_str(&state.info)
+        .with_context(|| format!("{}: the run description does not parse", path.display()))?;
+    state.path = path;
+    Ok((info, state))
 }
 
 /// Checks every tensor's shape against the model kind's layer list, so a mismatched file

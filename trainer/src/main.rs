@@ -21,6 +21,8 @@ use fmnist_trainer::{export, plot};
 const EXIT_USAGE: u8 = 2;
 /// Exit code for everything else that failed: bad data, I/O, divergence.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +31,8 @@ const EXIT_FAILURE: u8 = 1;
     about = "Fit, evaluate and inspect Fashion-MNIST classifiers (burn)"
 )]
 #[command(
-    after_help = "Exit codes: 0 success, 1 failure (bad data or files, divergence), 2 bad usage."
+    after_help = "Exit codes: 0 success, 1 failure (bad data or files, divergence), 2 bad usage, \
+                  130 interrupted by Ctrl-C (resume with `trainer fit --resume DIR`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,7 +70,7 @@ struct FitArgs {
     /// The model kind.
     #[arg(long, value_enum, default_value = "edge")]
     model: ModelKind,
-    /// Epochs [default: 5 for mlp/cnn, 12 for edge].
+    /// Epochs [default: 5 for mlp/cnn, 24 for edge].
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per training step [default: 300 for mlp/cnn, 128 for edge].
@@ -123,6 +126,11 @@ struct FitArgs {
     /// No progress bars (they are off anyway when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// Continue the run in DIR (killed, interrupted or diverged) from its last complete
+    /// epoch, with the options it was started with and the same data order, weights and
+    /// optimiser state; only --no-progress may be given with it.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -229,6 +237,8 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             if error.is::<UsageError>() {
                 ExitCode::from(EXIT_USAGE)
+            } else if error.is::<train::Interrupted>() {
+                ExitCode::from(EXIT_INTERRUPTED)
             } else {
                 ExitCode::from(EXIT_FAILURE)
             }
@@ -251,6 +261,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn fit(args: FitArgs) -> anyhow::Result<()> {
+    // Ctrl-C stops training before the next batch; the run keeps its last complete epoch.
+    // A second Ctrl-C ends the process at once.
+    let _ = ctrlc::set_handler(|| {
+        if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    let Some(dir) = args.resume.clone() else {
+        let argv = std::env::args().skip(1).collect();
+        return fit_with(args, argv, None);
+    };
+    let extra: Vec<String> = std::env::args()
+        .skip(2)
+        .filter(|a| a != "--no-progress" && !a.starts_with("--resume") && Path::new(a) != dir)
+        .collect();
+    if !extra.is_empty() {
+        return Err(UsageError(format!(
+            "--resume continues a run with its own options; remove {}",
+            extra.join(" ")
+        ))
+        .into());
+    }
+    let (info, state) = checkpoint::load_resume(&dir)?;
+    let original =
+        Cli::try_parse_from(std::iter::once("trainer".to_string()).chain(info.args.clone()))
+            .ok()
+            .and_then(|cli| match cli.command {
+                Command::Fit(original) if original.resume.is_none() => Some(original),
+                _ => None,
+            })
+            .with_context(|| {
+                format!(
+                    "{}: the command line of the run ({:?}) cannot be repeated",
+                    state.path.display(),
+                    info.args
+                )
+            })?;
+    let original = FitArgs {
+        out: Some(dir.clone()),
+        no_progress: args.no_progress,
+        ..original
+    };
+    println!(
+        "resuming {} after epoch {} of {}",
+        dir.display(),
+        info.epochs.len(),
+        info.recipe.epochs
+    );
+    let argv = info.args.clone();
+    fit_with(original, argv, Some((info, state)))
+}
+
+/// A fresh run (`resume` None) or the continuation of a saved one.
+fn fit_with(
+    args: FitArgs,
+    argv: Vec<String>,
+    resume: Option<(RunInfo, checkpoint::ResumeState)>,
+) -> anyhow::Result<()> {
     check_device(args.device)?;
     // Refuse a path we cannot write before an hour of training, not after.
     for path in args.export.iter().chain(&args.export_q8) {
@@ -270,13 +338,32 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut info = RunInfo::new(
-        args.model,
-        recipe,
-        args.seed,
-        args.device.backend_name(),
-        command,
-    );
+    let (mut info, state) = match resume {
+        Some((info, state)) => (info, Some(state)),
+        None => {
+            let mut info = RunInfo::new(
+                args.model,
+                recipe,
+                args.seed,
+                args.device.backend_name(),
+                command,
+            );
+            info.args = argv;
+            (info, None)
+        }
+    };
+    if (info.train_images, info.val_images) != (0, 0)
+        && (info.train_images, info.val_images) != (train_split.len(), val_split.len())
+    {
+        bail!(
+            "the run trained on {} + {} images, the data in {} now gives {} + {}",
+            info.train_images,
+            info.val_images,
+            args.data.data.display(),
+            train_split.len(),
+            val_split.len()
+        );
+    }
     info.train_images = train_split.len();
     info.val_images = val_split.len();
     print_summary(args.model);
@@ -312,13 +399,15 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         dir: out.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    on_backend!(args.device, B, device => fit_on::<B>(&mut info, &splits, &output, &test_set, &exports, &device))?;
+    let state = state.as_ref();
+    on_backend!(args.device, B, device => fit_on::<B>(&mut info, state, &splits, &output, &test_set, &exports, &device))?;
     println!("run directory: {}", out.display());
     Ok(())
 }
 
 fn fit_on<B: AutodiffBackend>(
     info: &mut RunInfo,
+    state: Option<&checkpoint::ResumeState>,
     splits: &Splits,
     output: &Output,
     test: &LabeledImages,
@@ -326,7 +415,10 @@ fn fit_on<B: AutodiffBackend>(
     device: &B::Device,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let model = train::fit::<B>(info, splits, output, device)?;
+    let model = match state {
+        None => train::fit::<B>(info, splits, output, device)?,
+        Some(state) => train::resume::<B>(info, state, splits, output, device)?,
+    };
     let trained = started.elapsed().as_secs_f64();
     let model = burn::module::AutodiffModule::valid(&model);
     let evaluation = train::evaluate(&model, test, device);

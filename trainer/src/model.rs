@@ -79,7 +79,7 @@ impl ModelKind {
                     (16, 32, false),
                     (32, 32, true),
                     (32, 64, false),
-                    (64, 64, true),
+                    (64, 96, true),
                 ] {
                     layers.extend([
                         conv(inputs, outputs, 3, 1),
@@ -93,7 +93,7 @@ impl ModelKind {
                 layers.extend([
                     Flatten,
                     Linear {
-                        inputs: 64 * 3 * 3,
+                        inputs: 96 * 3 * 3,
                         outputs: CLASS_COUNT,
                     },
                 ]);

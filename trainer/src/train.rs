@@ -1,5 +1,6 @@
 //! The training loop and evaluation, generic over the burn backend.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -7,6 +8,7 @@ use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use fmnist_runtime::dataset::LabeledImages;
 use fmnist_runtime::Confusion;
@@ -40,34 +42,109 @@ pub struct Output {
     pub progress: bool,
 }
 
+/// Set by Ctrl-C (see the `trainer` binary): training stops before the next batch, and
+/// the run directory keeps the last complete epoch.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Training stopped because of [`INTERRUPTED`]; the run directory holds `epochs_saved`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted during epoch {epoch}: {dir} holds the {saved} complete epoch(s); \
+     continue with `trainer fit --resume {dir}`"
+)]
+pub struct Interrupted {
+    /// The epoch that was cut short.
+    pub epoch: usize,
+    /// Complete epochs saved.
+    pub saved: usize,
+    /// The run directory.
+    pub dir: String,
+}
+
 /// Trains `info.model` with `info.recipe` from a fresh initialisation, saving the run
-/// directory after every epoch. Returns the trained model.
+/// directory (and the state `--resume` needs) after every epoch. Returns the trained model.
 pub fn fit<B: AutodiffBackend>(
     info: &mut RunInfo,
     splits: &Splits,
     out: &Output,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
-    let model = {
-        let _guard = crate::model::lock_backend_rng();
-        B::seed(device, info.seed);
-        Classifier::<B>::new(info.model, device)
+    train(info, splits, out, None, device)
+}
+
+/// Continues a run from the state saved after its last complete epoch (`info` is the
+/// state's run description): the same weights, optimiser moments, data order and
+/// augmentation as if it had never stopped.
+pub fn resume<B: AutodiffBackend>(
+    info: &mut RunInfo,
+    state: &checkpoint::ResumeState,
+    splits: &Splits,
+    out: &Output,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    train(info, splits, out, Some(state), device)
+}
+
+fn train<B: AutodiffBackend>(
+    info: &mut RunInfo,
+    splits: &Splits,
+    out: &Output,
+    state: Option<&checkpoint::ResumeState>,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    let model = match state {
+        None => {
+            let _guard = crate::model::lock_backend_rng();
+            B::seed(device, info.seed);
+            Classifier::<B>::new(info.model, device)
+        }
+        Some(state) => checkpoint::model_from_bytes(&state.model, info.model, device)
+            .with_context(|| format!("{}: bad model state", state.path.display()))?,
     };
     match info.recipe.optimizer {
         OptimizerKind::Adam => {
             let optim = AdamConfig::new()
                 .with_epsilon(1e-8)
                 .init::<B, Classifier<B>>();
-            run_epochs(model, optim, info, splits, out, device)
+            run_epochs(
+                model,
+                restore(optim, state, device)?,
+                info,
+                splits,
+                out,
+                device,
+            )
         }
         OptimizerKind::Adamw => {
             let optim = AdamWConfig::new()
                 .with_epsilon(1e-8)
                 .with_weight_decay(info.recipe.weight_decay as f32)
                 .init::<B, Classifier<B>>();
-            run_epochs(model, optim, info, splits, out, device)
+            run_epochs(
+                model,
+                restore(optim, state, device)?,
+                info,
+                splits,
+                out,
+                device,
+            )
         }
     }
+}
+
+/// The optimiser with the moments of `state`, if any.
+fn restore<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
+    optim: O,
+    state: Option<&checkpoint::ResumeState>,
+    device: &B::Device,
+) -> anyhow::Result<O> {
+    let Some(state) = state else {
+        return Ok(optim);
+    };
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .load(state.optimizer.clone(), device)
+        .map_err(|e| anyhow::anyhow!("{}: bad optimiser state: {e}", state.path.display()))?;
+    Ok(optim.load_record(record))
 }
 
 fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
@@ -122,6 +199,15 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 .equal(labels)
                 .int()
                 .sum();
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                bar.abandon();
+                return Err(Interrupted {
+                    epoch,
+                    saved: info.epochs.len(),
+                    dir: out.dir.display().to_string(),
+                }
+                .into());
+            }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
 
@@ -167,6 +253,10 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         );
         info.epochs.push(metrics);
         save_epoch(&model, info, &out.dir)?;
+        let optimizer = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+            .record(optim.to_record(), ())
+            .context("cannot serialise the optimiser state")?;
+        checkpoint::save_resume(&out.dir, &model, optimizer, info)?;
     }
     Ok(model)
 }
