@@ -348,7 +348,10 @@ mod tests {
         let align = align_of::<FmnistModel>();
         for address in 0..3 * align {
             let skip = padding(address);
-            assert!(skip < align && (address + skip) % align == 0, "{address}");
+            assert!(
+                skip < align && (address + skip).is_multiple_of(align),
+                "{address}"
+            );
         }
     }
 }

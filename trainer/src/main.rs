@@ -70,7 +70,7 @@ struct FitArgs {
     /// The model kind.
     #[arg(long, value_enum, default_value = "edge")]
     model: ModelKind,
-    /// Epochs [default: 5 for mlp/cnn, 24 for edge].
+    /// Epochs [default: 5 for mlp/cnn, 36 for edge].
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per training step [default: 300 for mlp/cnn, 128 for edge].

@@ -63,7 +63,7 @@ impl Recipe {
                 augment: false,
             },
             ModelKind::Edge => Recipe {
-                epochs: 24,
+                epochs: 36,
                 batch: 128,
                 lr: 3e-3,
                 optimizer: OptimizerKind::Adamw,

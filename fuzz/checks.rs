@@ -1,0 +1,112 @@
+//! What each fuzz target checks, shared by the `cargo fuzz` targets (`fuzz_targets/`) and
+//! the regression test that replays every input they ever found
+//! (`runtime/tests/fuzz_regressions.rs`, part of `scripts/test.sh`).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+
+use fmnist_runtime::blob::{crc32, Envelope, FORMAT_VERSION, MAGIC};
+use fmnist_runtime::dataset::{read_csv, read_idx_images, read_idx_labels};
+use fmnist_runtime::onnx::OnnxClassifier;
+use fmnist_runtime::preprocess::{load, Invert};
+use fmnist_runtime::Plan;
+
+/// A validated blob may state a large, consistent arena (wide or padded layers); the
+/// harness caps what it allocates for one.
+const MAX_ARENA: usize = 4 << 20;
+
+/// The int8 blob: arbitrary bytes through `Plan::new`, then `classify` when it validates.
+/// The first byte picks the mode: odd, the rest is a model *payload* wrapped here in a
+/// valid envelope (correct magic, version and CRC-32), so that mutations reach the layer
+/// validation and the kernels instead of stopping at the checksum; even, the rest is a
+/// whole blob as a file would hold it.
+pub fn blob(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let wrapped;
+    let blob = if mode % 2 == 1 {
+        wrapped = postcard::to_allocvec(&Envelope {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            checksum: crc32(rest),
+            payload: rest,
+        })
+        .expect("an envelope serialises");
+        &wrapped[..]
+    } else {
+        rest
+    };
+    let Ok(plan) = Plan::new(blob) else {
+        return;
+    };
+    let needed = plan.arena_bytes();
+    if needed > MAX_ARENA {
+        return;
+    }
+    let mut arena = vec![0u8; needed];
+    let pixels: [u8; 784] = core::array::from_fn(|i| (i * 37 % 256) as u8);
+    let logits = plan
+        .classify(&pixels, &mut arena)
+        .expect("a validated plan classifies with the arena it states");
+    assert!(logits.class() < 10);
+    let sum: f32 = logits.probabilities().iter().sum();
+    assert!(sum.is_nan() || sum <= 1.001, "probabilities sum to {sum}");
+    if needed > 0 {
+        assert!(plan.classify(&pixels, &mut arena[..needed - 1]).is_err());
+    }
+}
+
+/// `data` in a temporary file (in memory where /dev/shm exists).
+fn temporary(data: &[u8]) -> tempfile::NamedTempFile {
+    let dir = if Path::new("/dev/shm").is_dir() {
+        Path::new("/dev/shm").to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).expect("a temporary file");
+    file.write_all(data).expect("writes");
+    file.flush().expect("flushes");
+    file
+}
+
+/// The dataset readers: arbitrary bytes as an IDX image file, an IDX label file (raw, or
+/// gzipped when the bytes start with the gzip magic) and a competition CSV file, through
+/// the same path-based functions the trainer and `runtime eval` call.
+pub fn dataset(data: &[u8]) {
+    let file = temporary(data);
+    let path = file.path();
+    if let Ok(images) = read_idx_images(path) {
+        assert_eq!(images.len() % 784, 0);
+    }
+    if let Ok(labels) = read_idx_labels(path) {
+        assert!(labels.iter().all(|&l| l < 10));
+    }
+    if let Ok(set) = read_csv(path) {
+        assert_eq!(set.images.len(), set.len() * 784);
+    }
+}
+
+/// The CLI's image path: arbitrary bytes as an image file (any format the `image` crate
+/// guesses from the content), decoded with the runtime's limits and preprocessed.
+pub fn image(data: &[u8]) {
+    let file = temporary(data);
+    let invert = match data.first() {
+        Some(b) if b % 3 == 0 => Invert::Yes,
+        Some(b) if b % 3 == 1 => Invert::No,
+        _ => Invert::Auto,
+    };
+    let _ = load(file.path(), invert);
+}
+
+/// The tract path: arbitrary bytes as an ONNX file, loaded, checked and optimised, then
+/// run on one image when that succeeds.
+pub fn onnx(data: &[u8]) {
+    let Ok(model) = OnnxClassifier::from_bytes(data, Path::new("fuzz.onnx")) else {
+        return;
+    };
+    if let Ok(logits) = model.logits(&[128u8; 784]) {
+        assert_eq!(logits.len(), 10);
+    }
+}

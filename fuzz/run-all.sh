@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for SECONDS (default 600) one after the other, on the seeded
+# corpora (./seed.sh), with a 2 GiB memory limit and a 10 s per-input time limit; each
+# target's last status line goes to fuzz-<target>.log. Needs nightly and cargo-fuzz.
+set -uo pipefail
+cd "$(dirname "$0")"
+seconds="${SECONDS_PER_TARGET:-600}"
+[ -d corpus ] || ./seed.sh
+for target in ${TARGETS:-blob dataset image onnx}; do
+    cargo +nightly fuzz run -O "$target" corpus/"$target" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=131072 \
+        -print_final_stats=1 > "fuzz-$target.log" 2>&1
+    echo "$target: exit $?; $(grep -E '^(#[0-9]+|Done)' "fuzz-$target.log" | tail -1)"
+done
