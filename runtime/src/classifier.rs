@@ -4,13 +4,15 @@
 use std::path::Path;
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
+use crate::engine::fast::FastPlan;
 use crate::engine::Plan;
 use crate::onnx::OnnxClassifier;
 
 /// A loaded model of either format.
 pub enum Classifier<'a> {
-    /// The int8 engine over a blob (boxed: a plan holds its layer list inline).
-    Int8(Box<Plan<'a>>),
+    /// The int8 engine over a blob, with this CPU's fastest kernels (boxed: a plan holds
+    /// its layer list inline).
+    Int8(Box<FastPlan<'a>>),
     /// tract over an ONNX file.
     Onnx(OnnxClassifier),
 }
@@ -30,7 +32,7 @@ impl<'a> Classifier<'a> {
     pub fn from_bytes(bytes: &'a [u8], path: &Path) -> Result<Self, LoadError> {
         if bytes.starts_with(&crate::blob::MAGIC) {
             Plan::new(bytes)
-                .map(|plan| Classifier::Int8(Box::new(plan)))
+                .map(|plan| Classifier::Int8(Box::new(FastPlan::new(plan))))
                 .map_err(|e| LoadError {
                     path: path.to_path_buf(),
                     problem: format!("int8 blob refused: {e}"),

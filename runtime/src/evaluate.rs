@@ -1,12 +1,12 @@
 //! Accuracy of the int8 engine on a labelled set (`std`).
 
 use crate::dataset::LabeledImages;
-use crate::engine::Plan;
+use crate::engine::fast::FastPlan;
 use crate::metrics::Confusion;
 
 /// Classifies every image of `set` with `plan`; returns the confusion matrix and the
 /// predicted classes in order.
-pub fn evaluate(plan: &Plan<'_>, set: &LabeledImages) -> (Confusion, Vec<u8>) {
+pub fn evaluate(plan: &FastPlan<'_>, set: &LabeledImages) -> (Confusion, Vec<u8>) {
     let mut arena = vec![0u8; plan.arena_bytes()];
     let mut confusion = Confusion::default();
     let mut predictions = Vec::with_capacity(set.len());

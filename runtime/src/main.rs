@@ -284,6 +284,7 @@ fn info(file: &Path) -> anyhow::Result<u8> {
                 m.parameters, m.macs
             );
             println!("arena: {} bytes", plan.arena_bytes());
+            println!("kernels: {}", plan.isa().name());
             let accuracy =
                 |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
             println!(

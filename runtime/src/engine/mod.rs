@@ -2,6 +2,8 @@
 //! (envelope, checksum, every shape and tensor length, the arena size) once; then
 //! [`Plan::classify`] runs it on 784 pixels using only a caller-supplied arena.
 
+#[cfg(feature = "std")]
+pub mod fast;
 pub mod kernels;
 
 use core::fmt;
@@ -409,6 +411,17 @@ impl<'a> Plan<'a> {
     /// Classifies one image: 784 u8 pixels (row-major, 0 = black background, as in the
     /// dataset), using `arena` (at least [`Plan::arena_bytes`] long) as working memory.
     pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
+        self.run(pixels, arena, &Portable)
+    }
+
+    /// [`Plan::classify`], offering each convolution and the logits layer to `faster`
+    /// first; the portable kernels run whatever it declines.
+    fn run<A: Accelerator>(
+        &self,
+        pixels: &[u8],
+        arena: &mut [u8],
+        faster: &A,
+    ) -> Result<Logits, EngineError> {
         if pixels.len() != IMAGE_PIXELS {
             return Err(EngineError::BadInput {
                 given: pixels.len(),
@@ -423,7 +436,7 @@ impl<'a> Plan<'a> {
         }
         let arena = &mut arena[..size];
         let mut logits = [0i32; CLASS_COUNT];
-        for (step, layer) in self.steps.iter().zip(self.model.layers.iter()) {
+        for (index, (step, layer)) in self.steps.iter().zip(self.model.layers.iter()).enumerate() {
             let (in_len, out_len) = (
                 step.input.iter().product::<usize>(),
                 step.output.iter().product::<usize>(),
@@ -431,7 +444,9 @@ impl<'a> Plan<'a> {
             if let Layer::Linear(linear) = layer {
                 if linear.requant.output == Output::Logits {
                     let input = region(pixels, arena, step.from, in_len);
-                    run_linear(step.kind, linear, input, |c, v| logits[c] = v);
+                    if !faster.logits(index, input, &mut logits) {
+                        run_linear(step.kind, linear, input, |c, v| logits[c] = v);
+                    }
                     continue;
                 }
             }
@@ -440,6 +455,7 @@ impl<'a> Plan<'a> {
             }
             let (input, output) = split(pixels, arena, step.from, in_len, out_len);
             match (layer, step.kind) {
+                (Layer::Conv(_), _) if faster.conv(index, input, output) => {}
                 (Layer::Conv(conv), kind) => {
                     let shape = ConvShape {
                         input: step.input,
@@ -472,6 +488,26 @@ impl<'a> Plan<'a> {
             values: logits,
             scale: self.model.logit_scale,
         })
+    }
+}
+
+/// Faster kernels for some layers ([`fast`]); each method returns `false` to decline.
+trait Accelerator {
+    /// Runs convolution layer `index` from `input` into `output`.
+    fn conv(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
+    /// Runs the final linear layer `index` into `logits`.
+    fn logits(&self, index: usize, input: &[u8], logits: &mut [i32; CLASS_COUNT]) -> bool;
+}
+
+/// The portable kernels only.
+struct Portable;
+
+impl Accelerator for Portable {
+    fn conv(&self, _: usize, _: &[u8], _: &mut [u8]) -> bool {
+        false
+    }
+    fn logits(&self, _: usize, _: &[u8], _: &mut [i32; CLASS_COUNT]) -> bool {
+        false
     }
 }
 

@@ -284,6 +284,7 @@ pub fn write_q8<B: Backend>(
     };
     let draft = quantized.encode(&card)?;
     let plan = fmnist_runtime::Plan::new(&draft).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = fmnist_runtime::engine::fast::FastPlan::new(plan);
     let float_val = evaluate(model, val, device);
     let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val);
     let mut report = Q8Report {

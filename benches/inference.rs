@@ -1,0 +1,178 @@
+//! Every inference path on the shipped models, batch 1 (latency) and 256 (throughput), one
+//! thread: the int8 engine (portable kernels, and the AVX-512 VNNI kernels where the CPU
+//! has them), tract-onnx on the exported ONNX, burn's CPU backend (float), and with
+//! `--features cuda` burn's CUDA backend at batch 1, 256 and 4096 (host-to-device copy of
+//! the pixels and the copy of the logits back included).
+//!
+//! ```text
+//! cargo bench --bench inference                      # everything but CUDA
+//! cargo bench --bench inference -- edge/batch1       # one group
+//! cargo bench --bench inference --features cuda -- cuda
+//! ```
+//!
+//! Images: the first 4096 test images of the Debian package `dataset-fashion-mnist` when it
+//! is installed (set `FMNIST_DATA` to another directory), otherwise generated ones (the
+//! run says which; no path's speed depends on the pixel values). burn runs freshly
+//! initialised models of the same architecture: its speed does not depend on the weights,
+//! and the shipped files are ONNX and int8, which burn does not load.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use burn::prelude::*;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fmnist_runtime::engine::fast::{FastPlan, Isa};
+use fmnist_runtime::onnx::OnnxClassifier;
+use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
+use fmnist_trainer::batch::INPUT_SCALE;
+use fmnist_trainer::model::{Classifier, ModelKind};
+
+const KINDS: [(ModelKind, &str); 2] = [(ModelKind::Cnn, "cnn"), (ModelKind::Edge, "edge")];
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    let path = models_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// 4096 images, 784 bytes each.
+fn images() -> Vec<u8> {
+    const COUNT: usize = 4096;
+    let dir = std::env::var_os("FMNIST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    for name in ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"] {
+        if let Ok(pixels) = fmnist_runtime::dataset::read_idx_images(&dir.join(name)) {
+            if pixels.len() >= COUNT * IMAGE_PIXELS {
+                eprintln!("images: {} ({COUNT} test images)", dir.join(name).display());
+                return pixels[..COUNT * IMAGE_PIXELS].to_vec();
+            }
+        }
+    }
+    eprintln!("images: generated ({} not found)", dir.display());
+    (0..COUNT * IMAGE_PIXELS)
+        .map(|i| ((i * 2_654_435_761) >> 7) as u8)
+        .collect()
+}
+
+/// Pixels scaled as the trainer scales them, `[n, 1, 28, 28]`, on `device`.
+fn tensor<B: Backend>(pixels: &[u8], device: &B::Device) -> Tensor<B, 4> {
+    let n = pixels.len() / IMAGE_PIXELS;
+    let scaled: Vec<f32> = pixels.iter().map(|&p| f32::from(p) * INPUT_SCALE).collect();
+    Tensor::from_data(
+        TensorData::new(scaled, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
+        device,
+    )
+}
+
+/// Runs `model` on `pixels` from host bytes to host logits.
+fn burn_logits<B: Backend>(model: &Classifier<B>, pixels: &[u8], device: &B::Device) -> Vec<f32> {
+    fmnist_trainer::batch::to_f32_vec(model.forward(tensor(pixels, device)))
+}
+
+fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {
+    let blob = read(&format!("{kind}.q8"));
+    let plan = Plan::new(&blob).expect("the shipped blob loads");
+    let mut isas = vec![Isa::Portable];
+    if Isa::detect() != Isa::Portable {
+        isas.push(Isa::detect());
+    }
+    for isa in isas {
+        let fast = FastPlan::with_isa(plan.clone(), isa);
+        let mut arena = vec![0u8; fast.arena_bytes()];
+        for batch in [1, 256] {
+            let mut group = c.benchmark_group(format!("{kind}/batch{batch}"));
+            group.throughput(Throughput::Elements(batch as u64));
+            let input = &pixels[..batch * IMAGE_PIXELS];
+            group.bench_function(BenchmarkId::new("int8", isa.name()), |b| {
+                b.iter(|| {
+                    for image in black_box(input).chunks_exact(IMAGE_PIXELS) {
+                        black_box(fast.classify(image, &mut arena).expect("classifies"));
+                    }
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
+fn tract(c: &mut Criterion, kind: &str, pixels: &[u8]) {
+    let name = format!("{kind}.onnx");
+    let onnx = OnnxClassifier::from_bytes(&read(&name), name.as_ref()).expect("loads");
+    for batch in [1, 256] {
+        let mut group = c.benchmark_group(format!("{kind}/batch{batch}"));
+        group.throughput(Throughput::Elements(batch as u64));
+        let input = &pixels[..batch * IMAGE_PIXELS];
+        group.bench_function("tract-f32", |b| {
+            b.iter(|| black_box(onnx.logits(black_box(input)).expect("runs")))
+        });
+        group.finish();
+    }
+}
+
+fn burn_cpu(c: &mut Criterion, kind: ModelKind, name: &str, pixels: &[u8]) {
+    type Cpu = fmnist_trainer::backend::Cpu;
+    let device = Default::default();
+    let model = Classifier::<Cpu>::new(kind, &device);
+    for batch in [1, 256] {
+        let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
+        group.throughput(Throughput::Elements(batch as u64));
+        let input = &pixels[..batch * IMAGE_PIXELS];
+        group.bench_function("burn-flex-f32", |b| {
+            b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
+        });
+        group.finish();
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn burn_cuda(c: &mut Criterion, kind: ModelKind, name: &str, pixels: &[u8]) {
+    type Gpu = fmnist_trainer::backend::Gpu;
+    let device = Default::default();
+    let model = Classifier::<Gpu>::new(kind, &device);
+    for batch in [1, 256, 4096] {
+        let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
+        group.throughput(Throughput::Elements(batch as u64));
+        let input = &pixels[..batch * IMAGE_PIXELS];
+        group.bench_function("burn-cuda-f32", |b| {
+            b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
+        });
+        group.finish();
+    }
+}
+
+fn all(c: &mut Criterion) {
+    let pixels = images();
+    eprintln!("int8 kernels on this CPU: {}", Isa::detect().name());
+    for (kind, name) in KINDS {
+        int8(c, name, &pixels);
+        tract(c, name, &pixels);
+        burn_cpu(c, kind, name, &pixels);
+        #[cfg(feature = "cuda")]
+        burn_cuda(c, kind, name, &pixels);
+    }
+}
+
+fn config() -> Criterion {
+    // One thread for every CPU path (burn-flex would otherwise use every core).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    // Plots off: plotters finds no fonts on a bare machine and panics.
+    Criterion::default()
+        .without_plots()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = all
+}
+criterion_main!(benches);

@@ -1,0 +1,210 @@
+//! The vector kernels (`FastPlan`) give exactly the portable engine's logits: on the
+//! shipped models and on random models of awkward shapes (channel counts that are not
+//! multiples of 16, filters whose tap count is not a multiple of 4, every padding).
+
+use fmnist_runtime::blob::{self, Layer, Model, Output, QuantConv2d, QuantLinear, Requant};
+use fmnist_runtime::engine::arena_for;
+use fmnist_runtime::engine::fast::{FastPlan, Isa};
+use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};
+
+/// xorshift64*: reproducible test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Images with structure (blobs of light on black), flat areas and pure noise, so that
+/// activations reach both ReLU's zero and the 255 clamp.
+fn images(rng: &mut Rng, count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * IMAGE_PIXELS);
+    for i in 0..count {
+        let (cx, cy, r) = (
+            rng.below(28) as i64,
+            rng.below(28) as i64,
+            3 + rng.below(10) as i64,
+        );
+        let level = rng.next() as u8;
+        for y in 0..28i64 {
+            for x in 0..28i64 {
+                let inside = (x - cx).pow(2) + (y - cy).pow(2) <= r * r;
+                out.push(match i % 3 {
+                    0 if inside => level,
+                    0 => 0,
+                    1 => level.wrapping_add((x * y) as u8),
+                    _ => rng.next() as u8,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn assert_same_logits(bytes: &[u8], pixels: &[u8], what: &str) {
+    let plan = Plan::new(bytes).expect("valid blob");
+    let fast = FastPlan::new(plan.clone());
+    assert_eq!(fast.isa(), Isa::detect());
+    let mut arena = vec![0u8; plan.arena_bytes()];
+    let mut fast_arena = vec![0u8; fast.arena_bytes()];
+    let mut distinct = std::collections::HashSet::new();
+    for (i, image) in pixels.chunks(IMAGE_PIXELS).enumerate() {
+        let portable = plan.classify(image, &mut arena).expect("classifies");
+        let vector = fast.classify(image, &mut fast_arena).expect("classifies");
+        assert_eq!(
+            portable,
+            vector,
+            "{what}, image {i}: {} differs from portable",
+            fast.isa().name()
+        );
+        distinct.insert(portable.values);
+    }
+    // The comparison means something only if the logits vary from image to image.
+    let images = pixels.len() / IMAGE_PIXELS;
+    assert!(
+        distinct.len() * 2 > images,
+        "{what}: only {} different logit vectors for {images} images",
+        distinct.len()
+    );
+}
+
+#[test]
+fn shipped_models_give_identical_logits() {
+    let mut rng = Rng(0x5eed);
+    let mut pixels = images(&mut rng, 300);
+    // The real test images, when the dataset is installed.
+    let test = std::path::Path::new("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+    if let Ok(real) = fmnist_runtime::dataset::read_idx_images(test) {
+        pixels.extend_from_slice(&real[..2000 * IMAGE_PIXELS]);
+    }
+    for (name, bytes) in [
+        ("cnn.q8", &include_bytes!("../../models/cnn.q8")[..]),
+        ("edge.q8", &include_bytes!("../../models/edge.q8")[..]),
+    ] {
+        assert_same_logits(bytes, &pixels, name);
+    }
+}
+
+#[test]
+fn the_vector_kernels_run_where_the_cpu_has_them() {
+    let plan = Plan::new(include_bytes!("../../models/edge.q8")).expect("valid blob");
+    let fast = FastPlan::new(plan.clone());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        assert_eq!(fast.isa(), Isa::Avx512Vnni);
+    }
+    // Asking for the portable kernels is always honoured.
+    assert_eq!(FastPlan::with_isa(plan, Isa::Portable).isa(), Isa::Portable);
+}
+
+/// Owned tensors of one random layer.
+struct Tensors {
+    weights: Vec<u8>,
+    bias: Vec<u8>,
+    multiplier: Vec<u8>,
+    shift: Vec<u8>,
+}
+
+fn conv(t: &Tensors, cin: usize, cout: usize, k: usize, p: usize, side: usize) -> Layer<'_> {
+    Layer::Conv(QuantConv2d {
+        in_channels: cin as u16,
+        out_channels: cout as u16,
+        kernel: k as u8,
+        padding: p as u8,
+        in_height: side as u16,
+        in_width: side as u16,
+        weights: &t.weights,
+        requant: t.requant(Output::Relu),
+    })
+}
+
+impl Tensors {
+    fn random(rng: &mut Rng, taps: usize, channels: usize, shift: (i64, i64)) -> Tensors {
+        Tensors {
+            weights: rng.bytes(taps * channels),
+            bias: (0..channels)
+                .flat_map(|_| ((rng.below(40_001) as i32) - 20_000).to_le_bytes())
+                .collect(),
+            multiplier: (0..channels)
+                .flat_map(|_| ((1u32 << 30) + rng.below(1 << 30) as u32).to_le_bytes())
+                .collect(),
+            shift: (0..channels)
+                .map(|_| (shift.0 + rng.below((shift.1 - shift.0 + 1) as u64) as i64) as i8 as u8)
+                .collect(),
+        }
+    }
+
+    fn requant(&self, output: Output) -> Requant<'_> {
+        Requant {
+            bias: &self.bias,
+            multiplier: &self.multiplier,
+            shift: &self.shift,
+            output,
+        }
+    }
+}
+
+#[test]
+fn random_models_of_awkward_shapes_give_identical_logits() {
+    let mut rng = Rng(42);
+    let pixels = images(&mut rng, 60);
+    // (channels 1, kernel 1, padding 1, channels 2, kernel 2, padding 2, pool)
+    let shapes = [
+        (10, 5, 0, 20, 5, 0, 2),
+        (16, 3, 1, 33, 3, 1, 2),
+        (3, 1, 0, 17, 3, 2, 3),
+        (7, 4, 1, 70, 2, 0, 4),
+        (48, 3, 2, 5, 1, 0, 2),
+    ];
+    for (case, &(c1, k1, p1, c2, k2, p2, pool)) in shapes.iter().enumerate() {
+        let side1 = 28 + 2 * p1 - k1 + 1;
+        let side2 = side1 + 2 * p2 - k2 + 1;
+        let flat = (side2 / pool) * (side2 / pool) * c2;
+        let first = Tensors::random(&mut rng, k1 * k1, c1, (6, 9));
+        let second = Tensors::random(&mut rng, k2 * k2 * c1, c2, (8, 13));
+        let logits = Tensors::random(&mut rng, flat, 10, (12, 16));
+        let mut layers = heapless::Vec::new();
+        for layer in [
+            conv(&first, 1, c1, k1, p1, 28),
+            conv(&second, c1, c2, k2, p2, side1),
+            Layer::MaxPool { size: pool as u8 },
+            Layer::Flatten,
+            Layer::Linear(QuantLinear {
+                inputs: flat as u32,
+                outputs: 10,
+                weights: &logits.weights,
+                requant: logits.requant(Output::Logits),
+            }),
+        ] {
+            layers.push(layer).expect("5 layers fit");
+        }
+        let mut model = Model {
+            kind: "test",
+            class_names: CLASS_NAMES,
+            parameters: 0,
+            macs: 0,
+            input_scale: 1.0 / 255.0,
+            logit_scale: 0.1,
+            float_accuracy: None,
+            int8_accuracy: None,
+            calibration_images: 0,
+            arena_bytes: 0,
+            layers,
+        };
+        model.arena_bytes = arena_for(&model).expect("valid shapes") as u32;
+        let bytes = blob::encode(&model).expect("encodes");
+        assert_same_logits(&bytes, &pixels, &format!("random model {case}"));
+    }
+}
