@@ -30,6 +30,7 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512vnni")
         {
             return Isa::Avx512Vnni;
@@ -47,10 +48,13 @@ impl Isa {
 }
 
 /// Output pixels per register tile (and per patch buffer).
-const PIXELS: usize = 4;
+const PIXELS: usize = 8;
 /// The longest patch (taps, rounded up to 4) the stack buffer takes; longer layers run on
-/// the portable kernels. Every shipped model is far below (at most 576).
-const MAX_TAPS: usize = 4096;
+/// the portable kernels. The shipped models need at most 2000 (cnn's logits).
+const MAX_TAPS: usize = 2048;
+/// The largest zero-bordered copy of a padded convolution's input the stack buffer takes
+/// (edge needs at most 16 x 16 x 32 = 8 KiB).
+const MAX_PADDED: usize = 16 * 1024;
 /// Output channels per 512-bit accumulator.
 const LANES: usize = 16;
 
@@ -68,6 +72,18 @@ struct Packed {
     bias: Vec<i32>,
     multiplier: Vec<i32>,
     total_shift: Vec<i64>,
+    /// Per block of 16 channels, the 64-bit lanes the vector requantization uses: the
+    /// shifts of the even channels, of the odd ones, then the rounding halves of each.
+    lanes: Vec<i64>,
+    /// Per group of 4 taps, where its bytes start relative to the first byte a pixel
+    /// reads. Direct layers (input channels a multiple of 4) read the input activation
+    /// itself (`[ky][kx][in]` in the zero-bordered input); the others read im2col patches
+    /// (`4 * group`).
+    offsets: Vec<u32>,
+    /// Bytes past a pixel's first byte that its taps reach (largest offset + 4).
+    reach: usize,
+    /// Whether the layer reads its input directly instead of through patches.
+    direct: bool,
     /// What the layer is: a convolution (with its shape) or the logits.
     geometry: Geometry,
 }
@@ -118,8 +134,55 @@ impl Packed {
             total_shift: (0..width)
                 .map(|c| 31 + requant.shift.get(c).map_or(0, |&s| i64::from(s as i8)))
                 .collect(),
+            lanes: Vec::new(),
+            offsets: (0..padded_taps / 4).map(|g| (4 * g) as u32).collect(),
+            reach: padded_taps,
+            direct: false,
             geometry,
         }
+        .with_lanes()
+        .with_offsets()
+    }
+
+    /// Direct reads for convolutions whose input channels are a multiple of 4: each group
+    /// of 4 taps is then 4 channels of one input pixel.
+    fn with_offsets(mut self) -> Packed {
+        if let Geometry::Conv {
+            input: [_, w, c],
+            kernel,
+            padding,
+            ..
+        } = self.geometry
+        {
+            if c % 4 == 0 {
+                let width = w + 2 * padding;
+                self.offsets = (0..self.taps / 4)
+                    .map(|g| {
+                        let t = 4 * g;
+                        let (ky, kx, ic) = (t / (kernel * c), (t / c) % kernel, t % c);
+                        ((ky * width + kx) * c + ic) as u32
+                    })
+                    .collect();
+                self.reach = self.offsets.iter().max().map_or(0, |&o| o as usize + 4);
+                self.direct = true;
+            }
+        }
+        self
+    }
+
+    fn with_lanes(mut self) -> Packed {
+        self.lanes = self
+            .total_shift
+            .chunks_exact(LANES)
+            .flat_map(|block| {
+                let even = block.iter().step_by(2);
+                let odd = block.iter().skip(1).step_by(2);
+                let shifts = even.clone().chain(odd.clone()).copied();
+                let halves = even.chain(odd).map(|&s| 1i64 << (s - 1));
+                shifts.chain(halves).collect::<Vec<_>>()
+            })
+            .collect();
+        self
     }
 }
 
@@ -213,7 +276,16 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
         ),
         _ => return None,
     };
-    (taps.div_ceil(4) * 4 <= MAX_TAPS).then(|| Packed::new(weights, requant, taps, geometry))
+    let bordered = match geometry {
+        Geometry::Conv {
+            input: [h, w, c],
+            padding,
+            ..
+        } if padding > 0 => (h + 2 * padding) * (w + 2 * padding) * c,
+        _ => 0,
+    };
+    (taps.div_ceil(4) * 4 <= MAX_TAPS && bordered <= MAX_PADDED)
+        .then(|| Packed::new(weights, requant, taps, geometry))
 }
 
 impl Accelerator for FastPlan<'_> {
@@ -240,84 +312,108 @@ impl Accelerator for FastPlan<'_> {
             _ => false,
         }
     }
-}
 
-/// Gathers the im2col patch of output pixel `pixel` into `patch` (`taps` long, the blob's
-/// `[ky][kx][in]` order, zeros for padding and for the taps past the filter).
-fn gather(geometry: Geometry, pixel: usize, input: &[u8], patch: &mut [u8]) {
-    let Geometry::Conv {
-        input: [in_h, in_w, in_c],
-        output: [_, out_w, _],
-        kernel,
-        padding,
-    } = geometry
-    else {
-        return;
-    };
-    patch.fill(0);
-    let (oy, ox) = (pixel / out_w, pixel % out_w);
-    let kx_start = padding.saturating_sub(ox);
-    let kx_end = kernel.min(in_w + padding - ox);
-    let ky_end = kernel.min(in_h + padding - oy);
-    let span = (kx_end - kx_start) * in_c;
-    for ky in padding.saturating_sub(oy)..ky_end {
-        let iy = oy + ky - padding;
-        let from = (iy * in_w + ox + kx_start - padding) * in_c;
-        let to = (ky * kernel + kx_start) * in_c;
-        patch[to..to + span].copy_from_slice(&input[from..from + span]);
+    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
+        match (
+            self.isa,
+            self.plan.steps.get(index),
+            self.plan.model.layers.get(index),
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, Some(step), Some(Layer::MaxPool { size })) => {
+                // SAFETY: `with_isa` confirmed AVX-512 VNNI (and BW) for this ISA.
+                unsafe { vnni::max_pool(step.input, usize::from(*size), input, output) };
+                true
+            }
+            _ => false,
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use core::arch::x86_64::*;
+    use core::mem::MaybeUninit;
 
-    use super::{gather, Geometry, Packed, LANES, MAX_TAPS, PIXELS};
+    use super::{Geometry, Packed, LANES, MAX_PADDED, MAX_TAPS, PIXELS};
     use crate::classes::CLASS_COUNT;
 
-    /// A convolution with ReLU output: all output pixels, 4 at a time.
+    /// Most blocks of 16 channels one tile computes (8 pixels x 3 blocks: 24 accumulators).
+    const MAX_BLOCKS: usize = 3;
+
+    /// A convolution with ReLU output: all output pixels, 8 at a time. Inputs with
+    /// padding are first copied into a zero-bordered buffer, so that every patch is
+    /// `kernel` whole rows of `kernel x channels` bytes.
     ///
     /// # Safety
-    /// The CPU has AVX-512 F, BW and VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    /// The CPU has AVX-512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8]) {
         let Geometry::Conv {
+            input: [in_h, in_w, in_c],
             output: [out_h, out_w, _],
-            ..
+            kernel,
+            padding,
         } = packed.geometry
         else {
             return;
         };
-        let taps = packed.taps;
-        let mut patches = [0u8; PIXELS * MAX_TAPS];
-        let patches = &mut patches[..PIXELS * taps];
+        let mut bordered = [MaybeUninit::uninit(); MAX_PADDED];
+        let (source, width) = if padding == 0 {
+            (input, in_w)
+        } else {
+            let width = in_w + 2 * padding;
+            let bordered = zeroed(&mut bordered, (in_h + 2 * padding) * width * in_c);
+            let row = in_w * in_c;
+            for y in 0..in_h {
+                let at = ((y + padding) * width + padding) * in_c;
+                copy(&input[y * row..][..row], &mut bordered[at..at + row]);
+            }
+            (&*bordered, width)
+        };
+        let (taps, span) = (packed.taps, kernel * in_c);
+        // Patch taps past `kernel * span` (at most 3, to a multiple of 4) stay zero.
+        let mut patches = [MaybeUninit::uninit(); PIXELS * MAX_TAPS];
+        let patches = zeroed(&mut patches, if packed.direct { 0 } else { PIXELS * taps });
         let pixels = out_h * out_w;
+        let corner = |pixel: usize| ((pixel / out_w) * width + pixel % out_w) * in_c;
         for first in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first);
-            for (p, patch) in patches.chunks_exact_mut(taps).enumerate() {
-                if p < count {
-                    gather(packed.geometry, first + p, input, patch);
-                }
-            }
-            let mut block = 0;
-            while block < packed.blocks {
-                let mut acc = [[0i32; LANES * 4]; PIXELS];
-                let width = match packed.blocks - block {
-                    1 => tile::<1>(packed, patches, block, &mut acc),
-                    2 => tile::<2>(packed, patches, block, &mut acc),
-                    3 => tile::<3>(packed, patches, block, &mut acc),
-                    _ => tile::<4>(packed, patches, block, &mut acc),
-                };
-                for (p, sums) in acc.iter().enumerate().take(count) {
-                    for b in 0..width {
-                        let channel = (block + b) * LANES;
-                        let bytes = requantize_relu(packed, channel, &sums[b * LANES..]);
-                        let keep = LANES.min(packed.channels - channel);
-                        let at = (first + p) * packed.channels + channel;
-                        output[at..at + keep].copy_from_slice(&bytes[..keep]);
+            // Where each pixel's taps start; the pixels past `count` repeat the last one.
+            let (reads, starts): (&[u8], [usize; PIXELS]) = if packed.direct {
+                (
+                    source,
+                    core::array::from_fn(|p| corner(first + p.min(count - 1))),
+                )
+            } else {
+                for (p, patch) in patches.chunks_exact_mut(taps).take(count).enumerate() {
+                    let from = corner(first + p);
+                    for (ky, row) in patch.chunks_exact_mut(span).enumerate().take(kernel) {
+                        let at = from + ky * width * in_c;
+                        copy(&source[at..at + span], row);
                     }
                 }
-                block += width;
+                (&*patches, core::array::from_fn(|p| p.min(count - 1) * taps))
+            };
+            // Bias, requantization, ReLU and the store, straight from the accumulators.
+            let mut finish = |p: usize, block: usize, sums: __m512i| {
+                if p < count {
+                    let channel = block * LANES;
+                    let keep = LANES.min(packed.channels - channel);
+                    let at = (first + p) * packed.channels + channel;
+                    store(
+                        requantize_relu(packed, block, sums),
+                        &mut output[at..at + keep],
+                    );
+                }
+            };
+            let mut block = 0;
+            while block < packed.blocks {
+                block += match packed.blocks - block {
+                    1 => tile::<PIXELS, 1>(packed, reads, &starts, block, &mut finish),
+                    2 | 4 => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
+                    _ => tile::<PIXELS, 3>(packed, reads, &starts, block, &mut finish),
+                };
             }
         }
     }
@@ -325,17 +421,21 @@ mod vnni {
     /// The logits layer: one "pixel" whose patch is the flattened input.
     ///
     /// # Safety
-    /// The CPU has AVX-512 F, BW and VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    /// The CPU has AVX-512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn logits(packed: &Packed, input: &[u8], logits: &mut [i32; CLASS_COUNT]) {
-        let mut patches = [0u8; PIXELS * MAX_TAPS];
-        let taps = packed.taps;
-        patches[..input.len()].copy_from_slice(input);
-        let mut acc = [[0i32; LANES * 4]; PIXELS];
+        // The input, zero-padded to a multiple of 4 taps: one patch.
+        let mut patch = [MaybeUninit::uninit(); MAX_TAPS];
+        let patch = zeroed(&mut patch, packed.taps);
+        copy(input, &mut patch[..input.len()]);
+        let mut acc = [0i32; LANES];
         // CLASS_COUNT (10) channels: one block.
-        tile::<1>(packed, &patches[..PIXELS * taps], 0, &mut acc);
+        tile::<1, 1>(packed, patch, &[0], 0, &mut |_, _, sums| {
+            // SAFETY: 16 i32.
+            unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), sums) }
+        });
         for (c, logit) in logits.iter_mut().enumerate() {
-            let sum = acc[0][c].wrapping_add(packed.bias[c]);
+            let sum = acc[c].wrapping_add(packed.bias[c]);
             *logit = crate::engine::kernels::requantize(
                 sum,
                 packed.multiplier[c],
@@ -344,35 +444,102 @@ mod vnni {
         }
     }
 
-    /// `B` blocks of 16 channels from `block` on, for 4 patches: the raw dot products
-    /// (without bias) into `acc[pixel][b * 16 + lane]`. Returns `B`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn tile<const B: usize>(
+    /// `kernels::max_pool::<U8>`, 64 channels per vector.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
+        let [h, w, c] = input;
+        let (out_h, out_w) = (h / size, w / size);
+        assert!(src.len() >= h * w * c && dst.len() >= out_h * out_w * c);
+        for o in 0..out_h * out_w {
+            let (oy, ox) = (o / out_w, o % out_w);
+            let mut channel = 0;
+            while channel < c {
+                let mask: __mmask64 = u64::MAX >> (64 - (c - channel).min(64));
+                let mut best = _mm512_setzero_si512();
+                for dy in 0..size {
+                    for dx in 0..size {
+                        let at = ((oy * size + dy) * w + ox * size + dx) * c + channel;
+                        // SAFETY: the mask keeps the read within the pixel's channels.
+                        let v =
+                            unsafe { _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(at).cast()) };
+                        best = _mm512_max_epu8(best, v);
+                    }
+                }
+                // SAFETY: the mask keeps the write within output pixel `o`'s channels.
+                unsafe {
+                    _mm512_mask_storeu_epi8(
+                        dst.as_mut_ptr().add(o * c + channel).cast(),
+                        mask,
+                        best,
+                    )
+                };
+                channel += 64;
+            }
+        }
+    }
+
+    /// `dst.copy_from_slice(src)` in 64-byte vector moves (the last one masked).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn copy(src: &[u8], dst: &mut [u8]) {
+        assert_eq!(src.len(), dst.len());
+        let mut at = 0;
+        while at < src.len() {
+            let n = (src.len() - at).min(64);
+            let mask: __mmask64 = u64::MAX >> (64 - n);
+            // SAFETY: the masked load and store touch bytes at..at + n of both slices.
+            unsafe {
+                let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(at).cast());
+                _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(at).cast(), mask, v);
+            }
+            at += n;
+        }
+    }
+
+    /// The first `dst.len()` (at most 16) bytes of `bytes` into `dst`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn store(bytes: __m128i, dst: &mut [u8]) {
+        assert!(dst.len() <= LANES);
+        let mask: __mmask16 = (u32::MAX >> (32 - dst.len())) as u16;
+        // SAFETY: the mask covers exactly dst.len() bytes.
+        unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr().cast(), mask, bytes) };
+    }
+
+    /// `B` blocks of 16 channels from `block` on, for `P` pixels whose taps start at
+    /// `reads[starts[p]..]` (group `g` at `packed.offsets[g]` from there): hands the raw
+    /// dot products (without bias) of each pixel and block to `finish(pixel, block, sums)`.
+    /// Returns `B`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn tile<const P: usize, const B: usize>(
         packed: &Packed,
-        patches: &[u8],
+        reads: &[u8],
+        starts: &[usize; P],
         block: usize,
-        acc: &mut [[i32; LANES * 4]; PIXELS],
+        finish: &mut impl FnMut(usize, usize, __m512i),
     ) -> usize {
-        let taps = packed.taps;
         let width = packed.blocks * LANES;
-        assert!(patches.len() >= PIXELS * taps && block + B <= packed.blocks);
-        assert!(packed.weights.len() >= taps * width);
-        let mut sums = [[_mm512_setzero_si512(); B]; PIXELS];
+        let groups = packed.offsets.len();
+        let last = packed.reach;
+        assert!(P <= PIXELS && B <= MAX_BLOCKS && block + B <= packed.blocks);
+        assert!(packed.weights.len() >= groups * width * 4);
+        assert!(starts.iter().all(|&s| s + last <= reads.len()));
+        let mut sums = [[_mm512_setzero_si512(); B]; P];
         let weights = packed.weights.as_ptr();
-        let patch = patches.as_ptr();
-        for group in 0..taps / 4 {
-            // SAFETY: group * 4 < taps, so every weight read (64 bytes at
-            // `(group * width + (block + b) * 16) * 4`) and every patch read (4 bytes at
-            // `p * taps + group * 4`) is in bounds, as asserted above.
+        // SAFETY: in bounds of `reads`, as asserted.
+        let pixels: [*const u8; P] =
+            core::array::from_fn(|p| unsafe { reads.as_ptr().add(starts[p]) });
+        for (group, &offset) in packed.offsets.iter().enumerate() {
+            // SAFETY: every weight read (64 bytes at `(group * width + (block + b) * 16) * 4`)
+            // is within `groups * width * 4`, and every input read (4 bytes at
+            // `starts[p] + offset`) ends by `starts[p] + last`: both asserted above.
             unsafe {
                 let row = weights.add((group * width + block * LANES) * 4);
                 let w: [__m512i; B] =
                     core::array::from_fn(|b| _mm512_loadu_si512(row.add(b * 64).cast()));
-                for (p, sum) in sums.iter_mut().enumerate() {
-                    let x = patch
-                        .add(p * taps + group * 4)
-                        .cast::<i32>()
-                        .read_unaligned();
+                for (sum, pixel) in sums.iter_mut().zip(pixels) {
+                    let x = pixel.add(offset as usize).cast::<i32>().read_unaligned();
                     let x = _mm512_set1_epi32(x);
                     for b in 0..B {
                         sum[b] = _mm512_dpbusd_epi32(sum[b], x, w[b]);
@@ -381,37 +548,40 @@ mod vnni {
             }
         }
         for (p, sum) in sums.iter().enumerate() {
-            for (b, s) in sum.iter().enumerate() {
-                // SAFETY: 16 i32 at b * 16 < 64.
-                unsafe { _mm512_storeu_si512(acc[p][b * LANES..].as_mut_ptr().cast(), *s) };
+            for (b, &s) in sum.iter().enumerate() {
+                finish(p, block + b, s);
             }
         }
         B
     }
 
-    /// Bias, requantization and ReLU of 16 channels from `channel`, as
+    /// The first `len` bytes of `buffer`, zeroed (the rest stays uninitialised).
+    fn zeroed<const N: usize>(buffer: &mut [MaybeUninit<u8>; N], len: usize) -> &mut [u8] {
+        let part = &mut buffer[..len];
+        part.fill(MaybeUninit::new(0));
+        // SAFETY: every byte of `part` was just initialised; `MaybeUninit<u8>` has the
+        // layout of `u8`.
+        unsafe { core::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// Bias, requantization and ReLU of the 16 channels of `block`, as
     /// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn requantize_relu(packed: &Packed, channel: usize, sums: &[i32]) -> [u8; LANES] {
-        assert!(sums.len() >= LANES && channel + LANES <= packed.bias.len());
-        // SAFETY: all reads are 16 i32 or 16 i64 within the slices, as asserted.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
+        let channel = block * LANES;
+        assert!(channel + LANES <= packed.bias.len());
+        assert!(packed.lanes.len() >= (block + 1) * 32);
+        // SAFETY: all reads are 16 i32 or 8 i64 within the slices, as asserted.
         unsafe {
             let acc = _mm512_add_epi32(
-                _mm512_loadu_si512(sums.as_ptr().cast()),
+                sums,
                 _mm512_loadu_si512(packed.bias[channel..].as_ptr().cast()),
             );
             let multiplier = _mm512_loadu_si512(packed.multiplier[channel..].as_ptr().cast());
             // 64-bit lanes: the even channels in the low halves, the odd in the high.
-            let shifts = packed.total_shift[channel..].as_ptr();
-            let index_even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-            let index_odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-            let lo = _mm512_loadu_si512(shifts.cast());
-            let hi = _mm512_loadu_si512(shifts.add(8).cast());
-            let shift_even = _mm512_permutex2var_epi64(lo, index_even, hi);
-            let shift_odd = _mm512_permutex2var_epi64(lo, index_odd, hi);
-            let one = _mm512_set1_epi64(1);
-            let scaled = |products: __m512i, shift: __m512i| {
-                let half = _mm512_sllv_epi64(one, _mm512_sub_epi64(shift, one));
+            let lanes = packed.lanes[block * 32..].as_ptr();
+            let lane = |i: usize| _mm512_loadu_si512(lanes.add(i * 8).cast());
+            let scaled = |products: __m512i, shift: __m512i, half: __m512i| {
                 let rounded = _mm512_srav_epi64(_mm512_add_epi64(products, half), shift);
                 _mm512_min_epi64(
                     _mm512_max_epi64(rounded, _mm512_setzero_si512()),
@@ -419,18 +589,16 @@ mod vnni {
                 )
             };
             // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
-            let even = scaled(_mm512_mul_epi32(acc, multiplier), shift_even);
+            let even = scaled(_mm512_mul_epi32(acc, multiplier), lane(0), lane(2));
             let odd = scaled(
                 _mm512_mul_epi32(
                     _mm512_srli_epi64(acc, 32),
                     _mm512_srli_epi64(multiplier, 32),
                 ),
-                shift_odd,
+                lane(1),
+                lane(3),
             );
-            let both = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
-            let mut bytes = [0u8; LANES];
-            _mm_storeu_si128(bytes.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(both));
-            bytes
+            _mm512_cvtepi32_epi8(_mm512_or_si512(even, _mm512_slli_epi64(odd, 32)))
         }
     }
 }
@@ -438,28 +606,6 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn patches_follow_the_weight_order_with_zero_padding() {
-        // 3x3x2 input, 3x3 kernel, padding 1: the corner pixel's patch.
-        let input: Vec<u8> = (1..=18).collect();
-        let geometry = Geometry::Conv {
-            input: [3, 3, 2],
-            output: [3, 3, 4],
-            kernel: 3,
-            padding: 1,
-        };
-        let mut patch = [9u8; 20];
-        gather(geometry, 0, &input, &mut patch);
-        #[rustfmt::skip]
-        let expected = [
-            0, 0, 0, 0, 0, 0, // ky 0: above the image
-            0, 0, 1, 2, 3, 4, // ky 1: left padding, pixels (0,0) and (0,1)
-            0, 0, 7, 8, 9, 10, // ky 2
-            0, 0, // taps 18..20: rounding to a multiple of 4
-        ];
-        assert_eq!(patch, expected);
-    }
 
     #[test]
     fn packing_puts_four_taps_of_sixteen_channels_together() {
@@ -482,5 +628,10 @@ mod tests {
         // Taps 4..8 of channel 0 start the second group of 16 channels x 4 taps.
         assert_eq!(&packed.weights[64..72], &[4, 0, 0, 0, 14, 0, 0, 0]);
         assert_eq!(&packed.total_shift[..3], &[34, 28, 31]);
+        // Requantization lanes: even channels' shifts, odd channels', then the halves.
+        assert_eq!(&packed.lanes[..2], &[34, 31]);
+        assert_eq!(&packed.lanes[8..10], &[28, 31]);
+        assert_eq!(&packed.lanes[16..18], &[1 << 33, 1 << 30]);
+        assert_eq!(&packed.lanes[24..26], &[1 << 27, 1 << 30]);
     }
 }

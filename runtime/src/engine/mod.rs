@@ -456,6 +456,7 @@ impl<'a> Plan<'a> {
             let (input, output) = split(pixels, arena, step.from, in_len, out_len);
             match (layer, step.kind) {
                 (Layer::Conv(_), _) if faster.conv(index, input, output) => {}
+                (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
                 (Layer::Conv(conv), kind) => {
                     let shape = ConvShape {
                         input: step.input,
@@ -497,6 +498,8 @@ trait Accelerator {
     fn conv(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
     /// Runs the final linear layer `index` into `logits`.
     fn logits(&self, index: usize, input: &[u8], logits: &mut [i32; CLASS_COUNT]) -> bool;
+    /// Runs max pooling layer `index` over u8 activations.
+    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
 }
 
 /// The portable kernels only.
@@ -507,6 +510,9 @@ impl Accelerator for Portable {
         false
     }
     fn logits(&self, _: usize, _: &[u8], _: &mut [i32; CLASS_COUNT]) -> bool {
+        false
+    }
+    fn pool(&self, _: usize, _: &[u8], _: &mut [u8]) -> bool {
         false
     }
 }
