@@ -55,14 +55,19 @@ const MAX_TAPS: usize = 2048;
 /// The largest zero-bordered copy of a padded convolution's input the stack buffer takes
 /// (edge needs at most 16 x 16 x 32 = 8 KiB).
 const MAX_PADDED: usize = 16 * 1024;
+/// The largest expanded input (see [`Layout`]) the stack buffer takes (cnn's second
+/// convolution needs 24 x 20 x 52 = 24,960 bytes).
+const MAX_EXPANDED: usize = 32 * 1024;
 /// Output channels per 512-bit accumulator.
 const LANES: usize = 16;
 
 /// One layer's weights and requantization, repacked for the vector kernels.
 #[derive(Debug, Clone)]
 struct Packed {
-    /// Taps per output, rounded up to a multiple of 4.
+    /// Packed taps per output channel (see [`Layout`]); a multiple of 4.
     taps: usize,
+    /// Expanded layers: bytes per kernel row piece of the expanded input.
+    padded_span: usize,
     /// Output channels, and blocks of 16 of them (the last one zero-padded).
     channels: usize,
     blocks: usize,
@@ -76,13 +81,11 @@ struct Packed {
     /// shifts of the even channels, of the odd ones, then the rounding halves of each.
     lanes: Vec<i64>,
     /// Per group of 4 taps, where its bytes start relative to the first byte a pixel
-    /// reads. Direct layers (input channels a multiple of 4) read the input activation
-    /// itself (`[ky][kx][in]` in the zero-bordered input); the others read im2col patches
-    /// (`4 * group`).
+    /// reads (see [`Layout`]).
     offsets: Vec<u32>,
     /// Bytes past a pixel's first byte that its taps reach (largest offset + 4).
     reach: usize,
-    /// Whether the layer reads its input directly instead of through patches.
+    /// Whether the layer reads its input directly instead of an expanded copy.
     direct: bool,
     /// What the layer is: a convolution (with its shape) or the logits.
     geometry: Geometry,
@@ -99,16 +102,94 @@ enum Geometry {
     Logits,
 }
 
+/// How a layer's taps are laid out, and where a pixel's groups of 4 taps are read from.
+///
+/// - Logits: the flattened input, taps padded to a multiple of 4.
+/// - Direct (input channels a multiple of 4): the (zero-bordered) input activation itself;
+///   each group of 4 taps is 4 channels of one input pixel.
+/// - Expanded (other channel counts, e.g. the 1-channel image): each kernel row's
+///   `kernel x channels` bytes are first copied, for every output column, into a row of
+///   the "expanded" input (rounded up to 4 bytes), so a pixel's taps are `kernel` such
+///   pieces, one per kernel row.
+struct Layout {
+    /// Packed taps per output channel (a multiple of 4).
+    taps: usize,
+    /// Where tap `t` of the blob's `[ky][kx][in]` order goes among the packed taps.
+    place: fn(&Layout, usize) -> usize,
+    /// The blob's taps per kernel row (`kernel x in`), and the packed ones (to 4).
+    span: usize,
+    padded_span: usize,
+    /// Per group of 4 packed taps, its offset from the pixel's first byte.
+    offsets: Vec<u32>,
+    direct: bool,
+}
+
+impl Layout {
+    fn new(taps: usize, geometry: Geometry) -> Layout {
+        let identity = |_: &Layout, t: usize| t;
+        let Geometry::Conv {
+            input: [_, w, c],
+            output: [_, out_w, _],
+            kernel,
+            padding,
+        } = geometry
+        else {
+            let taps = taps.div_ceil(4) * 4;
+            return Layout {
+                taps,
+                place: identity,
+                span: taps,
+                padded_span: taps,
+                offsets: (0..taps / 4).map(|g| (4 * g) as u32).collect(),
+                direct: false,
+            };
+        };
+        let span = kernel * c;
+        if c % 4 == 0 {
+            let width = w + 2 * padding;
+            let offsets = (0..taps / 4)
+                .map(|g| {
+                    let t = 4 * g;
+                    let (ky, kx, ic) = (t / span, (t / c) % kernel, t % c);
+                    ((ky * width + kx) * c + ic) as u32
+                })
+                .collect();
+            return Layout {
+                taps,
+                place: identity,
+                span,
+                padded_span: span,
+                offsets,
+                direct: true,
+            };
+        }
+        let padded_span = span.div_ceil(4) * 4;
+        let offsets = (0..kernel)
+            .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * out_w * padded_span + 4 * g))
+            .map(|o| o as u32)
+            .collect();
+        Layout {
+            taps: kernel * padded_span,
+            place: |l: &Layout, t: usize| (t / l.span) * l.padded_span + t % l.span,
+            span,
+            padded_span,
+            offsets,
+            direct: false,
+        }
+    }
+}
+
 impl Packed {
     fn new(weights: &[u8], requant: &Requant<'_>, taps: usize, geometry: Geometry) -> Packed {
+        let layout = Layout::new(taps, geometry);
         let channels = requant.shift.len();
         let blocks = channels.div_ceil(LANES);
-        let padded_taps = taps.div_ceil(4) * 4;
         let width = blocks * LANES;
-        let mut packed = vec![0i8; padded_taps * width];
+        let mut packed = vec![0i8; layout.taps * width];
         for c in 0..channels {
             for t in 0..taps {
-                packed[((t / 4) * width + c) * 4 + t % 4] = weights[c * taps + t] as i8;
+                let at = (layout.place)(&layout, t);
+                packed[((at / 4) * width + c) * 4 + at % 4] = weights[c * taps + t] as i8;
             }
         }
         let per_channel = |f: &dyn Fn(usize) -> i64| -> Vec<i64> {
@@ -118,7 +199,8 @@ impl Packed {
         };
         let le = |bytes: &[u8], c: usize| i64::from(super::kernels::le_i32(bytes, c));
         Packed {
-            taps: padded_taps,
+            taps: layout.taps,
+            padded_span: layout.padded_span,
             channels,
             blocks,
             weights: packed,
@@ -135,39 +217,12 @@ impl Packed {
                 .map(|c| 31 + requant.shift.get(c).map_or(0, |&s| i64::from(s as i8)))
                 .collect(),
             lanes: Vec::new(),
-            offsets: (0..padded_taps / 4).map(|g| (4 * g) as u32).collect(),
-            reach: padded_taps,
-            direct: false,
+            reach: layout.offsets.iter().max().map_or(0, |&o| o as usize + 4),
+            offsets: layout.offsets,
+            direct: layout.direct,
             geometry,
         }
         .with_lanes()
-        .with_offsets()
-    }
-
-    /// Direct reads for convolutions whose input channels are a multiple of 4: each group
-    /// of 4 taps is then 4 channels of one input pixel.
-    fn with_offsets(mut self) -> Packed {
-        if let Geometry::Conv {
-            input: [_, w, c],
-            kernel,
-            padding,
-            ..
-        } = self.geometry
-        {
-            if c % 4 == 0 {
-                let width = w + 2 * padding;
-                self.offsets = (0..self.taps / 4)
-                    .map(|g| {
-                        let t = 4 * g;
-                        let (ky, kx, ic) = (t / (kernel * c), (t / c) % kernel, t % c);
-                        ((ky * width + kx) * c + ic) as u32
-                    })
-                    .collect();
-                self.reach = self.offsets.iter().max().map_or(0, |&o| o as usize + 4);
-                self.direct = true;
-            }
-        }
-        self
     }
 
     fn with_lanes(mut self) -> Packed {
@@ -276,15 +331,23 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
         ),
         _ => return None,
     };
-    let bordered = match geometry {
+    let (bordered, expanded) = match geometry {
         Geometry::Conv {
             input: [h, w, c],
+            output: [_, out_w, _],
+            kernel,
             padding,
-            ..
-        } if padding > 0 => (h + 2 * padding) * (w + 2 * padding) * c,
-        _ => 0,
+        } => (
+            if padding > 0 {
+                (h + 2 * padding) * (w + 2 * padding) * c
+            } else {
+                0
+            },
+            (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4,
+        ),
+        Geometry::Logits => (0, 0),
     };
-    (taps.div_ceil(4) * 4 <= MAX_TAPS && bordered <= MAX_PADDED)
+    (taps.div_ceil(4) * 4 <= MAX_TAPS && bordered <= MAX_PADDED && expanded <= MAX_EXPANDED)
         .then(|| Packed::new(weights, requant, taps, geometry))
 }
 
@@ -335,7 +398,7 @@ mod vnni {
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
-    use super::{Geometry, Packed, LANES, MAX_PADDED, MAX_TAPS, PIXELS};
+    use super::{Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS, PIXELS};
     use crate::classes::CLASS_COUNT;
 
     /// Most blocks of 16 channels one tile computes (8 pixels x 3 blocks: 24 accumulators).
@@ -359,6 +422,7 @@ mod vnni {
             return;
         };
         let mut bordered = [MaybeUninit::uninit(); MAX_PADDED];
+        let height = in_h + 2 * padding;
         let (source, width) = if padding == 0 {
             (input, in_w)
         } else {
@@ -371,29 +435,34 @@ mod vnni {
             }
             (&*bordered, width)
         };
-        let (taps, span) = (packed.taps, kernel * in_c);
-        // Patch taps past `kernel * span` (at most 3, to a multiple of 4) stay zero.
-        let mut patches = [MaybeUninit::uninit(); PIXELS * MAX_TAPS];
-        let patches = zeroed(&mut patches, if packed.direct { 0 } else { PIXELS * taps });
         let pixels = out_h * out_w;
+        let piece = packed.padded_span;
+        let mut expanded = [MaybeUninit::uninit(); MAX_EXPANDED];
+        let expanded = zeroed(
+            &mut expanded,
+            if packed.direct {
+                0
+            } else {
+                height * out_w * piece
+            },
+        );
+        if !packed.direct {
+            let span = kernel * in_c;
+            for (i, row) in expanded.chunks_exact_mut(piece).enumerate() {
+                let (y, x) = (i / out_w, i % out_w);
+                let from = (y * width + x) * in_c;
+                copy(&source[from..from + span], &mut row[..span]);
+            }
+        }
         let corner = |pixel: usize| ((pixel / out_w) * width + pixel % out_w) * in_c;
         for first in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first);
             // Where each pixel's taps start; the pixels past `count` repeat the last one.
+            let last = |p: usize| first + p.min(count - 1);
             let (reads, starts): (&[u8], [usize; PIXELS]) = if packed.direct {
-                (
-                    source,
-                    core::array::from_fn(|p| corner(first + p.min(count - 1))),
-                )
+                (source, core::array::from_fn(|p| corner(last(p))))
             } else {
-                for (p, patch) in patches.chunks_exact_mut(taps).take(count).enumerate() {
-                    let from = corner(first + p);
-                    for (ky, row) in patch.chunks_exact_mut(span).enumerate().take(kernel) {
-                        let at = from + ky * width * in_c;
-                        copy(&source[at..at + span], row);
-                    }
-                }
-                (&*patches, core::array::from_fn(|p| p.min(count - 1) * taps))
+                (expanded, core::array::from_fn(|p| last(p) * piece))
             };
             // Bias, requantization, ReLU and the store, straight from the accumulators.
             let mut finish = |p: usize, block: usize, sums: __m512i| {
@@ -411,8 +480,7 @@ mod vnni {
             while block < packed.blocks {
                 block += match packed.blocks - block {
                     1 => tile::<PIXELS, 1>(packed, reads, &starts, block, &mut finish),
-                    2 | 4 => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
-                    _ => tile::<PIXELS, 3>(packed, reads, &starts, block, &mut finish),
+                    _ => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
                 };
             }
         }
