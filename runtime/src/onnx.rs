@@ -19,7 +19,12 @@ pub struct OnnxError {
     pub problem: String,
 }
 
-/// A loaded, optimised ONNX classifier for batches of 28x28 u8 images.
+/// A loaded, optimised ONNX classifier for 28x28 u8 images.
+///
+/// The plan is optimised for one image at a time: tract runs it faster than a plan for a
+/// symbolic batch `N` (which the file declares), and per image it is also faster than
+/// tract on batches of 8 or 256, where it builds the whole im2col buffer up front
+/// (benches/README.md has the figures).
 pub struct OnnxClassifier {
     path: PathBuf,
     plan: Arc<TypedRunnableModel>,
@@ -29,7 +34,7 @@ pub struct OnnxClassifier {
 
 impl OnnxClassifier {
     /// Loads `path`, checks that it maps `[N, 1, 28, 28]` floats to `[N, 10]` logits, and
-    /// optimises it for any batch size `N`.
+    /// optimises it for one image (`N = 1`).
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
         let bytes = std::fs::read(path).map_err(|e| OnnxError {
             path: path.to_path_buf(),
@@ -91,8 +96,11 @@ impl OnnxClassifier {
         model
             .set_input_fact(0, fact.into())
             .map_err(|e| tract_error("cannot set the input shape [N,1,28,28]", e))?;
+        let one = HashMap::from([(batch, TDim::Val(1))]);
         let plan = model
-            .into_optimized()
+            .into_typed()
+            .and_then(|m| m.set_symbols(&one))
+            .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| tract_error("cannot be prepared for [N,1,28,28] float input", e))?;
         Ok(OnnxClassifier {
@@ -125,17 +133,23 @@ impl OnnxClassifier {
             .map(|&p| f32::from(p) * self.input_scale)
             .collect();
         let run = || -> TractResult<Vec<f32>> {
-            let input = Tensor::from_shape(&[count, 1, IMAGE_SIDE, IMAGE_SIDE], &scaled)?;
-            let outputs = self.plan.run(tvec!(input.into()))?;
-            let output = outputs[0].try_as_plain_ram()?;
-            let logits = output.to_array_view::<f32>()?;
-            if logits.shape() != [count, CLASS_COUNT] {
-                bail!(
-                    "output shape {:?}, expected [{count}, {CLASS_COUNT}]",
-                    logits.shape()
-                );
+            let mut all = Vec::with_capacity(count * CLASS_COUNT);
+            // One state for the whole call: its scratch memory is reused from image to image.
+            let mut state = self.plan.spawn()?;
+            for image in scaled.chunks(IMAGE_PIXELS) {
+                let input = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)?;
+                let outputs = state.run(tvec!(input.into()))?;
+                let output = outputs[0].try_as_plain_ram()?;
+                let logits = output.to_array_view::<f32>()?;
+                if logits.shape() != [1, CLASS_COUNT] {
+                    bail!(
+                        "output shape {:?}, expected [1, {CLASS_COUNT}]",
+                        logits.shape()
+                    );
+                }
+                all.extend(logits.iter().copied());
             }
-            Ok(logits.iter().copied().collect())
+            Ok(all)
         };
         run().map_err(|e| OnnxError {
             path: self.path.clone(),
