@@ -7,8 +7,9 @@ The PyTorch model is built from the ONNX file itself (Conv, Relu, MaxPool, Flatt
 the only operators the exporter writes), so both tools run the very same weights; the
 script checks that their logits agree before timing anything.
 
-Each measurement runs in a fresh Python process, so its peak RSS (interpreter + library +
-model + batch) is reported too.
+Each measurement runs in a fresh Python process, so its peak RSS (interpreter, numpy,
+the library, the model, 256 images) is reported too; for the onnxruntime rows it is
+onnxruntime alone, for the PyTorch rows PyTorch plus the onnxruntime reference run.
 
     python3 -m venv /tmp/peers-venv
     /tmp/peers-venv/bin/pip install -r benches/peers/requirements.txt
@@ -163,13 +164,14 @@ def main():
     if args.one_tool:
         return one(args)
 
-    import onnxruntime
-    import torch
+    # Versions without importing: the children's peak RSS would inherit the parent's
+    # (Linux keeps the high-water mark across exec).
+    from importlib.metadata import version
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
-        f"Machine: {cpu}, {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}, "
-        f"torch {torch.__version__}, Python {sys.version.split()[0]}.",
+        f"Machine: {cpu}, {os.cpu_count()} cores; onnxruntime {version('onnxruntime')}, "
+        f"torch {version('torch')}, Python {sys.version.split()[0]}.",
         f"Command: `python benches/peers/peers.py --seconds {args.seconds}`",
         "",
         "| model | tool | threads | batch 1: µs/image | batch 256: µs/image | images/s (256) | peak RSS |",

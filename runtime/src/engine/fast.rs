@@ -291,6 +291,19 @@ impl<'a> FastPlan<'a> {
         self.plan.model()
     }
 
+    /// Heap bytes of the repacked layers (allocated once, by [`FastPlan::new`]).
+    pub fn packed_bytes(&self) -> usize {
+        self.packed
+            .iter()
+            .flatten()
+            .map(|p| {
+                p.weights.len()
+                    + 4 * (p.bias.len() + p.multiplier.len() + p.offsets.len())
+                    + 8 * (p.total_shift.len() + p.lanes.len())
+            })
+            .sum()
+    }
+
     /// Bytes of arena [`FastPlan::classify`] needs (the plan's).
     pub fn arena_bytes(&self) -> usize {
         self.plan.arena_bytes()
