@@ -114,31 +114,22 @@ fn tract(c: &mut Criterion, kind: &str, pixels: &[u8]) {
     }
 }
 
-fn burn_cpu(c: &mut Criterion, kind: ModelKind, name: &str, pixels: &[u8]) {
-    type Cpu = fmnist_trainer::backend::Cpu;
+/// burn's float inference on backend `B`, labelled `label`, at each of `batches`.
+fn burn<B: Backend>(
+    c: &mut Criterion,
+    kind: ModelKind,
+    name: &str,
+    label: &str,
+    batches: &[usize],
+    pixels: &[u8],
+) {
     let device = Default::default();
-    let model = Classifier::<Cpu>::new(kind, &device);
-    for batch in [1, 256] {
+    let model = Classifier::<B>::new(kind, &device);
+    for &batch in batches {
         let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
         group.throughput(Throughput::Elements(batch as u64));
         let input = &pixels[..batch * IMAGE_PIXELS];
-        group.bench_function("burn-flex-f32", |b| {
-            b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
-        });
-        group.finish();
-    }
-}
-
-#[cfg(feature = "cuda")]
-fn burn_cuda(c: &mut Criterion, kind: ModelKind, name: &str, pixels: &[u8]) {
-    type Gpu = fmnist_trainer::backend::Gpu;
-    let device = Default::default();
-    let model = Classifier::<Gpu>::new(kind, &device);
-    for batch in [1, 256, 4096] {
-        let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
-        group.throughput(Throughput::Elements(batch as u64));
-        let input = &pixels[..batch * IMAGE_PIXELS];
-        group.bench_function("burn-cuda-f32", |b| {
+        group.bench_function(label, |b| {
             b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
         });
         group.finish();
@@ -151,9 +142,17 @@ fn all(c: &mut Criterion) {
     for (kind, name) in KINDS {
         int8(c, name, &pixels);
         tract(c, name, &pixels);
-        burn_cpu(c, kind, name, &pixels);
+        type Cpu = fmnist_trainer::backend::Cpu;
+        burn::<Cpu>(c, kind, name, "burn-flex-f32", &[1, 256], &pixels);
         #[cfg(feature = "cuda")]
-        burn_cuda(c, kind, name, &pixels);
+        burn::<fmnist_trainer::backend::Gpu>(
+            c,
+            kind,
+            name,
+            "burn-cuda-f32",
+            &[1, 256, 4096],
+            &pixels,
+        );
     }
 }
 
