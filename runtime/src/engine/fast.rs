@@ -356,7 +356,12 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
             } else {
                 0
             },
-            (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4,
+            // Direct layers (channels a multiple of 4) need no expanded input.
+            if c % 4 == 0 {
+                0
+            } else {
+                (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4
+            },
         ),
         Geometry::Logits => (0, 0),
     };
