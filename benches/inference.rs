@@ -12,9 +12,9 @@
 //!
 //! Images: the first 4096 test images of the Debian package `dataset-fashion-mnist` when it
 //! is installed (set `FMNIST_DATA` to another directory), otherwise generated ones (the
-//! run says which; no path's speed depends on the pixel values). burn runs freshly
-//! initialised models of the same architecture: its speed does not depend on the weights,
-//! and the shipped files are ONNX and int8, which burn does not load.
+//! run says which; no path's speed depends on the pixel values). burn runs the shipped
+//! ONNX model read back into burn layers (`fmnist_trainer::export::unfold`), batch norm
+//! folded as in the file.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -26,9 +26,10 @@ use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
 use fmnist_trainer::batch::INPUT_SCALE;
-use fmnist_trainer::model::{Classifier, ModelKind};
+use fmnist_trainer::export::{onnx, unfold};
+use fmnist_trainer::model::Classifier;
 
-const KINDS: [(ModelKind, &str); 2] = [(ModelKind::Cnn, "cnn"), (ModelKind::Edge, "edge")];
+const KINDS: [&str; 2] = ["cnn", "edge"];
 
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -114,17 +115,12 @@ fn tract(c: &mut Criterion, kind: &str, pixels: &[u8]) {
     }
 }
 
-/// burn's float inference on backend `B`, labelled `label`, at each of `batches`.
-fn burn<B: Backend>(
-    c: &mut Criterion,
-    kind: ModelKind,
-    name: &str,
-    label: &str,
-    batches: &[usize],
-    pixels: &[u8],
-) {
+/// burn's float inference of the shipped ONNX model, read back into burn, on backend `B`,
+/// labelled `label`, at each of `batches`.
+fn burn<B: Backend>(c: &mut Criterion, name: &str, label: &str, batches: &[usize], pixels: &[u8]) {
     let device = Default::default();
-    let model = Classifier::<B>::new(kind, &device);
+    let layers = onnx::read(&read(&format!("{name}.onnx"))).expect("the shipped ONNX reads");
+    let model: Classifier<B> = unfold(&layers, &device);
     for &batch in batches {
         let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
         group.throughput(Throughput::Elements(batch as u64));
@@ -139,20 +135,13 @@ fn burn<B: Backend>(
 fn all(c: &mut Criterion) {
     let pixels = images();
     eprintln!("int8 kernels on this CPU: {}", Isa::detect().name());
-    for (kind, name) in KINDS {
+    for name in KINDS {
         int8(c, name, &pixels);
         tract(c, name, &pixels);
         type Cpu = fmnist_trainer::backend::Cpu;
-        burn::<Cpu>(c, kind, name, "burn-flex-f32", &[1, 256], &pixels);
+        burn::<Cpu>(c, name, "burn-flex-f32", &[1, 256], &pixels);
         #[cfg(feature = "cuda")]
-        burn::<fmnist_trainer::backend::Gpu>(
-            c,
-            kind,
-            name,
-            "burn-cuda-f32",
-            &[1, 256, 4096],
-            &pixels,
-        );
+        burn::<fmnist_trainer::backend::Gpu>(c, name, "burn-cuda-f32", &[1, 256, 4096], &pixels);
     }
 }
 

@@ -17,7 +17,8 @@ use burn::prelude::*;
 use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
-use fmnist_trainer::model::{Classifier, ModelKind};
+use fmnist_trainer::export::{onnx, unfold};
+use fmnist_trainer::model::Classifier;
 
 const PATHS: [&str; 4] = [
     "int8-portable",
@@ -106,11 +107,8 @@ fn measure(path: &str, kind: &str) -> Result<(), String> {
         "burn-flex-f32" => {
             type Cpu = fmnist_trainer::backend::Cpu;
             let device = Default::default();
-            let kind = match kind {
-                "cnn" => ModelKind::Cnn,
-                _ => ModelKind::Edge,
-            };
-            let model = Classifier::<Cpu>::new(kind, &device);
+            let layers = onnx::read(&read("onnx")?)?;
+            let model: Classifier<Cpu> = unfold(&layers, &device);
             for batch in [1, IMAGES] {
                 let scaled: Vec<f32> = pixels[..batch * IMAGE_PIXELS]
                     .iter()

@@ -58,3 +58,37 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
         .expect("the blob records its accuracy");
     assert!((f64::from(recorded) - confusion.accuracy()).abs() < 1e-6);
 }
+
+#[test]
+fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
+    use burn::prelude::*;
+    use fmnist_runtime::{IMAGE_PIXELS, IMAGE_SIDE};
+    type Cpu = fmnist_trainer::backend::Cpu;
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let test = load_split(Path::new(&dir), Split::Test)
+        .expect("run scripts/test.sh: it installs the dataset");
+    let pixels = &test.images[..50 * IMAGE_PIXELS];
+    for kind in ["cnn", "edge"] {
+        let path = models().join(format!("{kind}.onnx"));
+        let bytes = std::fs::read(&path).unwrap();
+        let tract = fmnist_runtime::onnx::OnnxClassifier::from_bytes(&bytes, &path).unwrap();
+        let expected = tract.logits(pixels).unwrap();
+        let layers = fmnist_trainer::export::onnx::read(&bytes).unwrap();
+        let device = Default::default();
+        let model: fmnist_trainer::model::Classifier<Cpu> =
+            fmnist_trainer::export::unfold(&layers, &device);
+        let scaled: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let input = Tensor::<Cpu, 4>::from_data(
+            TensorData::new(scaled, [50, 1, IMAGE_SIDE, IMAGE_SIDE]),
+            &device,
+        );
+        let got = fmnist_trainer::batch::to_f32_vec(model.forward(input));
+        assert_eq!(got.len(), expected.len());
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{kind}: burn and tract differ by {worst}");
+    }
+}

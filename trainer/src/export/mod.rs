@@ -83,6 +83,75 @@ fn bias_values<B: Backend>(
         .map_or_else(|| vec![0.0; outputs], |b| values(b.val()))
 }
 
+/// The inverse of [`fold`]: a burn model running `layers` (batch norm already folded into
+/// the convolutions), e.g. read back from an exported ONNX file by [`onnx::read`].
+pub fn unfold<B: Backend>(layers: &[FoldedLayer], device: &B::Device) -> Classifier<B> {
+    use burn::module::Param;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::nn::{LeakyReluConfig, LinearConfig, PaddingConfig2d, Relu};
+    let layers = layers
+        .iter()
+        .map(|layer| match layer {
+            FoldedLayer::Conv {
+                inputs,
+                outputs,
+                kernel,
+                padding,
+                weight,
+                bias,
+            } => {
+                let p = *padding;
+                let mut conv = Conv2dConfig::new([*inputs, *outputs], [*kernel, *kernel])
+                    .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                    .init(device);
+                let shape = [*outputs, *inputs, *kernel, *kernel];
+                conv.weight = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(weight.clone(), shape),
+                    device,
+                ));
+                conv.bias = Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(bias.clone(), [*outputs]),
+                    device,
+                )));
+                Layer::Conv(conv)
+            }
+            FoldedLayer::Relu => Layer::Relu(Relu),
+            FoldedLayer::LeakyRelu { slope } => Layer::LeakyRelu(
+                LeakyReluConfig::new()
+                    .with_negative_slope(f64::from(*slope))
+                    .init(),
+            ),
+            FoldedLayer::MaxPool { size } => Layer::MaxPool(
+                MaxPool2dConfig::new([*size, *size])
+                    .with_strides([*size, *size])
+                    .init(),
+            ),
+            FoldedLayer::Flatten => Layer::Flatten(crate::model::Flatten),
+            FoldedLayer::Linear {
+                inputs,
+                outputs,
+                weight,
+                bias,
+            } => {
+                let mut linear = LinearConfig::new(*inputs, *outputs).init(device);
+                // burn stores `[inputs, outputs]`, the transpose of the folded layout.
+                let w = Tensor::<B, 2>::from_data(
+                    TensorData::new(weight.clone(), [*outputs, *inputs]),
+                    device,
+                );
+                linear.weight = Param::from_tensor(w.transpose());
+                linear.bias = Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(bias.clone(), [*outputs]),
+                    device,
+                )));
+                Layer::Linear(linear)
+            }
+        })
+        .collect();
+    Classifier { layers }
+}
+
 /// Folds a trained model into export-ready layers.
 pub fn fold<B: Backend>(
     model: &Classifier<B>,

@@ -235,3 +235,137 @@ fn float(name: &str, value: f32) -> AttributeProto {
     attribute.set_f(value);
     attribute
 }
+
+/// The layers of an ONNX file this exporter wrote (Conv, Relu, LeakyRelu, MaxPool,
+/// Flatten, Gemm with float initialisers), for running it again in burn
+/// ([`super::unfold`]). Any other graph is refused with the reason.
+pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, String> {
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| format!("not ONNX: {e}"))?;
+    let graph = model.get_graph();
+    let initialisers: std::collections::HashMap<&str, &TensorProto> = graph
+        .get_initializer()
+        .iter()
+        .map(|t| (t.get_name(), t))
+        .collect();
+    let values = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
+        let t = initialisers
+            .get(name)
+            .ok_or_else(|| format!("no initialiser `{name}`"))?;
+        if t.get_data_type() != TensorProto_DataType::FLOAT as i32 {
+            return Err(format!("`{name}` is not float"));
+        }
+        let data: Vec<f32> = if t.get_raw_data().is_empty() {
+            t.get_float_data().to_vec()
+        } else {
+            t.get_raw_data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let dims: Vec<usize> = t.get_dims().iter().map(|&d| d.max(0) as usize).collect();
+        if dims.iter().product::<usize>() != data.len() {
+            return Err(format!("`{name}`: {} values for dims {dims:?}", data.len()));
+        }
+        Ok((dims, data))
+    };
+    let ints = |node: &NodeProto, name: &str| -> Vec<usize> {
+        node.get_attribute()
+            .iter()
+            .find(|a| a.get_name() == name)
+            .map(|a| a.get_ints().iter().map(|&v| v.max(0) as usize).collect())
+            .unwrap_or_default()
+    };
+    graph
+        .get_node()
+        .iter()
+        .map(|node| {
+            let input = |i: usize| node.get_input().get(i).map_or("", String::as_str);
+            Ok(match node.get_op_type() {
+                "Conv" => {
+                    let (dims, weight) = values(input(1))?;
+                    let (_, bias) = values(input(2))?;
+                    let &[outputs, inputs, kernel, _] = dims.as_slice() else {
+                        return Err(format!("Conv weight dims {dims:?}"));
+                    };
+                    let padding = ints(node, "pads").first().copied().unwrap_or(0);
+                    FoldedLayer::Conv {
+                        inputs,
+                        outputs,
+                        kernel,
+                        padding,
+                        weight,
+                        bias,
+                    }
+                }
+                "Relu" => FoldedLayer::Relu,
+                "LeakyRelu" => FoldedLayer::LeakyRelu {
+                    slope: node
+                        .get_attribute()
+                        .iter()
+                        .find(|a| a.get_name() == "alpha")
+                        .map_or(0.01, |a| a.get_f()),
+                },
+                "MaxPool" => FoldedLayer::MaxPool {
+                    size: ints(node, "kernel_shape").first().copied().unwrap_or(1),
+                },
+                "Flatten" => FoldedLayer::Flatten,
+                "Gemm" => {
+                    let (dims, weight) = values(input(1))?;
+                    let (_, bias) = values(input(2))?;
+                    let &[outputs, inputs] = dims.as_slice() else {
+                        return Err(format!("Gemm weight dims {dims:?}"));
+                    };
+                    FoldedLayer::Linear {
+                        inputs,
+                        outputs,
+                        weight,
+                        bias,
+                    }
+                }
+                other => return Err(format!("operator {other} is not one this exporter writes")),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+    use crate::export::{fold, unfold};
+    use crate::model::{Classifier, ModelKind};
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn an_exported_file_reads_back_into_a_burn_model_with_the_same_logits() {
+        let device = Default::default();
+        for kind in [ModelKind::Mlp, ModelKind::Cnn, ModelKind::Edge] {
+            let model = Classifier::<Cpu>::new(kind, &device);
+            let folded = fold(&model, kind).expect("folds");
+            let card = ModelCard {
+                kind,
+                parameters: 0,
+                test_accuracy: None,
+                training_command: "test".into(),
+            };
+            let bytes = to_bytes(&folded, &card).expect("serialises");
+            let back = unfold::<Cpu>(&read(&bytes).expect("reads back"), &device);
+            let images = Tensor::<Cpu, 4>::random(
+                [3, 1, IMAGE_SIDE, IMAGE_SIDE],
+                Distribution::Uniform(0.0, 1.0),
+                &device,
+            );
+            let expected = crate::batch::to_f32_vec(model.forward(images.clone()));
+            let got = crate::batch::to_f32_vec(back.forward(images));
+            assert_eq!(expected.len(), 3 * CLASS_COUNT);
+            let worst = expected
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{}: logits differ by {worst}", kind.name());
+        }
+        assert!(read(b"not an onnx file").is_err());
+    }
+}
