@@ -69,13 +69,13 @@ fn measure(path: &str, kind: &str) -> Result<(), String> {
         std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))
     };
     match path {
-        "int8-portable" | "int8-avx512-vnni" => {
+        "int8-portable" | "int8-avx2" | "int8-avx512-vnni" => {
             let blob = read("q8")?;
             let plan = Plan::new(&blob).map_err(|e| e.to_string())?;
-            let isa = if path == "int8-portable" {
-                Isa::Portable
-            } else {
-                Isa::Avx512Vnni
+            let isa = match path {
+                "int8-portable" => Isa::Portable,
+                "int8-avx2" => Isa::Avx2,
+                _ => Isa::Avx512Vnni,
             };
             let fast = FastPlan::with_isa(plan, isa);
             if fast.isa() != isa {

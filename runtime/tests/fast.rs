@@ -51,31 +51,39 @@ fn images(rng: &mut Rng, count: usize) -> Vec<u8> {
     out
 }
 
+/// Every vector ISA this CPU runs gives the portable logits on every image.
 fn assert_same_logits(bytes: &[u8], pixels: &[u8], what: &str) {
     let plan = Plan::new(bytes).expect("valid blob");
-    let fast = FastPlan::new(plan.clone());
-    assert_eq!(fast.isa(), Isa::detect());
     let mut arena = vec![0u8; plan.arena_bytes()];
-    let mut fast_arena = vec![0u8; fast.arena_bytes()];
-    let mut distinct = std::collections::HashSet::new();
-    for (i, image) in pixels.chunks(IMAGE_PIXELS).enumerate() {
-        let portable = plan.classify(image, &mut arena).expect("classifies");
-        let vector = fast.classify(image, &mut fast_arena).expect("classifies");
-        assert_eq!(
-            portable,
-            vector,
-            "{what}, image {i}: {} differs from portable",
-            fast.isa().name()
-        );
-        distinct.insert(portable.values);
-    }
+    let portable: Vec<_> = pixels
+        .chunks(IMAGE_PIXELS)
+        .map(|image| plan.classify(image, &mut arena).expect("classifies"))
+        .collect();
     // The comparison means something only if the logits vary from image to image.
-    let images = pixels.len() / IMAGE_PIXELS;
+    let distinct: std::collections::HashSet<_> = portable.iter().map(|l| l.values).collect();
     assert!(
-        distinct.len() * 2 > images,
-        "{what}: only {} different logit vectors for {images} images",
-        distinct.len()
+        distinct.len() * 2 > portable.len(),
+        "{what}: only {} different logit vectors for {} images",
+        distinct.len(),
+        portable.len()
     );
+    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+        if !isa.supported() {
+            eprintln!("{what}: this CPU lacks {}, not compared", isa.name());
+            continue;
+        }
+        let fast = FastPlan::with_isa(plan.clone(), isa);
+        assert_eq!(fast.isa(), isa);
+        for (i, (image, expected)) in pixels.chunks(IMAGE_PIXELS).zip(&portable).enumerate() {
+            let got = fast.classify(image, &mut arena).expect("classifies");
+            assert_eq!(
+                *expected,
+                got,
+                "{what}, image {i}: {} differs from portable",
+                isa.name()
+            );
+        }
+    }
 }
 
 #[test]
@@ -96,17 +104,22 @@ fn shipped_models_give_identical_logits() {
 }
 
 #[test]
-fn the_vector_kernels_run_where_the_cpu_has_them() {
+fn the_best_kernels_are_chosen_and_any_supported_ones_can_be_asked_for() {
     let plan = Plan::new(include_bytes!("../../models/edge.q8")).expect("valid blob");
-    let fast = FastPlan::new(plan.clone());
+    let best = Isa::detect();
+    assert!(best.supported());
+    assert_eq!(FastPlan::new(plan.clone()).isa(), best);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
     {
-        assert_eq!(fast.isa(), Isa::Avx512Vnni);
+        assert_eq!(best, Isa::Avx512Vnni);
     }
-    // Asking for the portable kernels is always honoured.
-    assert_eq!(FastPlan::with_isa(plan, Isa::Portable).isa(), Isa::Portable);
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni] {
+        let expected = if isa.supported() { isa } else { Isa::Portable };
+        assert_eq!(FastPlan::with_isa(plan.clone(), isa).isa(), expected);
+    }
 }
 
 /// Owned tensors of one random layer.

@@ -1,15 +1,20 @@
 //! The desktop path of the int8 engine (`std`): the same plan, with its convolutions and
-//! logits layer run by AVX-512 VNNI kernels when the CPU has them (chosen at run time,
-//! so the default x86-64 build keeps working everywhere), else by the portable kernels.
+//! logits layer run by AVX-512 VNNI kernels when the CPU has them, else by AVX2 kernels,
+//! else by the portable kernels (chosen at run time, so the default x86-64 build keeps
+//! working everywhere).
 //!
-//! At load, [`FastPlan::new`] repacks each accelerated layer's weights (once, on the heap)
-//! so that one 64-byte load holds 4 consecutive filter taps of 16 output channels: the
-//! layout `vpdpbusd` (u8 x i8 -> i32, 4 products per lane) wants. Classification itself
-//! allocates nothing: it uses the caller's arena and a fixed stack buffer for the patches
-//! of 4 output pixels (im2col, taps in the blob's `[ky][kx][in]` order, zero-padded to a
-//! multiple of 4). Requantization is vectorised too, in 64-bit arithmetic, so every output
-//! byte and logit equals the portable kernels' (the tests compare both on every layer
-//! shape the exporter produces).
+//! At load, [`FastPlan::new`] repacks each accelerated layer's weights once, on the heap:
+//! 4 consecutive filter taps of 16 output channels per 64 bytes, the layout `vpdpbusd`
+//! (u8 x i8 -> i32, 4 products per lane) wants, and that AVX2 widens to 16 bits for
+//! `vpmaddwd`. Classification allocates nothing: besides the caller's arena it uses stack
+//! buffers (about 50 KB) for a zero-bordered copy of a padded input, or for an "expanded"
+//! copy when the channel count is not a multiple of 4 (see [`Layout`]); the tiles read the
+//! activations through a per-layer table of offsets. Requantization is vectorised in
+//! 64-bit arithmetic, so every output byte and logit equals the portable kernels'
+//! (`runtime/tests/fast.rs` compares every ISA on the shipped models and on random models
+//! of awkward shapes).
+
+use core::mem::MaybeUninit;
 
 use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
 use crate::blob::{Layer, Output, Requant};
@@ -20,28 +25,45 @@ use crate::classes::CLASS_COUNT;
 pub enum Isa {
     /// The portable kernels (no CPU-specific code).
     Portable,
-    /// AVX-512 VNNI (`vpdpbusd`) for convolutions and the logits layer.
+    /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer.
+    Avx2,
+    /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
     Avx512Vnni,
 }
 
 impl Isa {
     /// The best kernels this CPU runs.
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-        {
-            return Isa::Avx512Vnni;
-        }
-        Isa::Portable
+        [Isa::Avx512Vnni, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.supported())
+            .unwrap_or(Isa::Portable)
     }
 
-    /// A short name for reports ("portable", "avx512-vnni").
+    /// Whether this CPU runs these kernels.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Isa::Portable => true,
+                Isa::Avx2 => has!("avx2"),
+                Isa::Avx512Vnni => {
+                    has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
+    }
+
+    /// A short name for reports ("portable", "avx2", "avx512-vnni").
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512-vnni",
         }
     }
@@ -145,7 +167,7 @@ impl Layout {
             };
         };
         let span = kernel * c;
-        if c % 4 == 0 {
+        if c.is_multiple_of(4) {
             let width = w + 2 * padding;
             let offsets = (0..taps / 4)
                 .map(|g| {
@@ -259,14 +281,10 @@ impl<'a> FastPlan<'a> {
 
     /// Packs `plan` for `isa`; an ISA this CPU lacks falls back to [`Isa::Portable`].
     pub fn with_isa(plan: Plan<'a>, isa: Isa) -> FastPlan<'a> {
-        let isa = if isa == Isa::Avx512Vnni && Isa::detect() != Isa::Avx512Vnni {
-            Isa::Portable
-        } else {
-            isa
-        };
+        let isa = if isa.supported() { isa } else { Isa::Portable };
         let packed = match isa {
             Isa::Portable => Vec::new(),
-            Isa::Avx512Vnni => plan
+            Isa::Avx2 | Isa::Avx512Vnni => plan
                 .steps
                 .iter()
                 .zip(plan.model.layers.iter())
@@ -357,7 +375,7 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
                 0
             },
             // Direct layers (channels a multiple of 4) need no expanded input.
-            if c % 4 == 0 {
+            if c.is_multiple_of(4) {
                 0
             } else {
                 (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4
@@ -371,27 +389,27 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
 
 impl Accelerator for FastPlan<'_> {
     fn conv(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
-        match self.packed.get(index) {
+        match (self.isa, self.packed.get(index)) {
+            // SAFETY (all arms): `packed` exists only for an ISA `with_isa` confirmed.
             #[cfg(target_arch = "x86_64")]
-            Some(Some(packed)) => {
-                // SAFETY: `packed` exists only when `with_isa` confirmed AVX-512 VNNI.
-                unsafe { vnni::conv(packed, input, output) };
-                true
-            }
-            _ => false,
+            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe { vnni::conv(packed, input, output) },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) => unsafe { avx2::conv(packed, input, output) },
+            _ => return false,
         }
+        true
     }
 
     fn logits(&self, index: usize, input: &[u8], logits: &mut [i32; CLASS_COUNT]) -> bool {
-        match self.packed.get(index) {
+        match (self.isa, self.packed.get(index)) {
+            // SAFETY (all arms): as in `conv`.
             #[cfg(target_arch = "x86_64")]
-            Some(Some(packed)) => {
-                // SAFETY: as in `conv`.
-                unsafe { vnni::logits(packed, input, logits) };
-                true
-            }
-            _ => false,
+            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe { vnni::logits(packed, input, logits) },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) => unsafe { avx2::logits(packed, input, logits) },
+            _ => return false,
         }
+        true
     }
 
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
@@ -411,12 +429,103 @@ impl Accelerator for FastPlan<'_> {
     }
 }
 
+/// What a convolution's tiles read: the input itself, its zero-bordered copy, or its
+/// expanded copy (see [`Layout`]), and where each output pixel's taps start in it.
+struct Source<'s> {
+    reads: &'s [u8],
+    direct: bool,
+    /// Row width (pixels) and channels of a direct source; output width and piece size
+    /// of an expanded one.
+    width: usize,
+    channels: usize,
+    out_w: usize,
+    piece: usize,
+}
+
+impl Source<'_> {
+    /// Where output pixel `pixel`'s taps start in `reads`.
+    #[inline(always)]
+    fn start(&self, pixel: usize) -> usize {
+        if self.direct {
+            ((pixel / self.out_w) * self.width + pixel % self.out_w) * self.channels
+        } else {
+            pixel * self.piece
+        }
+    }
+}
+
+/// The zero-bordered copy of a padded input (direct layers) or the expanded input (the
+/// others), built in the caller's stack buffers with `copy` (`dst.copy_from_slice(src)`,
+/// or a faster equivalent).
+fn prepare<'s, const B: usize, const E: usize>(
+    packed: &Packed,
+    input: &'s [u8],
+    bordered: &'s mut [MaybeUninit<u8>; B],
+    expanded: &'s mut [MaybeUninit<u8>; E],
+    copy: impl Fn(&[u8], &mut [u8]),
+) -> Source<'s> {
+    let Geometry::Conv {
+        input: [in_h, in_w, in_c],
+        output: [_, out_w, _],
+        kernel,
+        padding,
+    } = packed.geometry
+    else {
+        unreachable!("only convolutions have a source");
+    };
+    let height = in_h + 2 * padding;
+    let (source, width): (&[u8], usize) = if padding == 0 {
+        (input, in_w)
+    } else {
+        let width = in_w + 2 * padding;
+        let bordered = zeroed(bordered, height * width * in_c);
+        let row = in_w * in_c;
+        for y in 0..in_h {
+            let at = ((y + padding) * width + padding) * in_c;
+            copy(&input[y * row..][..row], &mut bordered[at..at + row]);
+        }
+        (bordered, width)
+    };
+    let piece = packed.padded_span;
+    let reads = if packed.direct {
+        source
+    } else {
+        let expanded = zeroed(expanded, height * out_w * piece);
+        let span = kernel * in_c;
+        for (i, row) in expanded.chunks_exact_mut(piece).enumerate() {
+            let (y, x) = (i / out_w, i % out_w);
+            let from = (y * width + x) * in_c;
+            copy(&source[from..from + span], &mut row[..span]);
+        }
+        expanded
+    };
+    Source {
+        reads,
+        direct: packed.direct,
+        width,
+        channels: in_c,
+        out_w,
+        piece,
+    }
+}
+
+/// The first `len` bytes of `buffer`, zeroed (the rest stays uninitialised).
+fn zeroed<const N: usize>(buffer: &mut [MaybeUninit<u8>; N], len: usize) -> &mut [u8] {
+    let part = &mut buffer[..len];
+    part.fill(MaybeUninit::new(0));
+    // SAFETY: every byte of `part` was just initialised; `MaybeUninit<u8>` has the
+    // layout of `u8`.
+    unsafe { core::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), len) }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
-    use super::{Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS, PIXELS};
+    use super::{
+        prepare, zeroed, Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS, PIXELS,
+    };
     use crate::classes::CLASS_COUNT;
 
     /// Most blocks of 16 channels one tile computes (8 pixels x 3 blocks: 24 accumulators).
@@ -431,57 +540,27 @@ mod vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8]) {
         let Geometry::Conv {
-            input: [in_h, in_w, in_c],
             output: [out_h, out_w, _],
-            kernel,
-            padding,
+            ..
         } = packed.geometry
         else {
             return;
         };
-        let mut bordered = [MaybeUninit::uninit(); MAX_PADDED];
-        let height = in_h + 2 * padding;
-        let (source, width) = if padding == 0 {
-            (input, in_w)
-        } else {
-            let width = in_w + 2 * padding;
-            let bordered = zeroed(&mut bordered, (in_h + 2 * padding) * width * in_c);
-            let row = in_w * in_c;
-            for y in 0..in_h {
-                let at = ((y + padding) * width + padding) * in_c;
-                copy(&input[y * row..][..row], &mut bordered[at..at + row]);
-            }
-            (&*bordered, width)
-        };
-        let pixels = out_h * out_w;
-        let piece = packed.padded_span;
-        let mut expanded = [MaybeUninit::uninit(); MAX_EXPANDED];
-        let expanded = zeroed(
-            &mut expanded,
-            if packed.direct {
-                0
-            } else {
-                height * out_w * piece
-            },
+        let (mut bordered, mut expanded) = (
+            [MaybeUninit::uninit(); MAX_PADDED],
+            [MaybeUninit::uninit(); MAX_EXPANDED],
         );
-        if !packed.direct {
-            let span = kernel * in_c;
-            for (i, row) in expanded.chunks_exact_mut(piece).enumerate() {
-                let (y, x) = (i / out_w, i % out_w);
-                let from = (y * width + x) * in_c;
-                copy(&source[from..from + span], &mut row[..span]);
-            }
-        }
-        let corner = |pixel: usize| ((pixel / out_w) * width + pixel % out_w) * in_c;
+        // The closure runs inside this function, with its target features.
+        let source = prepare(packed, input, &mut bordered, &mut expanded, |s, d| {
+            copy(s, d)
+        });
+        let pixels = out_h * out_w;
         for first in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first);
             // Where each pixel's taps start; the pixels past `count` repeat the last one.
-            let last = |p: usize| first + p.min(count - 1);
-            let (reads, starts): (&[u8], [usize; PIXELS]) = if packed.direct {
-                (source, core::array::from_fn(|p| corner(last(p))))
-            } else {
-                (expanded, core::array::from_fn(|p| last(p) * piece))
-            };
+            let starts: [usize; PIXELS] =
+                core::array::from_fn(|p| source.start(first + p.min(count - 1)));
+            let reads = source.reads;
             // Bias, requantization, ReLU and the store, straight from the accumulators.
             let mut finish = |p: usize, block: usize, sums: __m512i| {
                 if p < count {
@@ -641,15 +720,6 @@ mod vnni {
         B
     }
 
-    /// The first `len` bytes of `buffer`, zeroed (the rest stays uninitialised).
-    fn zeroed<const N: usize>(buffer: &mut [MaybeUninit<u8>; N], len: usize) -> &mut [u8] {
-        let part = &mut buffer[..len];
-        part.fill(MaybeUninit::new(0));
-        // SAFETY: every byte of `part` was just initialised; `MaybeUninit<u8>` has the
-        // layout of `u8`.
-        unsafe { core::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), len) }
-    }
-
     /// Bias, requantization and ReLU of the 16 channels of `block`, as
     /// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -686,6 +756,179 @@ mod vnni {
             );
             _mm512_cvtepi32_epi8(_mm512_or_si512(even, _mm512_slli_epi64(odd, 32)))
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use core::arch::x86_64::*;
+    use core::mem::MaybeUninit;
+
+    use super::{prepare, zeroed, Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS};
+    use crate::classes::CLASS_COUNT;
+
+    /// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
+    /// weight registers and 1 input register, 15 of AVX2's 16.
+    const PIXELS: usize = 6;
+
+    /// A convolution with ReLU output, 6 pixels x 8 channels at a time: each group of 4
+    /// taps is widened to 16 bits and multiplied with `vpmaddwd` (exact: a u8 times an i8
+    /// fits 16 bits, two of them 32), the pair sums added up at the end.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8]) {
+        let Geometry::Conv {
+            output: [out_h, out_w, _],
+            ..
+        } = packed.geometry
+        else {
+            return;
+        };
+        let (mut bordered, mut expanded) = (
+            [MaybeUninit::uninit(); MAX_PADDED],
+            [MaybeUninit::uninit(); MAX_EXPANDED],
+        );
+        let source = prepare(packed, input, &mut bordered, &mut expanded, |s, d| {
+            d.copy_from_slice(s)
+        });
+        let pixels = out_h * out_w;
+        for first in (0..pixels).step_by(PIXELS) {
+            let count = PIXELS.min(pixels - first);
+            let starts: [usize; PIXELS] =
+                core::array::from_fn(|p| source.start(first + p.min(count - 1)));
+            for channel in (0..packed.channels).step_by(8) {
+                let sums = tile(packed, source.reads, &starts, channel);
+                let keep = 8.min(packed.channels - channel);
+                for (p, &sum) in sums.iter().enumerate().take(count) {
+                    let at = (first + p) * packed.channels + channel;
+                    output[at..at + keep]
+                        .copy_from_slice(&requantize_relu(packed, channel, sum)[..keep]);
+                }
+            }
+        }
+    }
+
+    /// The logits layer: one "pixel" whose patch is the flattened input.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn logits(packed: &Packed, input: &[u8], logits: &mut [i32; CLASS_COUNT]) {
+        let mut patch = [MaybeUninit::uninit(); MAX_TAPS];
+        let patch = zeroed(&mut patch, packed.taps);
+        patch[..input.len()].copy_from_slice(input);
+        let mut acc = [0i32; 16];
+        for channel in [0, 8] {
+            let [sums] = tile::<1>(packed, patch, &[0], channel);
+            // SAFETY: 8 i32 into 8 i32.
+            unsafe { _mm256_storeu_si256(acc[channel..].as_mut_ptr().cast(), sums) };
+        }
+        for (c, logit) in logits.iter_mut().enumerate() {
+            let sum = acc[c].wrapping_add(packed.bias[c]);
+            *logit = crate::engine::kernels::requantize(
+                sum,
+                packed.multiplier[c],
+                (packed.total_shift[c] - 31) as i32,
+            );
+        }
+    }
+
+    /// Channels `channel..channel + 8` for `P` pixels whose taps start at
+    /// `reads[starts[p]..]` (group `g` at `packed.offsets[g]` from there): the raw dot
+    /// products (without bias), 8 channels in order per pixel.
+    #[target_feature(enable = "avx2")]
+    fn tile<const P: usize>(
+        packed: &Packed,
+        reads: &[u8],
+        starts: &[usize; P],
+        channel: usize,
+    ) -> [__m256i; P] {
+        let width = packed.blocks * LANES;
+        assert!(channel.is_multiple_of(8) && channel + 8 <= width);
+        assert!(packed.weights.len() >= packed.offsets.len() * width * 4);
+        assert!(starts.iter().all(|&s| s + packed.reach <= reads.len()));
+        let mut sums = [[_mm256_setzero_si256(); 2]; P];
+        let weights = packed.weights.as_ptr();
+        // SAFETY: in bounds of `reads`, as asserted.
+        let pixels: [*const u8; P] =
+            core::array::from_fn(|p| unsafe { reads.as_ptr().add(starts[p]) });
+        for (group, &offset) in packed.offsets.iter().enumerate() {
+            // SAFETY: the 32 weight bytes at `(group * width + channel) * 4` are within
+            // `groups * width * 4`, and every input read (4 bytes at `starts[p] + offset`)
+            // ends by `starts[p] + reach`: both asserted above.
+            unsafe {
+                // 4 taps of channels channel..+4, then of channel+4..+8, as 16-bit values.
+                let row = weights.add((group * width + channel) * 4);
+                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.cast()));
+                let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.add(16).cast()));
+                for (sum, pixel) in sums.iter_mut().zip(pixels) {
+                    let x = pixel.add(offset as usize).cast::<i32>().read_unaligned();
+                    // The 4 input bytes as 16-bit values, once per 64-bit lane.
+                    let x = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(x)));
+                    sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(x, w0));
+                    sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(x, w1));
+                }
+            }
+        }
+        // Each accumulator holds two pair sums per channel: add them, and put the
+        // channels back in order ([c0 c1 c4 c5 | c2 c3 c6 c7] after the horizontal add).
+        let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        sums.map(|[low, high]| _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(low, high), order))
+    }
+
+    /// Bias, requantization and ReLU of channels `channel..channel + 8`, as
+    /// `kernels::finish` computes them, in 64-bit lanes (AVX2 has no 64-bit arithmetic
+    /// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first).
+    #[target_feature(enable = "avx2")]
+    fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> [u8; 8] {
+        assert!(channel.is_multiple_of(8) && channel + 8 <= packed.bias.len());
+        let (block, half) = (channel / LANES, (channel % LANES) / 8);
+        assert!(packed.lanes.len() >= (block + 1) * 32);
+        let lanes = &packed.lanes[block * 32 + 4 * half..];
+        // SAFETY: 8 i32 or 4 i64 within the slices, as asserted.
+        let load = |values: &[i64], at: usize| unsafe {
+            _mm256_loadu_si256(values[at..at + 4].as_ptr().cast())
+        };
+        // SAFETY: as above.
+        let (bias, multiplier) = unsafe {
+            (
+                _mm256_loadu_si256(packed.bias[channel..channel + 8].as_ptr().cast()),
+                _mm256_loadu_si256(packed.multiplier[channel..channel + 8].as_ptr().cast()),
+            )
+        };
+        let acc = _mm256_add_epi32(sums, bias);
+        let relu = |products: __m256i, shift: __m256i, half: __m256i| {
+            let rounded = _mm256_add_epi64(products, half);
+            let negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), rounded);
+            let value = _mm256_srlv_epi64(_mm256_andnot_si256(negative, rounded), shift);
+            let top = _mm256_set1_epi64x(255);
+            _mm256_blendv_epi8(value, top, _mm256_cmpgt_epi64(value, top))
+        };
+        // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
+        let even = relu(
+            _mm256_mul_epi32(acc, multiplier),
+            load(lanes, 0),
+            load(lanes, 16),
+        );
+        let odd = relu(
+            _mm256_mul_epi32(
+                _mm256_srli_epi64(acc, 32),
+                _mm256_srli_epi64(multiplier, 32),
+            ),
+            load(lanes, 8),
+            load(lanes, 24),
+        );
+        let mut values = [0i32; 8];
+        // SAFETY: 8 i32 into 8 i32.
+        unsafe {
+            _mm256_storeu_si256(
+                values.as_mut_ptr().cast(),
+                _mm256_or_si256(even, _mm256_slli_epi64(odd, 32)),
+            )
+        };
+        values.map(|v| v as u8)
     }
 }
 
