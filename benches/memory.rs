@@ -20,8 +20,9 @@ use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
 use fmnist_trainer::export::{onnx, unfold};
 use fmnist_trainer::model::Classifier;
 
-const PATHS: [&str; 4] = [
+const PATHS: [&str; 5] = [
     "int8-portable",
+    "int8-avx2",
     "int8-avx512-vnni",
     "tract-f32",
     "burn-flex-f32",
