@@ -362,28 +362,26 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
         ),
         _ => return None,
     };
-    let (bordered, expanded) = match geometry {
+    // What the tiles read must fit the stack buffers: a direct layer's (bordered) input,
+    // or an expanded input and the bordered copy it is built from.
+    let fits = match geometry {
         Geometry::Conv {
             input: [h, w, c],
             output: [_, out_w, _],
             kernel,
             padding,
-        } => (
-            if padding > 0 {
-                (h + 2 * padding) * (w + 2 * padding) * c
-            } else {
-                0
-            },
-            // Direct layers (channels a multiple of 4) need no expanded input.
+        } => {
+            let bordered = (h + 2 * padding) * (w + 2 * padding) * c;
+            let expanded = (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4;
             if c.is_multiple_of(4) {
-                0
+                bordered <= MAX_PADDED
             } else {
-                (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4
-            },
-        ),
-        Geometry::Logits => (0, 0),
+                (padding == 0 || bordered <= MAX_PADDED) && expanded <= MAX_EXPANDED
+            }
+        }
+        Geometry::Logits => true,
     };
-    (taps.div_ceil(4) * 4 <= MAX_TAPS && bordered <= MAX_PADDED && expanded <= MAX_EXPANDED)
+    (taps.div_ceil(4) * 4 <= MAX_TAPS && fits)
         .then(|| Packed::new(weights, requant, taps, geometry))
 }
 
@@ -767,6 +765,13 @@ mod avx2 {
     use super::{prepare, zeroed, Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS};
     use crate::classes::CLASS_COUNT;
 
+    /// The largest source the tiles read (see `pack`).
+    const MAX_WIDE: usize = if MAX_PADDED > MAX_EXPANDED {
+        MAX_PADDED
+    } else {
+        MAX_EXPANDED
+    };
+
     /// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
     /// weight registers and 1 input register, 15 of AVX2's 16.
     const PIXELS: usize = 6;
@@ -793,13 +798,17 @@ mod avx2 {
         let source = prepare(packed, input, &mut bordered, &mut expanded, |s, d| {
             d.copy_from_slice(s)
         });
+        // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
+        // load (`pack` keeps every source within the buffer).
+        let mut wide = [MaybeUninit::uninit(); MAX_WIDE];
+        let wide = widen(source.reads, &mut wide);
         let pixels = out_h * out_w;
         for first in (0..pixels).step_by(PIXELS) {
             let count = PIXELS.min(pixels - first);
             let starts: [usize; PIXELS] =
                 core::array::from_fn(|p| source.start(first + p.min(count - 1)));
             for channel in (0..packed.channels).step_by(8) {
-                let sums = tile(packed, source.reads, &starts, channel);
+                let sums = tile(packed, wide, &starts, channel);
                 let keep = 8.min(packed.channels - channel);
                 for (p, &sum) in sums.iter().enumerate().take(count) {
                     let at = (first + p) * packed.channels + channel;
@@ -819,9 +828,11 @@ mod avx2 {
         let mut patch = [MaybeUninit::uninit(); MAX_TAPS];
         let patch = zeroed(&mut patch, packed.taps);
         patch[..input.len()].copy_from_slice(input);
+        let mut wide = [MaybeUninit::uninit(); MAX_TAPS];
+        let wide = widen(patch, &mut wide);
         let mut acc = [0i32; 16];
         for channel in [0, 8] {
-            let [sums] = tile::<1>(packed, patch, &[0], channel);
+            let [sums] = tile::<1>(packed, wide, &[0], channel);
             // SAFETY: 8 i32 into 8 i32.
             unsafe { _mm256_storeu_si256(acc[channel..].as_mut_ptr().cast(), sums) };
         }
@@ -835,13 +846,25 @@ mod avx2 {
         }
     }
 
-    /// Channels `channel..channel + 8` for `P` pixels whose taps start at
-    /// `reads[starts[p]..]` (group `g` at `packed.offsets[g]` from there): the raw dot
-    /// products (without bias), 8 channels in order per pixel.
+    /// `bytes` as 16-bit values in the first `bytes.len()` slots of `buffer`.
+    #[target_feature(enable = "avx2")]
+    fn widen<'b, const N: usize>(bytes: &[u8], buffer: &'b mut [MaybeUninit<u16>; N]) -> &'b [u16] {
+        let part = &mut buffer[..bytes.len()];
+        for (slot, &byte) in part.iter_mut().zip(bytes) {
+            *slot = MaybeUninit::new(u16::from(byte));
+        }
+        // SAFETY: every slot of `part` was just initialised; `MaybeUninit<u16>` has the
+        // layout of `u16`.
+        unsafe { core::slice::from_raw_parts(part.as_ptr().cast::<u16>(), bytes.len()) }
+    }
+
+    /// Channels `channel..channel + 8` for `P` pixels whose taps (widened to 16 bits)
+    /// start at `reads[starts[p]..]` (group `g` at `packed.offsets[g]` from there): the
+    /// raw dot products (without bias), 8 channels in order per pixel.
     #[target_feature(enable = "avx2")]
     fn tile<const P: usize>(
         packed: &Packed,
-        reads: &[u8],
+        reads: &[u16],
         starts: &[usize; P],
         channel: usize,
     ) -> [__m256i; P] {
@@ -852,11 +875,11 @@ mod avx2 {
         let mut sums = [[_mm256_setzero_si256(); 2]; P];
         let weights = packed.weights.as_ptr();
         // SAFETY: in bounds of `reads`, as asserted.
-        let pixels: [*const u8; P] =
+        let pixels: [*const u16; P] =
             core::array::from_fn(|p| unsafe { reads.as_ptr().add(starts[p]) });
         for (group, &offset) in packed.offsets.iter().enumerate() {
             // SAFETY: the 32 weight bytes at `(group * width + channel) * 4` are within
-            // `groups * width * 4`, and every input read (4 bytes at `starts[p] + offset`)
+            // `groups * width * 4`, and every input read (4 values at `starts[p] + offset`)
             // ends by `starts[p] + reach`: both asserted above.
             unsafe {
                 // 4 taps of channels channel..+4, then of channel+4..+8, as 16-bit values.
@@ -864,9 +887,9 @@ mod avx2 {
                 let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.cast()));
                 let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.add(16).cast()));
                 for (sum, pixel) in sums.iter_mut().zip(pixels) {
-                    let x = pixel.add(offset as usize).cast::<i32>().read_unaligned();
-                    // The 4 input bytes as 16-bit values, once per 64-bit lane.
-                    let x = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(x)));
+                    // The 4 taps' 16-bit values, once per 64-bit lane.
+                    let x = pixel.add(offset as usize).cast::<i64>().read_unaligned();
+                    let x = _mm256_set1_epi64x(x);
                     sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(x, w0));
                     sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(x, w1));
                 }
