@@ -7,9 +7,10 @@
 //! 4 consecutive filter taps of 16 output channels per 64 bytes, the layout `vpdpbusd`
 //! (u8 x i8 -> i32, 4 products per lane) wants, and that AVX2 widens to 16 bits for
 //! `vpmaddwd`. Classification allocates nothing: besides the caller's arena it uses stack
-//! buffers (about 50 KB) for a zero-bordered copy of a padded input, or for an "expanded"
-//! copy when the channel count is not a multiple of 4 (see [`Layout`]); the tiles read the
-//! activations through a per-layer table of offsets. Requantization is vectorised in
+//! buffers (about 50 KB; 115 KB for AVX2, which also widens the input to 16 bits) for a
+//! zero-bordered copy of a padded input, or for an "expanded" copy when the channel count
+//! is not a multiple of 4 (see [`Layout`]); the tiles read the activations through a
+//! per-layer table of offsets. Requantization is vectorised in
 //! 64-bit arithmetic, so every output byte and logit equals the portable kernels'
 //! (`runtime/tests/fast.rs` compares every ISA on the shipped models and on random models
 //! of awkward shapes).
