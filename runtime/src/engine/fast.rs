@@ -508,6 +508,17 @@ fn prepare<'s, const B: usize, const E: usize>(
     }
 }
 
+/// Bias and requantization of the logits from their raw dot products `sums`.
+fn finish_logits(packed: &Packed, sums: &[i32; LANES], logits: &mut [i32; CLASS_COUNT]) {
+    for (c, logit) in logits.iter_mut().enumerate() {
+        *logit = super::kernels::requantize(
+            sums[c].wrapping_add(packed.bias[c]),
+            packed.multiplier[c],
+            (packed.total_shift[c] - 31) as i32,
+        );
+    }
+}
+
 /// The first `len` bytes of `buffer`, zeroed (the rest stays uninitialised).
 fn zeroed<const N: usize>(buffer: &mut [MaybeUninit<u8>; N], len: usize) -> &mut [u8] {
     let part = &mut buffer[..len];
@@ -527,12 +538,12 @@ mod vnni {
     };
     use crate::classes::CLASS_COUNT;
 
-    /// Most blocks of 16 channels one tile computes (8 pixels x 3 blocks: 24 accumulators).
-    const MAX_BLOCKS: usize = 3;
+    /// Most blocks of 16 channels one tile computes: 8 pixels x 2 blocks is 16
+    /// accumulators (with 3, the compiler spilled registers).
+    const MAX_BLOCKS: usize = 2;
 
-    /// A convolution with ReLU output: all output pixels, 8 at a time. Inputs with
-    /// padding are first copied into a zero-bordered buffer, so that every patch is
-    /// `kernel` whole rows of `kernel x channels` bytes.
+    /// A convolution with ReLU output, 8 pixels x 32 channels at a time, over the source
+    /// `prepare` builds (the input itself, its zero-bordered copy, or its expanded copy).
     ///
     /// # Safety
     /// The CPU has AVX-512 F, BW, VL and VNNI.
@@ -598,14 +609,7 @@ mod vnni {
             // SAFETY: 16 i32.
             unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), sums) }
         });
-        for (c, logit) in logits.iter_mut().enumerate() {
-            let sum = acc[c].wrapping_add(packed.bias[c]);
-            *logit = crate::engine::kernels::requantize(
-                sum,
-                packed.multiplier[c],
-                (packed.total_shift[c] - 31) as i32,
-            );
-        }
+        super::finish_logits(packed, &acc, logits);
     }
 
     /// `kernels::max_pool::<U8>`, 64 channels per vector.
@@ -837,14 +841,7 @@ mod avx2 {
             // SAFETY: 8 i32 into 8 i32.
             unsafe { _mm256_storeu_si256(acc[channel..].as_mut_ptr().cast(), sums) };
         }
-        for (c, logit) in logits.iter_mut().enumerate() {
-            let sum = acc[c].wrapping_add(packed.bias[c]);
-            *logit = crate::engine::kernels::requantize(
-                sum,
-                packed.multiplier[c],
-                (packed.total_shift[c] - 31) as i32,
-            );
-        }
+        super::finish_logits(packed, &acc, logits);
     }
 
     /// `bytes` as 16-bit values in the first `bytes.len()` slots of `buffer`.
