@@ -137,9 +137,8 @@ enum Geometry {
 struct Layout {
     /// Packed taps per output channel (a multiple of 4).
     taps: usize,
-    /// Where tap `t` of the blob's `[ky][kx][in]` order goes among the packed taps.
-    place: fn(&Layout, usize) -> usize,
-    /// The blob's taps per kernel row (`kernel x in`), and the packed ones (to 4).
+    /// The blob's taps per kernel row (`kernel x in`), and the packed ones (to 4; the
+    /// same for logits and direct layers, whose taps keep their places).
     span: usize,
     padded_span: usize,
     /// Per group of 4 packed taps, its offset from the pixel's first byte.
@@ -149,7 +148,6 @@ struct Layout {
 
 impl Layout {
     fn new(taps: usize, geometry: Geometry) -> Layout {
-        let identity = |_: &Layout, t: usize| t;
         let Geometry::Conv {
             input: [_, w, c],
             output: [_, out_w, _],
@@ -160,7 +158,6 @@ impl Layout {
             let taps = taps.div_ceil(4) * 4;
             return Layout {
                 taps,
-                place: identity,
                 span: taps,
                 padded_span: taps,
                 offsets: (0..taps / 4).map(|g| (4 * g) as u32).collect(),
@@ -179,7 +176,6 @@ impl Layout {
                 .collect();
             return Layout {
                 taps,
-                place: identity,
                 span,
                 padded_span: span,
                 offsets,
@@ -193,12 +189,17 @@ impl Layout {
             .collect();
         Layout {
             taps: kernel * padded_span,
-            place: |l: &Layout, t: usize| (t / l.span) * l.padded_span + t % l.span,
             span,
             padded_span,
             offsets,
             direct: false,
         }
+    }
+
+    /// Where tap `t` of the blob's `[ky][kx][in]` order goes among the packed taps: each
+    /// kernel row's piece starts on a multiple of 4.
+    fn place(&self, t: usize) -> usize {
+        (t / self.span) * self.padded_span + t % self.span
     }
 }
 
@@ -211,30 +212,30 @@ impl Packed {
         let mut packed = vec![0i8; layout.taps * width];
         for c in 0..channels {
             for t in 0..taps {
-                let at = (layout.place)(&layout, t);
+                let at = layout.place(t);
                 packed[((at / 4) * width + c) * 4 + at % 4] = weights[c * taps + t] as i8;
             }
         }
-        let per_channel = |f: &dyn Fn(usize) -> i64| -> Vec<i64> {
+        // Per padded channel; the padding channels get 0.
+        let per_channel = |bytes: &[u8]| -> Vec<i32> {
             (0..width)
-                .map(|c| if c < channels { f(c) } else { 0 })
+                .map(|c| {
+                    if c < channels {
+                        super::kernels::le_i32(bytes, c)
+                    } else {
+                        0
+                    }
+                })
                 .collect()
         };
-        let le = |bytes: &[u8], c: usize| i64::from(super::kernels::le_i32(bytes, c));
         Packed {
             taps: layout.taps,
             padded_span: layout.padded_span,
             channels,
             blocks,
             weights: packed,
-            bias: per_channel(&|c| le(requant.bias, c))
-                .into_iter()
-                .map(|v| v as i32)
-                .collect(),
-            multiplier: per_channel(&|c| le(requant.multiplier, c))
-                .into_iter()
-                .map(|v| v as i32)
-                .collect(),
+            bias: per_channel(requant.bias),
+            multiplier: per_channel(requant.multiplier),
             // Padded channels: multiplier 0 and a shift of 31 give 0, never stored.
             total_shift: (0..width)
                 .map(|c| 31 + requant.shift.get(c).map_or(0, |&s| i64::from(s as i8)))
@@ -246,6 +247,47 @@ impl Packed {
             geometry,
         }
         .with_lanes()
+    }
+
+    /// Bytes of the zero-bordered and of the expanded copy of the input that `prepare`
+    /// builds for this layer (0 for a copy it does not build).
+    fn copies(&self) -> (usize, usize) {
+        let Geometry::Conv {
+            input: [h, w, c],
+            output: [_, out_w, _],
+            padding,
+            ..
+        } = self.geometry
+        else {
+            return (0, 0);
+        };
+        let height = h + 2 * padding;
+        let bordered = if padding > 0 {
+            height * (w + 2 * padding) * c
+        } else {
+            0
+        };
+        let expanded = if self.direct {
+            0
+        } else {
+            height * out_w * self.padded_span
+        };
+        (bordered, expanded)
+    }
+
+    /// Whether the vector kernels can run this layer: the logits' patch, or what a
+    /// convolution's tiles read, fits the stack buffers (a direct layer reads its input,
+    /// or its bordered copy, in place; the others read the expanded copy, built from the
+    /// bordered one).
+    fn fits(&self) -> bool {
+        let (bordered, expanded) = self.copies();
+        match self.geometry {
+            Geometry::Logits => self.taps <= MAX_TAPS,
+            Geometry::Conv {
+                input: [h, w, c], ..
+            } if self.direct => bordered.max(h * w * c) <= MAX_PADDED,
+            Geometry::Conv { .. } => bordered <= MAX_PADDED && expanded <= MAX_EXPANDED,
+        }
     }
 
     fn with_lanes(mut self) -> Packed {
@@ -363,27 +405,7 @@ fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
         ),
         _ => return None,
     };
-    // What the tiles read must fit the stack buffers: a direct layer's (bordered) input,
-    // or an expanded input and the bordered copy it is built from.
-    let fits = match geometry {
-        Geometry::Conv {
-            input: [h, w, c],
-            output: [_, out_w, _],
-            kernel,
-            padding,
-        } => {
-            let bordered = (h + 2 * padding) * (w + 2 * padding) * c;
-            let expanded = (h + 2 * padding) * out_w * (kernel * c).div_ceil(4) * 4;
-            if c.is_multiple_of(4) {
-                bordered <= MAX_PADDED
-            } else {
-                (padding == 0 || bordered <= MAX_PADDED) && expanded <= MAX_EXPANDED
-            }
-        }
-        Geometry::Logits => true,
-    };
-    (taps.div_ceil(4) * 4 <= MAX_TAPS && fits)
-        .then(|| Packed::new(weights, requant, taps, geometry))
+    Some(Packed::new(weights, requant, taps, geometry)).filter(Packed::fits)
 }
 
 impl Accelerator for FastPlan<'_> {
@@ -439,6 +461,8 @@ struct Source<'s> {
     channels: usize,
     out_w: usize,
     piece: usize,
+    /// Output pixels.
+    pixels: usize,
 }
 
 impl Source<'_> {
@@ -450,6 +474,16 @@ impl Source<'_> {
         } else {
             pixel * self.piece
         }
+    }
+
+    /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
+    /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
+    fn tiles<const P: usize>(&self) -> impl Iterator<Item = (usize, usize, [usize; P])> + '_ {
+        (0..self.pixels).step_by(P).map(move |first| {
+            let count = P.min(self.pixels - first);
+            let starts = core::array::from_fn(|p| self.start(first + p.min(count - 1)));
+            (first, count, starts)
+        })
     }
 }
 
@@ -465,19 +499,19 @@ fn prepare<'s, const B: usize, const E: usize>(
 ) -> Source<'s> {
     let Geometry::Conv {
         input: [in_h, in_w, in_c],
-        output: [_, out_w, _],
+        output: [out_h, out_w, _],
         kernel,
         padding,
     } = packed.geometry
     else {
         unreachable!("only convolutions have a source");
     };
-    let height = in_h + 2 * padding;
+    let (bordered_len, expanded_len) = packed.copies();
     let (source, width): (&[u8], usize) = if padding == 0 {
         (input, in_w)
     } else {
         let width = in_w + 2 * padding;
-        let bordered = zeroed(bordered, height * width * in_c);
+        let bordered = zeroed(bordered, bordered_len);
         let row = in_w * in_c;
         for y in 0..in_h {
             let at = ((y + padding) * width + padding) * in_c;
@@ -489,7 +523,7 @@ fn prepare<'s, const B: usize, const E: usize>(
     let reads = if packed.direct {
         source
     } else {
-        let expanded = zeroed(expanded, height * out_w * piece);
+        let expanded = zeroed(expanded, expanded_len);
         let span = kernel * in_c;
         for (i, row) in expanded.chunks_exact_mut(piece).enumerate() {
             let (y, x) = (i / out_w, i % out_w);
@@ -505,6 +539,7 @@ fn prepare<'s, const B: usize, const E: usize>(
         channels: in_c,
         out_w,
         piece,
+        pixels: out_h * out_w,
     }
 }
 
@@ -533,9 +568,7 @@ mod vnni {
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
-    use super::{
-        prepare, zeroed, Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS, PIXELS,
-    };
+    use super::{prepare, zeroed, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS, PIXELS};
     use crate::classes::CLASS_COUNT;
 
     /// Most blocks of 16 channels one tile computes: 8 pixels x 2 blocks is 16
@@ -549,13 +582,6 @@ mod vnni {
     /// The CPU has AVX-512 F, BW, VL and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8]) {
-        let Geometry::Conv {
-            output: [out_h, out_w, _],
-            ..
-        } = packed.geometry
-        else {
-            return;
-        };
         let (mut bordered, mut expanded) = (
             [MaybeUninit::uninit(); MAX_PADDED],
             [MaybeUninit::uninit(); MAX_EXPANDED],
@@ -564,13 +590,8 @@ mod vnni {
         let source = prepare(packed, input, &mut bordered, &mut expanded, |s, d| {
             copy(s, d)
         });
-        let pixels = out_h * out_w;
-        for first in (0..pixels).step_by(PIXELS) {
-            let count = PIXELS.min(pixels - first);
-            // Where each pixel's taps start; the pixels past `count` repeat the last one.
-            let starts: [usize; PIXELS] =
-                core::array::from_fn(|p| source.start(first + p.min(count - 1)));
-            let reads = source.reads;
+        let reads = source.reads;
+        for (first, count, starts) in source.tiles::<PIXELS>() {
             // Bias, requantization, ReLU and the store, straight from the accumulators.
             let mut finish = |p: usize, block: usize, sums: __m512i| {
                 if p < count {
@@ -767,7 +788,7 @@ mod avx2 {
     use core::arch::x86_64::*;
     use core::mem::MaybeUninit;
 
-    use super::{prepare, zeroed, Geometry, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS};
+    use super::{prepare, Packed, LANES, MAX_EXPANDED, MAX_PADDED, MAX_TAPS};
     use crate::classes::CLASS_COUNT;
 
     /// The largest source the tiles read (see `pack`).
@@ -789,13 +810,6 @@ mod avx2 {
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8]) {
-        let Geometry::Conv {
-            output: [out_h, out_w, _],
-            ..
-        } = packed.geometry
-        else {
-            return;
-        };
         let (mut bordered, mut expanded) = (
             [MaybeUninit::uninit(); MAX_PADDED],
             [MaybeUninit::uninit(); MAX_EXPANDED],
@@ -806,12 +820,8 @@ mod avx2 {
         // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
         // load (`pack` keeps every source within the buffer).
         let mut wide = [MaybeUninit::uninit(); MAX_WIDE];
-        let wide = widen(source.reads, &mut wide);
-        let pixels = out_h * out_w;
-        for first in (0..pixels).step_by(PIXELS) {
-            let count = PIXELS.min(pixels - first);
-            let starts: [usize; PIXELS] =
-                core::array::from_fn(|p| source.start(first + p.min(count - 1)));
+        let wide = widen(source.reads, source.reads.len(), &mut wide);
+        for (first, count, starts) in source.tiles::<PIXELS>() {
             for channel in (0..packed.channels).step_by(8) {
                 let sums = tile(packed, wide, &starts, channel);
                 let keep = 8.min(packed.channels - channel);
@@ -830,11 +840,9 @@ mod avx2 {
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn logits(packed: &Packed, input: &[u8], logits: &mut [i32; CLASS_COUNT]) {
-        let mut patch = [MaybeUninit::uninit(); MAX_TAPS];
-        let patch = zeroed(&mut patch, packed.taps);
-        patch[..input.len()].copy_from_slice(input);
+        // The input, zero-padded to a multiple of 4 taps: one patch.
         let mut wide = [MaybeUninit::uninit(); MAX_TAPS];
-        let wide = widen(patch, &mut wide);
+        let wide = widen(input, packed.taps, &mut wide);
         let mut acc = [0i32; 16];
         for channel in [0, 8] {
             let [sums] = tile::<1>(packed, wide, &[0], channel);
@@ -844,16 +852,23 @@ mod avx2 {
         super::finish_logits(packed, &acc, logits);
     }
 
-    /// `bytes` as 16-bit values in the first `bytes.len()` slots of `buffer`.
+    /// `bytes` as 16-bit values, zero-padded to `len`, in the first `len` slots of
+    /// `buffer`.
     #[target_feature(enable = "avx2")]
-    fn widen<'b, const N: usize>(bytes: &[u8], buffer: &'b mut [MaybeUninit<u16>; N]) -> &'b [u16] {
-        let part = &mut buffer[..bytes.len()];
-        for (slot, &byte) in part.iter_mut().zip(bytes) {
+    fn widen<'b, const N: usize>(
+        bytes: &[u8],
+        len: usize,
+        buffer: &'b mut [MaybeUninit<u16>; N],
+    ) -> &'b [u16] {
+        let part = &mut buffer[..len];
+        let (head, tail) = part.split_at_mut(bytes.len());
+        for (slot, &byte) in head.iter_mut().zip(bytes) {
             *slot = MaybeUninit::new(u16::from(byte));
         }
+        tail.fill(MaybeUninit::new(0));
         // SAFETY: every slot of `part` was just initialised; `MaybeUninit<u16>` has the
         // layout of `u16`.
-        unsafe { core::slice::from_raw_parts(part.as_ptr().cast::<u16>(), bytes.len()) }
+        unsafe { core::slice::from_raw_parts(part.as_ptr().cast::<u16>(), len) }
     }
 
     /// Channels `channel..channel + 8` for `P` pixels whose taps (widened to 16 bits)
