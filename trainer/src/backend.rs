@@ -13,7 +13,10 @@ pub type Gpu = burn::backend::Cuda;
 pub type GpuTrain = burn::backend::Autodiff<Gpu>;
 
 /// Where to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// The CPU (burn-flex), always available.
     Cpu,

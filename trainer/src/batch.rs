@@ -2,15 +2,12 @@
 
 use burn::prelude::*;
 use fmnist_runtime::dataset::LabeledImages;
-use fmnist_runtime::{IMAGE_PIXELS, IMAGE_SIDE};
+use fmnist_runtime::{IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
 use rand::rngs::StdRng;
 use rand::Rng;
 
 /// The random shift, in pixels, of the augmentation (pad by 2, crop back to 28x28).
 pub const MAX_SHIFT: i32 = 2;
-
-/// Pixels `0..=255` become `pixel / 255` (the seed's scaling; every exporter records it).
-pub const INPUT_SCALE: f32 = 1.0 / 255.0;
 
 /// Images `indices` of `set` as a `[n, 1, 28, 28]` float tensor and their labels `[n]`.
 /// With `augment`, each image is shifted by up to [`MAX_SHIFT`] pixels each way (zero
@@ -49,6 +46,21 @@ pub fn batch<B: Backend>(
     )
 }
 
+/// Whole images, 784 pixels each one after the other (as IDX files and
+/// [`LabeledImages::images`] hold them), as a `[n, 1, 28, 28]` float tensor scaled by
+/// [`INPUT_SCALE`], as the models take them. A partial image at the end is left out.
+pub fn images_tensor<B: Backend>(pixels: &[u8], device: &B::Device) -> Tensor<B, 4> {
+    let n = pixels.len() / IMAGE_PIXELS;
+    let scaled: Vec<f32> = pixels[..n * IMAGE_PIXELS]
+        .iter()
+        .map(|&p| f32::from(p) * INPUT_SCALE)
+        .collect();
+    Tensor::from_data(
+        TensorData::new(scaled, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
+        device,
+    )
+}
+
 /// A tensor's values as `f32`, row-major (empty if the backend cannot convert them).
 pub fn to_f32_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
     tensor
@@ -78,6 +90,19 @@ fn shift_flip(image: &[u8], out: &mut [f32], dy: i32, dx: i32, flip: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_tensor_scales_like_the_batches() {
+        use crate::backend::Cpu;
+        let set = crate::synthetic::images(3, 1);
+        let device = Default::default();
+        let (batch, _) = batch::<Cpu>(&set, &[0, 1, 2], None, &device);
+        let mut pixels = set.images.clone();
+        pixels.push(255); // a partial image is left out
+        let tensor = images_tensor::<Cpu>(&pixels, &device);
+        assert_eq!(tensor.dims(), [3, 1, IMAGE_SIDE, IMAGE_SIDE]);
+        assert_eq!(to_f32_vec(tensor), to_f32_vec(batch));
+    }
 
     #[test]
     fn shift_moves_pixels_and_fills_with_black() {

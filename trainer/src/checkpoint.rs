@@ -60,11 +60,12 @@ pub struct RunInfo {
     pub epochs: Vec<EpochMetrics>,
     /// Test accuracy after the last epoch, once measured.
     pub test_accuracy: Option<f64>,
-    /// The command line that produced the run.
+    /// The command line that produced the run (for information).
     pub command: String,
-    /// Its arguments after `trainer`, which `trainer fit --resume` repeats.
+    /// The options of `trainer fit` that started the run, which `trainer fit --resume`
+    /// continues with (absent in runs of older trainers and runs made through the library).
     #[serde(default)]
-    pub args: Vec<String>,
+    pub options: Option<crate::fit::FitOptions>,
 }
 
 impl RunInfo {
@@ -86,7 +87,7 @@ impl RunInfo {
             epochs: Vec::new(),
             test_accuracy: None,
             command,
-            args: Vec::new(),
+            options: None,
         }
     }
 }
@@ -230,12 +231,39 @@ pub fn load_resume(dir: &Path) -> anyhow::Result<(RunInfo, ResumeState)> {
     Ok((info, state))
 }
 
+/// A model whose layers do not match its kind's definition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShapeMismatch {
+    /// Another number of layers.
+    #[error("{found} layers, expected {expected}")]
+    LayerCount {
+        /// Layers in the model.
+        found: usize,
+        /// Layers in the definition.
+        expected: usize,
+    },
+    /// A layer of another kind, or a tensor of another shape.
+    #[error("layer {index} ({layer:?}) has the wrong kind or shape")]
+    Layer {
+        /// Position of the layer.
+        index: usize,
+        /// What the definition says it is.
+        layer: LayerSpec,
+    },
+}
+
 /// Checks every tensor's shape against the model kind's layer list, so a mismatched file
 /// is an error here rather than a panic in the first forward pass.
-pub fn check_shapes<B: Backend>(model: &Classifier<B>, kind: ModelKind) -> anyhow::Result<()> {
+pub fn check_shapes<B: Backend>(
+    model: &Classifier<B>,
+    kind: ModelKind,
+) -> Result<(), ShapeMismatch> {
     let specs = kind.layers();
     if specs.len() != model.layers.len() {
-        bail!("{} layers, expected {}", model.layers.len(), specs.len());
+        return Err(ShapeMismatch::LayerCount {
+            found: model.layers.len(),
+            expected: specs.len(),
+        });
     }
     for (index, (spec, layer)) in specs.iter().zip(&model.layers).enumerate() {
         let ok = match (*spec, layer) {
@@ -268,7 +296,10 @@ pub fn check_shapes<B: Backend>(model: &Classifier<B>, kind: ModelKind) -> anyho
             _ => false,
         };
         if !ok {
-            bail!("layer {index} ({spec:?}) has the wrong kind or shape");
+            return Err(ShapeMismatch::Layer {
+                index,
+                layer: *spec,
+            });
         }
     }
     Ok(())

@@ -17,9 +17,9 @@ use fmnist_runtime::{CLASS_COUNT, IMAGE_SIDE};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// The seed notebook's MLP: Flatten, Linear(784,128), LeakyReLU, Linear(128,10). 101,770 params.
+    /// The notebook's MLP: Flatten, Linear(784,128), LeakyReLU, Linear(128,10). 101,770 params.
     Mlp,
-    /// The seed notebook's CNN: Conv(1,10,5x5), ReLU, Conv(10,20,5x5), ReLU, MaxPool 2x2,
+    /// The notebook's CNN: Conv(1,10,5x5), ReLU, Conv(10,20,5x5), ReLU, MaxPool 2x2,
     /// Flatten, Linear(2000,10). 25,290 params.
     Cnn,
     /// A small VGG-style CNN for microcontrollers: five 3x3 conv + batch norm + ReLU blocks,
@@ -195,12 +195,34 @@ pub fn parameter_count(kind: ModelKind) -> usize {
     summarize(&kind.layers()).map_or(0, |rows| rows.iter().map(|r| r.params).sum())
 }
 
-/// Walks the layers from a `[1, 28, 28]` input: output shapes, parameters, MACs.
-/// Fails when the layers do not chain (a programming error in a model definition).
-pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, String> {
-    let mut shape = Shape::Map([1, IMAGE_SIDE, IMAGE_SIDE]);
+/// The shape of one input image: `[1, 28, 28]`.
+pub const INPUT_SHAPE: Shape = Shape::Map([1, IMAGE_SIDE, IMAGE_SIDE]);
+
+/// Why a layer list is not a classifier of one image into 10 logits.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    /// A layer cannot take the output of the one before it.
+    #[error("{layer:?} (layer {index}) cannot follow an output of shape {shape:?}")]
+    Mismatch {
+        /// Position of the layer.
+        index: usize,
+        /// The layer.
+        layer: LayerSpec,
+        /// The output of the layers before it.
+        shape: Shape,
+    },
+    /// The last layer does not output the class logits.
+    #[error("the model ends in {0:?}, not {CLASS_COUNT} logits")]
+    Ending(Shape),
+}
+
+/// Walks the layers from [`INPUT_SHAPE`]: output shapes, parameters, MACs. The one place
+/// shapes are computed (the exporters record them from here). Fails when the layers do not
+/// chain (a programming error in a model definition, or a foreign file).
+pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, ChainError> {
+    let mut shape = INPUT_SHAPE;
     let mut rows = Vec::with_capacity(layers.len());
-    for &layer in layers {
+    for (index, &layer) in layers.iter().enumerate() {
         let (output, params, macs) = match (layer, shape) {
             (
                 LayerSpec::Conv {
@@ -233,9 +255,11 @@ pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, String> {
                 inputs * outputs,
             ),
             (layer, shape) => {
-                return Err(format!(
-                    "{layer:?} cannot follow an output of shape {shape:?}"
-                ))
+                return Err(ChainError::Mismatch {
+                    index,
+                    layer,
+                    shape,
+                })
             }
         };
         shape = output;
@@ -247,11 +271,34 @@ pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, String> {
         });
     }
     if shape != Shape::Flat(CLASS_COUNT) {
-        return Err(format!(
-            "the model ends in {shape:?}, not {CLASS_COUNT} logits"
-        ));
+        return Err(ChainError::Ending(shape));
     }
     Ok(rows)
+}
+
+/// The summary table `trainer info` and `trainer fit` print: one row per layer, then totals.
+pub fn summary_text(kind: ModelKind) -> String {
+    match summarize(&kind.layers()) {
+        Ok(rows) => {
+            let mut text = format!("model {}:\n", kind.name());
+            for row in &rows {
+                text += &format!(
+                    "  {:<70} -> {:<16} params {:>7}  MACs {:>9}\n",
+                    format!("{:?}", row.layer),
+                    format!("{:?}", row.output),
+                    row.params,
+                    row.macs
+                );
+            }
+            text += &format!(
+                "  total: {} parameters, {} multiply-accumulates per image",
+                rows.iter().map(|r| r.params).sum::<usize>(),
+                rows.iter().map(|r| r.macs).sum::<usize>()
+            );
+            text
+        }
+        Err(problem) => format!("model {}: invalid layer list: {problem}", kind.name()),
+    }
 }
 
 /// A burn layer, one variant per [`LayerSpec`] kind.
@@ -292,12 +339,12 @@ enum Activation<B: Backend> {
 
 impl<B: Backend> Classifier<B> {
     /// A freshly initialised model of the given kind, drawn from the backend's seeded
-    /// generator. The seed's models start as Paddle 2.2 starts them (conv weights normal
+    /// generator. The notebook's models start as Paddle 2.2 starts them (conv weights normal
     /// with std sqrt(2 / fan_in), linear weights Xavier-uniform, biases zero); `edge` keeps
     /// burn's defaults (PyTorch's).
     pub fn new(kind: ModelKind, device: &B::Device) -> Self {
-        let seed_init = matches!(kind, ModelKind::Mlp | ModelKind::Cnn);
-        let (conv_init, linear_init) = if seed_init {
+        let notebook_init = matches!(kind, ModelKind::Mlp | ModelKind::Cnn);
+        let (conv_init, linear_init) = if notebook_init {
             (
                 Initializer::KaimingNormal {
                     gain: std::f64::consts::SQRT_2,
@@ -312,7 +359,7 @@ impl<B: Backend> Classifier<B> {
             )
         };
         let zero_bias = |bias: Option<Param<Tensor<B, 1>>>| match bias {
-            Some(b) if seed_init => Some(Param::from_tensor(Tensor::zeros(b.dims(), device))),
+            Some(b) if notebook_init => Some(Param::from_tensor(Tensor::zeros(b.dims(), device))),
             other => other,
         };
         let layers = kind
@@ -457,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_models_have_the_seed_parameter_counts() {
+    fn notebook_models_have_the_notebook_parameter_counts() {
         assert_eq!(totals(ModelKind::Mlp).0, 101_770);
         assert_eq!(totals(ModelKind::Cnn).0, 25_290);
     }
@@ -525,8 +572,14 @@ mod tests {
             inputs: 784,
             outputs: 10,
         }];
-        assert!(summarize(&bad).unwrap_err().contains("cannot follow"));
+        assert!(summarize(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot follow"));
         let short = [LayerSpec::Flatten];
-        assert!(summarize(&short).unwrap_err().contains("not 10 logits"));
+        assert_eq!(
+            summarize(&short).unwrap_err().to_string(),
+            "the model ends in Flat(784), not 10 logits"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Pictures: the loss/accuracy curves of a run and the seed's 10x10 grid of images.
+//! Pictures: the loss/accuracy curves of a run, the notebook's 10x10 grid of images, and
+//! one sample image of each class.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::anyhow;
@@ -126,7 +127,7 @@ pub fn curves(path: &Path, epochs: &[EpochMetrics]) -> anyhow::Result<()> {
     })
 }
 
-/// The seed notebook's first figure: the first 100 images as a 10x10 grid in gray, each
+/// The notebook's first figure: the first 100 images as a 10x10 grid in gray, each
 /// captioned with its class. With `predictions`, wrong ones get a red frame and caption
 /// "predicted (true)".
 pub fn grid(path: &Path, set: &LabeledImages, predictions: Option<&[u8]>) -> anyhow::Result<()> {
@@ -175,4 +176,47 @@ pub fn grid(path: &Path, set: &LabeledImages, predictions: Option<&[u8]>) -> any
         }
         Ok(())
     })
+}
+
+/// Writes the first image of each class in `set` into `out` as a 28x28 gray PNG named by
+/// its class (`trouser.png`, `t-shirt-top.png`, ...). Returns each file written with the
+/// index of its image in `set`; a class without images is skipped.
+pub fn samples(out: &Path, set: &LabeledImages) -> anyhow::Result<Vec<(PathBuf, usize)>> {
+    let mut written = Vec::new();
+    for (label, name) in CLASS_NAMES.iter().enumerate() {
+        let Some(index) = set.labels.iter().position(|&l| usize::from(l) == label) else {
+            continue;
+        };
+        let side = IMAGE_SIDE as u32;
+        let image = image::GrayImage::from_raw(side, side, set.image(index).to_vec())
+            .ok_or_else(|| anyhow!("bad image size"))?;
+        let mut png = Vec::new();
+        image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        let file = out.join(format!(
+            "{}.png",
+            name.to_lowercase().replace(['/', ' '], "-")
+        ));
+        write_atomic(&file, &png)?;
+        written.push((file, index));
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_writes_the_first_image_of_each_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = crate::synthetic::images(25, 3);
+        let written = samples(dir.path(), &set).unwrap();
+        assert_eq!(written.len(), 10);
+        let (file, index) = &written[1];
+        assert_eq!(file, &dir.path().join("trouser.png"));
+        assert_eq!(*index, 1);
+        let image = image::open(file).unwrap().to_luma8();
+        assert_eq!(image.dimensions(), (28, 28));
+        assert_eq!(image.as_raw().as_slice(), set.image(1));
+    }
 }

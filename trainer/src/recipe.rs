@@ -1,5 +1,6 @@
 //! How a model is trained: optimiser, schedule, regularisation. Each model kind has a
-//! default; the command line overrides any part.
+//! default; the command line overrides any part ([`RecipeOverrides`]), and every recipe a
+//! run trains with passes [`Recipe::validate`].
 
 use crate::model::ModelKind;
 
@@ -17,7 +18,7 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Schedule {
-    /// The same rate for every step (the seed's).
+    /// The same rate for every step (the notebook's).
     Constant,
     /// One-cycle: linear warm-up over the first 15% of steps from lr/25 to lr, then
     /// cosine annealing to lr/1000.
@@ -48,7 +49,7 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// The default recipe of a model kind: the seed's for `mlp` and `cnn` (Adam 1e-4,
+    /// The default recipe of a model kind: the notebook's for `mlp` and `cnn` (Adam 1e-4,
     /// batch 300, 5 epochs, no augmentation), one tuned for accuracy for `edge`.
     pub fn default_for(kind: ModelKind) -> Recipe {
         match kind {
@@ -72,6 +73,23 @@ impl Recipe {
                 label_smoothing: 0.1,
                 augment: true,
             },
+        }
+    }
+
+    /// Refuses a recipe no run can train with, naming the command-line option.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        if self.epochs == 0 {
+            Err(RecipeError::Epochs)
+        } else if self.batch == 0 {
+            Err(RecipeError::Batch)
+        } else if !(self.lr.is_finite() && self.lr > 0.0) {
+            Err(RecipeError::LearningRate)
+        } else if !(0.0..1.0).contains(&self.label_smoothing) {
+            Err(RecipeError::LabelSmoothing)
+        } else if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            Err(RecipeError::WeightDecay)
+        } else {
+            Ok(())
         }
     }
 
@@ -99,6 +117,75 @@ impl Recipe {
     }
 }
 
+/// A recipe no run can train with (exit code 2 from `trainer`: it is the user's usage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecipeError {
+    /// No epochs.
+    #[error("--epochs must be at least 1")]
+    Epochs,
+    /// Empty batches.
+    #[error("--batch must be at least 1")]
+    Batch,
+    /// A learning rate that is not a positive number.
+    #[error("--lr must be a positive number")]
+    LearningRate,
+    /// Label smoothing outside [0, 1).
+    #[error("--label-smoothing must be in [0, 1)")]
+    LabelSmoothing,
+    /// Negative or not a number.
+    #[error("--weight-decay must be zero or positive")]
+    WeightDecay,
+}
+
+/// The parts of a recipe given on the command line; the rest is the model kind's default.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct RecipeOverrides {
+    /// Epochs [default: 5 for mlp/cnn, 36 for edge].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per training step [default: 300 for mlp/cnn, 128 for edge].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate [default: 1e-4 for mlp/cnn, 3e-3 for edge].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimiser [default: adam for mlp/cnn, adamw for edge].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Decoupled weight decay, AdamW only [default: 0.05 for edge].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule [default: constant for mlp/cnn, one-cycle for edge].
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Label smoothing of the training loss [default: 0 for mlp/cnn, 0.1 for edge].
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Turn off the random shifts and flips (on by default for edge only).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Turn on the random shifts and flips for any model.
+    #[arg(long, conflicts_with = "no_augment")]
+    pub augment: bool,
+}
+
+impl RecipeOverrides {
+    /// The default recipe of `kind` with these overrides, validated.
+    pub fn apply(&self, kind: ModelKind) -> Result<Recipe, RecipeError> {
+        let mut recipe = Recipe::default_for(kind);
+        recipe.epochs = self.epochs.unwrap_or(recipe.epochs);
+        recipe.batch = self.batch.unwrap_or(recipe.batch);
+        recipe.lr = self.lr.unwrap_or(recipe.lr);
+        recipe.optimizer = self.optimizer.unwrap_or(recipe.optimizer);
+        recipe.weight_decay = self.weight_decay.unwrap_or(recipe.weight_decay);
+        recipe.schedule = self.schedule.unwrap_or(recipe.schedule);
+        recipe.label_smoothing = self.label_smoothing.unwrap_or(recipe.label_smoothing);
+        recipe.augment = (recipe.augment || self.augment) && !self.no_augment;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,9 +202,66 @@ mod tests {
     }
 
     #[test]
-    fn seed_recipe_is_constant() {
+    fn notebook_recipe_is_constant() {
         let recipe = Recipe::default_for(ModelKind::Cnn);
         assert_eq!(recipe.lr_at(0, 10), recipe.lr_at(9, 10));
         assert_eq!((recipe.epochs, recipe.batch, recipe.lr), (5, 300, 1e-4));
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_are_validated() {
+        let overrides = RecipeOverrides {
+            epochs: Some(2),
+            lr: Some(1e-3),
+            no_augment: true,
+            ..Default::default()
+        };
+        let recipe = overrides.apply(ModelKind::Edge).unwrap();
+        assert_eq!((recipe.epochs, recipe.lr, recipe.augment), (2, 1e-3, false));
+        assert_eq!(recipe.batch, Recipe::default_for(ModelKind::Edge).batch);
+        let augment = RecipeOverrides {
+            augment: true,
+            ..Default::default()
+        };
+        assert!(augment.apply(ModelKind::Mlp).unwrap().augment);
+        for (bad, error) in [
+            (
+                RecipeOverrides {
+                    epochs: Some(0),
+                    ..Default::default()
+                },
+                RecipeError::Epochs,
+            ),
+            (
+                RecipeOverrides {
+                    batch: Some(0),
+                    ..Default::default()
+                },
+                RecipeError::Batch,
+            ),
+            (
+                RecipeOverrides {
+                    lr: Some(f64::NAN),
+                    ..Default::default()
+                },
+                RecipeError::LearningRate,
+            ),
+            (
+                RecipeOverrides {
+                    label_smoothing: Some(1.0),
+                    ..Default::default()
+                },
+                RecipeError::LabelSmoothing,
+            ),
+            (
+                RecipeOverrides {
+                    weight_decay: Some(-0.1),
+                    ..Default::default()
+                },
+                RecipeError::WeightDecay,
+            ),
+        ] {
+            assert_eq!(bad.apply(ModelKind::Cnn), Err(error));
+        }
     }
 }

@@ -92,6 +92,9 @@ fn train<B: AutodiffBackend>(
     state: Option<&checkpoint::ResumeState>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
+    // Every path into training (the CLI, a resumed run, a library user) meets the same
+    // checks as the command line's overrides.
+    info.recipe.validate()?;
     let model = match state {
         None => {
             let _guard = crate::model::lock_backend_rng();
@@ -338,6 +341,39 @@ pub fn evaluate<B: Backend>(
     }
 }
 
+impl Evaluation {
+    /// Every image's label and logits as CSV: a header `label,logit0..logit9`, then one row
+    /// per image (`trainer eval --logits`). `labels` are the evaluated set's.
+    pub fn logits_csv(&self, labels: &[u8]) -> String {
+        let mut csv = String::from("label");
+        for c in 0..fmnist_runtime::CLASS_COUNT {
+            csv += &format!(",logit{c}");
+        }
+        csv.push('\n');
+        for (label, row) in labels
+            .iter()
+            .zip(self.logits.chunks(fmnist_runtime::CLASS_COUNT))
+        {
+            let row: Vec<String> = row.iter().map(|v| format!("{v:.7e}")).collect();
+            csv += &format!("{label},{}\n", row.join(","));
+        }
+        csv
+    }
+}
+
+/// The five most frequent confusions as one line, `None` when there are none.
+pub fn confusions_line(confusion: &Confusion) -> Option<String> {
+    let names = fmnist_runtime::CLASS_NAMES;
+    let pairs: Vec<String> = confusion
+        .top_confusions::<5>()
+        .iter()
+        .map(|&(truth, predicted, count)| {
+            format!("{} as {} ({count})", names[truth], names[predicted])
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| format!("most frequent mistakes: {}", pairs.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +433,42 @@ mod tests {
         let again = evaluate(&loaded, &test, &Default::default());
         assert_eq!(again.predictions, evaluation.predictions);
         assert!((again.loss - evaluation.loss).abs() < 1e-6);
+    }
+
+    #[test]
+    fn an_invalid_recipe_is_refused_before_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let splits = Splits {
+            train: synthetic::images(20, 7),
+            val: synthetic::images(10, 8),
+        };
+        let out = Output {
+            dir: dir.path().to_path_buf(),
+            progress: false,
+        };
+        let mut info = run_info(ModelKind::Mlp, 1, 0);
+        let error = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default())
+            .expect_err("zero epochs are refused");
+        assert_eq!(
+            error.downcast_ref::<crate::recipe::RecipeError>(),
+            Some(&crate::recipe::RecipeError::Epochs)
+        );
+        assert!(!dir.path().join(checkpoint::RUN_FILE).exists());
+    }
+
+    #[test]
+    fn logits_csv_has_a_header_and_a_row_per_image() {
+        let evaluation = Evaluation {
+            loss: 0.0,
+            confusion: Confusion::default(),
+            predictions: vec![0, 1],
+            logits: (0..20).map(|v| v as f32).collect(),
+        };
+        let csv = evaluation.logits_csv(&[3, 4]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("label,logit0,") && lines[0].ends_with(",logit9"));
+        assert!(lines[2].starts_with("4,1.0000000e1,"), "{}", lines[2]);
     }
 
     #[test]

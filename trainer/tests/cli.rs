@@ -63,6 +63,14 @@ fn fit_eval_and_show_on_a_small_dataset() {
         .as_str()
         .unwrap()
         .starts_with("trainer fit --model mlp"));
+    // The options `--resume` continues with: what was given, and the defaults of the rest.
+    let options = &info["options"];
+    assert_eq!(options["model"], "mlp");
+    assert_eq!(options["recipe"]["epochs"], 2);
+    assert_eq!(options["recipe"]["optimizer"], serde_json::Value::Null);
+    assert_eq!(options["val"], 40);
+    assert_eq!(options["seed"], 42);
+    assert_eq!(options["device"], "cpu");
 
     let output = trainer(&[
         "eval",

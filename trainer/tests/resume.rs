@@ -167,3 +167,30 @@ fn resume_refuses_other_options_and_bad_state_files() {
     );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+#[test]
+fn a_run_without_recorded_options_is_not_resumed() {
+    use fmnist_trainer::backend::Cpu;
+    use fmnist_trainer::checkpoint::{self, RunInfo};
+    use fmnist_trainer::model::{Classifier, ModelKind};
+    use fmnist_trainer::recipe::Recipe;
+    // What an older trainer wrote: a run description without the fit options.
+    let dir = tempfile::tempdir().unwrap();
+    let kind = ModelKind::Mlp;
+    let info = RunInfo::new(
+        kind,
+        Recipe::default_for(kind),
+        1,
+        "flex",
+        "trainer fit --model mlp".into(),
+    );
+    let model = Classifier::<Cpu>::new(kind, &Default::default());
+    checkpoint::save_resume(dir.path(), &model, Vec::new(), &info).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command.args(["fit", "--resume", path(dir.path())]);
+    let output = run(command);
+    let message = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("did not record its options"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}

@@ -1,33 +1,57 @@
 //! Exporters. Both formats start from one folded, backend-free view of a trained model
 //! ([`fold`]): batch norm merged into the preceding convolution, weights as plain `f32`
-//! arrays in PyTorch's layouts. A layer the formats cannot express is refused here, by name.
+//! arrays in PyTorch's layouts, every layer's input and output shape recorded once. A
+//! layer the formats cannot express is refused here, by name.
 
 pub mod onnx;
 pub mod q8;
 
+use std::path::Path;
+
+use burn::module::Param;
 use burn::prelude::*;
 
-use crate::batch::to_f32_vec as values;
-use crate::model::{Classifier, Layer, LayerSpec, ModelKind};
+pub use q8::{write_q8, Q8Report, CALIBRATION_IMAGES};
 
-/// A layer ready to export: batch norm folded away, weights copied out of burn.
+use crate::batch::to_f32_vec as values;
+use crate::model::{summarize, ChainError, Classifier, Layer, LayerSpec, ModelKind, Shape};
+
+/// A convolution ready to export: stride 1, square kernel, symmetric zero padding, batch
+/// norm (if the model had one after it) folded in.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FoldedLayer {
-    /// Convolution, stride 1, square kernel, symmetric zero padding.
-    Conv {
-        /// Input channels.
-        inputs: usize,
-        /// Output channels.
-        outputs: usize,
-        /// Kernel side.
-        kernel: usize,
-        /// Zero padding on each side.
-        padding: usize,
-        /// `[outputs, inputs, kernel, kernel]`, row-major.
-        weight: Vec<f32>,
-        /// `[outputs]`.
-        bias: Vec<f32>,
-    },
+pub struct FoldedConv {
+    /// Input channels.
+    pub inputs: usize,
+    /// Output channels.
+    pub outputs: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// `[outputs, inputs, kernel, kernel]`, row-major.
+    pub weight: Vec<f32>,
+    /// `[outputs]`.
+    pub bias: Vec<f32>,
+}
+
+/// A fully connected layer ready to export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedLinear {
+    /// Input features.
+    pub inputs: usize,
+    /// Output features.
+    pub outputs: usize,
+    /// `[outputs, inputs]`, row-major (PyTorch's layout; burn stores the transpose).
+    pub weight: Vec<f32>,
+    /// `[outputs]`.
+    pub bias: Vec<f32>,
+}
+
+/// What a folded layer computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FoldedOp {
+    /// Convolution.
+    Conv(FoldedConv),
     /// max(x, 0).
     Relu,
     /// x if x > 0 else slope * x.
@@ -43,16 +67,78 @@ pub enum FoldedLayer {
     /// `[N, C, H, W] -> [N, C*H*W]`.
     Flatten,
     /// Fully connected.
-    Linear {
-        /// Input features.
-        inputs: usize,
-        /// Output features.
-        outputs: usize,
-        /// `[outputs, inputs]`, row-major (PyTorch's layout; burn stores the transpose).
-        weight: Vec<f32>,
-        /// `[outputs]`.
-        bias: Vec<f32>,
-    },
+    Linear(FoldedLinear),
+}
+
+impl FoldedOp {
+    /// The layer as the model definitions describe it (for shapes and messages).
+    pub fn spec(&self) -> LayerSpec {
+        match self {
+            FoldedOp::Conv(conv) => LayerSpec::Conv {
+                inputs: conv.inputs,
+                outputs: conv.outputs,
+                kernel: conv.kernel,
+                padding: conv.padding,
+            },
+            FoldedOp::Relu => LayerSpec::Relu,
+            FoldedOp::LeakyRelu { slope } => LayerSpec::LeakyRelu {
+                slope: f64::from(*slope),
+            },
+            FoldedOp::MaxPool { size } => LayerSpec::MaxPool { size: *size },
+            FoldedOp::Flatten => LayerSpec::Flatten,
+            FoldedOp::Linear(linear) => LayerSpec::Linear {
+                inputs: linear.inputs,
+                outputs: linear.outputs,
+            },
+        }
+    }
+
+    /// The layer kind's name, as error messages say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FoldedOp::Conv(_) => "Conv",
+            FoldedOp::Relu => "Relu",
+            FoldedOp::LeakyRelu { .. } => "LeakyRelu",
+            FoldedOp::MaxPool { .. } => "MaxPool",
+            FoldedOp::Flatten => "Flatten",
+            FoldedOp::Linear(_) => "Linear",
+        }
+    }
+}
+
+/// A layer ready to export: what it computes and the shapes it maps between, for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedLayer {
+    /// What it computes.
+    pub op: FoldedOp,
+    /// The shape of its input.
+    pub input: Shape,
+    /// The shape of its output.
+    pub output: Shape,
+}
+
+impl FoldedLayer {
+    /// Records every op's input and output shape, walking from the model input
+    /// ([`crate::model::INPUT_SHAPE`]) with [`summarize`], the one shape walker; ops that do
+    /// not chain into 10 logits are refused.
+    pub fn chain(ops: Vec<FoldedOp>) -> Result<Vec<FoldedLayer>, ChainError> {
+        let specs: Vec<LayerSpec> = ops.iter().map(FoldedOp::spec).collect();
+        let rows = summarize(&specs)?;
+        let mut input = crate::model::INPUT_SHAPE;
+        Ok(ops
+            .into_iter()
+            .zip(rows)
+            .map(|(op, row)| {
+                let layer = FoldedLayer {
+                    op,
+                    input,
+                    output: row.output,
+                };
+                input = row.output;
+                layer
+            })
+            .collect())
+    }
 }
 
 /// Why a model could not be exported.
@@ -70,81 +156,80 @@ pub enum ExportError {
         reason: &'static str,
     },
     /// The weights do not match the model definition.
-    #[error("the weights do not fit the {0} model")]
-    Shapes(&'static str),
+    #[error("the weights do not fit the {kind} model")]
+    Shapes {
+        /// The model kind.
+        kind: &'static str,
+        /// What does not fit.
+        #[source]
+        source: crate::checkpoint::ShapeMismatch,
+    },
+    /// The layers do not chain from one image to 10 logits.
+    #[error("the layers do not chain")]
+    Chain(#[from] ChainError),
 }
 
 /// A layer's bias, zeros when it has none.
-fn bias_values<B: Backend>(
-    bias: &Option<burn::module::Param<Tensor<B, 1>>>,
-    outputs: usize,
-) -> Vec<f32> {
+fn bias_values<B: Backend>(bias: &Option<Param<Tensor<B, 1>>>, outputs: usize) -> Vec<f32> {
     bias.as_ref()
         .map_or_else(|| vec![0.0; outputs], |b| values(b.val()))
+}
+
+/// A parameter of `shape` holding `values` (row-major).
+fn param<B: Backend, const D: usize>(
+    values: &[f32],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(values.to_vec(), shape),
+        device,
+    ))
+}
+
+/// `[rows, cols]` row-major values transposed to `[cols, rows]`.
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|i| values[(i % rows) * cols + i / rows])
+        .collect()
 }
 
 /// The inverse of [`fold`]: a burn model running `layers` (batch norm already folded into
 /// the convolutions), e.g. read back from an exported ONNX file by [`onnx::read`].
 pub fn unfold<B: Backend>(layers: &[FoldedLayer], device: &B::Device) -> Classifier<B> {
-    use burn::module::Param;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::pool::MaxPool2dConfig;
     use burn::nn::{LeakyReluConfig, LinearConfig, PaddingConfig2d, Relu};
     let layers = layers
         .iter()
-        .map(|layer| match layer {
-            FoldedLayer::Conv {
-                inputs,
-                outputs,
-                kernel,
-                padding,
-                weight,
-                bias,
-            } => {
-                let p = *padding;
-                let mut conv = Conv2dConfig::new([*inputs, *outputs], [*kernel, *kernel])
+        .map(|layer| match &layer.op {
+            FoldedOp::Conv(c) => {
+                let (k, p) = (c.kernel, c.padding);
+                let mut conv = Conv2dConfig::new([c.inputs, c.outputs], [k, k])
                     .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                     .init(device);
-                let shape = [*outputs, *inputs, *kernel, *kernel];
-                conv.weight = Param::from_tensor(Tensor::from_data(
-                    TensorData::new(weight.clone(), shape),
-                    device,
-                ));
-                conv.bias = Some(Param::from_tensor(Tensor::from_data(
-                    TensorData::new(bias.clone(), [*outputs]),
-                    device,
-                )));
+                conv.weight = param(&c.weight, [c.outputs, c.inputs, k, k], device);
+                conv.bias = Some(param(&c.bias, [c.outputs], device));
                 Layer::Conv(conv)
             }
-            FoldedLayer::Relu => Layer::Relu(Relu),
-            FoldedLayer::LeakyRelu { slope } => Layer::LeakyRelu(
+            FoldedOp::Relu => Layer::Relu(Relu),
+            FoldedOp::LeakyRelu { slope } => Layer::LeakyRelu(
                 LeakyReluConfig::new()
                     .with_negative_slope(f64::from(*slope))
                     .init(),
             ),
-            FoldedLayer::MaxPool { size } => Layer::MaxPool(
+            FoldedOp::MaxPool { size } => Layer::MaxPool(
                 MaxPool2dConfig::new([*size, *size])
                     .with_strides([*size, *size])
                     .init(),
             ),
-            FoldedLayer::Flatten => Layer::Flatten(crate::model::Flatten),
-            FoldedLayer::Linear {
-                inputs,
-                outputs,
-                weight,
-                bias,
-            } => {
-                let mut linear = LinearConfig::new(*inputs, *outputs).init(device);
+            FoldedOp::Flatten => Layer::Flatten(crate::model::Flatten),
+            FoldedOp::Linear(l) => {
+                let mut linear = LinearConfig::new(l.inputs, l.outputs).init(device);
                 // burn stores `[inputs, outputs]`, the transpose of the folded layout.
-                let w = Tensor::<B, 2>::from_data(
-                    TensorData::new(weight.clone(), [*outputs, *inputs]),
-                    device,
-                );
-                linear.weight = Param::from_tensor(w.transpose());
-                linear.bias = Some(Param::from_tensor(Tensor::from_data(
-                    TensorData::new(bias.clone(), [*outputs]),
-                    device,
-                )));
+                let burn_layout = transposed(&l.weight, l.outputs, l.inputs);
+                linear.weight = param(&burn_layout, [l.inputs, l.outputs], device);
+                linear.bias = Some(param(&l.bias, [l.outputs], device));
                 Layer::Linear(linear)
             }
         })
@@ -157,9 +242,12 @@ pub fn fold<B: Backend>(
     model: &Classifier<B>,
     kind: ModelKind,
 ) -> Result<Vec<FoldedLayer>, ExportError> {
-    crate::checkpoint::check_shapes(model, kind).map_err(|_| ExportError::Shapes(kind.name()))?;
+    crate::checkpoint::check_shapes(model, kind).map_err(|source| ExportError::Shapes {
+        kind: kind.name(),
+        source,
+    })?;
     let specs = kind.layers();
-    let mut folded: Vec<FoldedLayer> = Vec::with_capacity(specs.len());
+    let mut ops: Vec<FoldedOp> = Vec::with_capacity(specs.len());
     for (index, (spec, layer)) in specs.iter().zip(&model.layers).enumerate() {
         let next = match (*spec, layer) {
             (
@@ -170,25 +258,16 @@ pub fn fold<B: Backend>(
                     padding,
                 },
                 Layer::Conv(conv),
-            ) => {
-                let bias = bias_values(&conv.bias, outputs);
-                FoldedLayer::Conv {
-                    inputs,
-                    outputs,
-                    kernel,
-                    padding,
-                    weight: values(conv.weight.val()),
-                    bias,
-                }
-            }
+            ) => FoldedOp::Conv(FoldedConv {
+                inputs,
+                outputs,
+                kernel,
+                padding,
+                weight: values(conv.weight.val()),
+                bias: bias_values(&conv.bias, outputs),
+            }),
             (LayerSpec::BatchNorm { .. }, Layer::BatchNorm(bn)) => {
-                let Some(FoldedLayer::Conv {
-                    weight,
-                    bias,
-                    outputs,
-                    ..
-                }) = folded.last_mut()
-                else {
+                let Some(FoldedOp::Conv(conv)) = ops.last_mut() else {
                     return Err(ExportError::Unsupported {
                         index,
                         layer: format!("{spec:?}"),
@@ -201,34 +280,31 @@ pub fn fold<B: Backend>(
                     values(bn.running_mean.value()),
                     values(bn.running_var.value()),
                 );
-                let per_channel = weight.len() / *outputs;
-                for c in 0..*outputs {
+                let per_channel = conv.weight.len() / conv.outputs;
+                for c in 0..conv.outputs {
                     let scale = gamma[c] / (var[c] + bn.epsilon as f32).sqrt();
-                    weight[c * per_channel..(c + 1) * per_channel]
+                    conv.weight[c * per_channel..(c + 1) * per_channel]
                         .iter_mut()
                         .for_each(|w| *w *= scale);
-                    bias[c] = (bias[c] - mean[c]) * scale + beta[c];
+                    conv.bias[c] = (conv.bias[c] - mean[c]) * scale + beta[c];
                 }
                 continue;
             }
-            (LayerSpec::Relu, _) => FoldedLayer::Relu,
-            (LayerSpec::LeakyRelu { slope }, _) => FoldedLayer::LeakyRelu {
+            (LayerSpec::Relu, _) => FoldedOp::Relu,
+            (LayerSpec::LeakyRelu { slope }, _) => FoldedOp::LeakyRelu {
                 slope: slope as f32,
             },
-            (LayerSpec::MaxPool { size }, _) => FoldedLayer::MaxPool { size },
-            (LayerSpec::Flatten, _) => FoldedLayer::Flatten,
+            (LayerSpec::MaxPool { size }, _) => FoldedOp::MaxPool { size },
+            (LayerSpec::Flatten, _) => FoldedOp::Flatten,
             (LayerSpec::Linear { inputs, outputs }, Layer::Linear(linear)) => {
-                let burn_layout = values(linear.weight.val()); // [inputs, outputs]
-                let weight = (0..outputs * inputs)
-                    .map(|i| burn_layout[(i % inputs) * outputs + i / inputs])
-                    .collect();
-                let bias = bias_values(&linear.bias, outputs);
-                FoldedLayer::Linear {
+                // burn's layout is [inputs, outputs].
+                let weight = transposed(&values(linear.weight.val()), inputs, outputs);
+                FoldedOp::Linear(FoldedLinear {
                     inputs,
                     outputs,
                     weight,
-                    bias,
-                }
+                    bias: bias_values(&linear.bias, outputs),
+                })
             }
             (spec, _) => {
                 return Err(ExportError::Unsupported {
@@ -238,9 +314,9 @@ pub fn fold<B: Backend>(
                 })
             }
         };
-        folded.push(next);
+        ops.push(next);
     }
-    Ok(folded)
+    Ok(FoldedLayer::chain(ops)?)
 }
 
 /// What the exported files record about the model, besides its layers.
@@ -272,7 +348,7 @@ impl ModelCard {
 pub fn write_onnx<B: Backend>(
     model: &Classifier<B>,
     info: &crate::checkpoint::RunInfo,
-    path: &std::path::Path,
+    path: &Path,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let layers = fold(model, info.model)?;
@@ -281,106 +357,56 @@ pub fn write_onnx<B: Backend>(
     crate::fsutil::write_atomic(path, &bytes)
 }
 
-/// Images of the training split used to calibrate activation scales.
-pub const CALIBRATION_IMAGES: usize = 2048;
-
-/// Float and int8 accuracy of one export, side by side.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Q8Report {
-    /// Float accuracy on the validation split.
-    pub float_val: f64,
-    /// Int8 accuracy on the validation split.
-    pub int8_val: f64,
-    /// Float accuracy on the test set, when given.
-    pub float_test: Option<f64>,
-    /// Int8 accuracy on the test set, when given.
-    pub int8_test: Option<f64>,
-    /// Fraction of test (else validation) images where float and int8 agree on the class.
-    pub agreement: f64,
-    /// Blob size in bytes.
-    pub bytes: usize,
-    /// Arena the blob states.
-    pub arena_bytes: usize,
+/// Files to export a trained model to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exports {
+    /// The ONNX file, if any.
+    pub onnx: Option<std::path::PathBuf>,
+    /// The int8 blob, if any.
+    pub q8: Option<std::path::PathBuf>,
 }
 
-/// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of `calibration`),
-/// checks the result on `val` (and `test` when given) against the float model, and writes
-/// the blob at `path` atomically.
-pub fn write_q8<B: Backend>(
+/// Writes the files of `exports` and says what was written. The int8 blob is calibrated
+/// on `calibration` and checked on `val` and (when not empty) `test`.
+pub fn write_all<B: Backend>(
     model: &Classifier<B>,
     info: &crate::checkpoint::RunInfo,
+    exports: &Exports,
     calibration: &fmnist_runtime::dataset::LabeledImages,
     val: &fmnist_runtime::dataset::LabeledImages,
-    test: Option<&fmnist_runtime::dataset::LabeledImages>,
-    path: &std::path::Path,
+    test: &fmnist_runtime::dataset::LabeledImages,
     device: &B::Device,
-) -> anyhow::Result<Q8Report> {
-    use crate::train::evaluate;
-    use fmnist_runtime::evaluate::evaluate as evaluate_int8;
-
-    let folded = fold(model, info.model)?;
-    // Largest output of every layer on the calibration images, then per folded layer (a
-    // batch norm's range belongs to the convolution it is folded into).
-    let count = calibration.len().min(CALIBRATION_IMAGES);
-    let indices: Vec<usize> = (0..count).collect();
-    let mut maxima = vec![0f32; info.model.layers().len()];
-    for chunk in indices.chunks(crate::train::EVAL_BATCH) {
-        let (images, _) = crate::batch::batch::<B>(calibration, chunk, None, device);
-        for (m, batch_max) in maxima.iter_mut().zip(model.output_maxima(images)) {
-            *m = m.max(batch_max);
+) -> anyhow::Result<()> {
+    if let Some(path) = &exports.onnx {
+        write_onnx(model, info, path)?;
+        println!("wrote {} (ONNX, opset {})", path.display(), onnx::OPSET);
+    }
+    if let Some(path) = &exports.q8 {
+        let test = (!test.is_empty()).then_some(test);
+        let report = write_q8(model, info, calibration, val, test, path, device)?;
+        println!(
+            "wrote {} (int8 blob, {} bytes, arena {} bytes, calibrated on {} training images)",
+            path.display(),
+            report.bytes,
+            report.arena_bytes,
+            calibration.len().min(CALIBRATION_IMAGES)
+        );
+        println!(
+            "  validation accuracy: float {:.2}%, int8 {:.2}%",
+            report.float_val * 100.0,
+            report.int8_val * 100.0
+        );
+        if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
+            println!(
+                "  test accuracy:       float {:.2}%, int8 {:.2}%",
+                float * 100.0,
+                int8 * 100.0
+            );
         }
+        println!(
+            "  float and int8 agree on {:.2}% of images",
+            report.agreement * 100.0
+        );
     }
-    let mut folded_maxima = Vec::with_capacity(folded.len());
-    for (spec, max) in info.model.layers().iter().zip(&maxima) {
-        match spec {
-            LayerSpec::BatchNorm { .. } => {
-                if let Some(last) = folded_maxima.last_mut() {
-                    *last = *max;
-                }
-            }
-            _ => folded_maxima.push(*max),
-        }
-    }
-    let quantized = q8::quantize(&folded, &folded_maxima)?;
-    let summary = crate::model::summarize(&info.model.layers()).map_err(anyhow::Error::msg)?;
-    let mut card = q8::BlobCard {
-        kind: info.model.name(),
-        parameters: summary.iter().map(|r| r.params).sum::<usize>() as u32,
-        macs: summary.iter().map(|r| r.macs).sum::<usize>() as u32,
-        float_accuracy: None,
-        int8_accuracy: None,
-        calibration_images: count as u32,
-    };
-    let draft = quantized.encode(&card)?;
-    let plan = fmnist_runtime::Plan::new(&draft).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let plan = fmnist_runtime::engine::fast::FastPlan::new(plan);
-    let float_val = evaluate(model, val, device);
-    let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val);
-    let mut report = Q8Report {
-        float_val: float_val.confusion.accuracy(),
-        int8_val: int8_val.accuracy(),
-        float_test: None,
-        int8_test: None,
-        agreement: agreement(&float_val.predictions, &int8_val_predictions),
-        bytes: draft.len(),
-        arena_bytes: plan.arena_bytes(),
-    };
-    if let Some(test) = test {
-        let float_test = evaluate(model, test, device);
-        let (int8_test, int8_predictions) = evaluate_int8(&plan, test);
-        report.float_test = Some(float_test.confusion.accuracy());
-        report.int8_test = Some(int8_test.accuracy());
-        report.agreement = agreement(&float_test.predictions, &int8_predictions);
-        card.float_accuracy = report.float_test.map(|a| a as f32);
-        card.int8_accuracy = report.int8_test.map(|a| a as f32);
-    }
-    let bytes = quantized.encode(&card)?;
-    crate::fsutil::write_atomic(path, &bytes)?;
-    report.bytes = bytes.len();
-    Ok(report)
-}
-
-fn agreement(a: &[u8], b: &[u8]) -> f64 {
-    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
-    same as f64 / a.len().max(1) as f64
+    Ok(())
 }

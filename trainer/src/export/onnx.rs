@@ -9,9 +9,9 @@ use onnx_protobuf::{
 };
 use protobuf::Message;
 
-use super::{FoldedLayer, ModelCard};
-use crate::batch::INPUT_SCALE;
-use fmnist_runtime::{CLASS_COUNT, CLASS_NAMES, IMAGE_SIDE};
+use super::{FoldedConv, FoldedLayer, FoldedLinear, FoldedOp, ModelCard};
+use crate::model::{ChainError, Shape};
+use fmnist_runtime::{CLASS_NAMES, INPUT_SCALE};
 
 /// The ONNX operator set the graph uses.
 pub const OPSET: i64 = 13;
@@ -34,13 +34,22 @@ pub fn to_bytes(
 pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
     let mut graph = GraphProto::new();
     graph.set_name(format!("fmnist_{}", card.kind.name()));
-    graph.mut_input().push(value_info(
-        INPUT,
-        &[None, Some(1), Some(IMAGE_SIDE), Some(IMAGE_SIDE)],
-    ));
-    graph
-        .mut_output()
-        .push(value_info(OUTPUT, &[None, Some(CLASS_COUNT)]));
+    // The graph's input and output shapes are the first layer's input and the last one's
+    // output, after the symbolic batch.
+    let dims = |shape: Shape| -> Vec<Option<usize>> {
+        match shape {
+            Shape::Map(dims) => std::iter::once(None).chain(dims.map(Some)).collect(),
+            Shape::Flat(n) => vec![None, Some(n)],
+        }
+    };
+    let input = layers
+        .first()
+        .map_or(crate::model::INPUT_SHAPE, |l| l.input);
+    let output = layers
+        .last()
+        .map_or(crate::model::INPUT_SHAPE, |l| l.output);
+    graph.mut_input().push(value_info(INPUT, &dims(input)));
+    graph.mut_output().push(value_info(OUTPUT, &dims(output)));
 
     let mut current = INPUT.to_string();
     for (index, layer) in layers.iter().enumerate() {
@@ -51,15 +60,15 @@ pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
             format!("x{index}")
         };
         let name = |suffix: &str| format!("l{index}_{suffix}");
-        let node = match layer {
-            FoldedLayer::Conv {
+        let node = match &layer.op {
+            FoldedOp::Conv(FoldedConv {
                 inputs,
                 outputs,
                 kernel,
                 padding,
                 weight,
                 bias,
-            } => {
+            }) => {
                 let (k, p) = (*kernel as i64, *padding as i64);
                 graph.mut_initializer().push(tensor(
                     &name("weight"),
@@ -82,13 +91,13 @@ pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
                 node.mut_attribute().push(int("group", 1));
                 node
             }
-            FoldedLayer::Relu => node("Relu", &name("relu"), &[&current], &output),
-            FoldedLayer::LeakyRelu { slope } => {
+            FoldedOp::Relu => node("Relu", &name("relu"), &[&current], &output),
+            FoldedOp::LeakyRelu { slope } => {
                 let mut node = node("LeakyRelu", &name("leaky_relu"), &[&current], &output);
                 node.mut_attribute().push(float("alpha", *slope));
                 node
             }
-            FoldedLayer::MaxPool { size } => {
+            FoldedOp::MaxPool { size } => {
                 let s = *size as i64;
                 let mut node = node("MaxPool", &name("max_pool"), &[&current], &output);
                 node.mut_attribute().push(ints("kernel_shape", &[s, s]));
@@ -97,17 +106,17 @@ pub fn model(layers: &[FoldedLayer], card: &ModelCard) -> ModelProto {
                 node.mut_attribute().push(ints("pads", &[0, 0, 0, 0]));
                 node
             }
-            FoldedLayer::Flatten => {
+            FoldedOp::Flatten => {
                 let mut node = node("Flatten", &name("flatten"), &[&current], &output);
                 node.mut_attribute().push(int("axis", 1));
                 node
             }
-            FoldedLayer::Linear {
+            FoldedOp::Linear(FoldedLinear {
                 inputs,
                 outputs,
                 weight,
                 bias,
-            } => {
+            }) => {
                 graph
                     .mut_initializer()
                     .push(tensor(&name("weight"), &[*outputs, *inputs], weight));
@@ -236,23 +245,62 @@ fn float(name: &str, value: f32) -> AttributeProto {
     attribute
 }
 
+/// Why an ONNX file is not one [`read`] takes back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The bytes are not an ONNX protobuf.
+    #[error("not ONNX")]
+    NotOnnx(#[source] protobuf::ProtobufError),
+    /// A node names a weight the graph does not have.
+    #[error("no initialiser `{0}`")]
+    MissingInitialiser(String),
+    /// A weight is not float32.
+    #[error("`{0}` is not float")]
+    NotFloat(String),
+    /// A weight's values do not fill its dimensions.
+    #[error("`{name}`: {values} values for dims {dims:?}")]
+    ValueCount {
+        /// The initialiser.
+        name: String,
+        /// Values it holds.
+        values: usize,
+        /// Its dimensions.
+        dims: Vec<usize>,
+    },
+    /// A weight of the wrong rank for its operator.
+    #[error("{op} weight dims {dims:?}")]
+    WeightDims {
+        /// The operator.
+        op: &'static str,
+        /// The weight's dimensions.
+        dims: Vec<usize>,
+    },
+    /// An operator this exporter never writes.
+    #[error("operator {0} is not one this exporter writes")]
+    Operator(String),
+    /// The layers do not chain from one image to 10 logits.
+    #[error("the layers do not chain")]
+    Chain(#[source] ChainError),
+}
+
 /// The layers of an ONNX file this exporter wrote (Conv, Relu, LeakyRelu, MaxPool,
-/// Flatten, Gemm with float initialisers), for running it again in burn
+/// Flatten, Gemm with float initialisers), with their shapes, for running it again in burn
 /// ([`super::unfold`]). Any other graph is refused with the reason.
-pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, String> {
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| format!("not ONNX: {e}"))?;
+pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, ReadError> {
+    let model = ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?;
     let graph = model.get_graph();
     let initialisers: std::collections::HashMap<&str, &TensorProto> = graph
         .get_initializer()
         .iter()
         .map(|t| (t.get_name(), t))
         .collect();
-    let values = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
+    let values = |name: &str| -> Result<(Vec<usize>, Vec<f32>), ReadError> {
         let t = initialisers
             .get(name)
-            .ok_or_else(|| format!("no initialiser `{name}`"))?;
+            .ok_or_else(|| ReadError::MissingInitialiser(name.to_string()))?;
         if t.get_data_type() != TensorProto_DataType::FLOAT as i32 {
-            return Err(format!("`{name}` is not float"));
+            return Err(ReadError::NotFloat(name.to_string()));
         }
         let data: Vec<f32> = if t.get_raw_data().is_empty() {
             t.get_float_data().to_vec()
@@ -264,7 +312,11 @@ pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, String> {
         };
         let dims: Vec<usize> = t.get_dims().iter().map(|&d| d.max(0) as usize).collect();
         if dims.iter().product::<usize>() != data.len() {
-            return Err(format!("`{name}`: {} values for dims {dims:?}", data.len()));
+            return Err(ReadError::ValueCount {
+                name: name.to_string(),
+                values: data.len(),
+                dims,
+            });
         }
         Ok((dims, data))
     };
@@ -275,7 +327,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, String> {
             .map(|a| a.get_ints().iter().map(|&v| v.max(0) as usize).collect())
             .unwrap_or_default()
     };
-    graph
+    let ops = graph
         .get_node()
         .iter()
         .map(|node| {
@@ -285,47 +337,48 @@ pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, String> {
                     let (dims, weight) = values(input(1))?;
                     let (_, bias) = values(input(2))?;
                     let &[outputs, inputs, kernel, _] = dims.as_slice() else {
-                        return Err(format!("Conv weight dims {dims:?}"));
+                        return Err(ReadError::WeightDims { op: "Conv", dims });
                     };
                     let padding = ints(node, "pads").first().copied().unwrap_or(0);
-                    FoldedLayer::Conv {
+                    FoldedOp::Conv(FoldedConv {
                         inputs,
                         outputs,
                         kernel,
                         padding,
                         weight,
                         bias,
-                    }
+                    })
                 }
-                "Relu" => FoldedLayer::Relu,
-                "LeakyRelu" => FoldedLayer::LeakyRelu {
+                "Relu" => FoldedOp::Relu,
+                "LeakyRelu" => FoldedOp::LeakyRelu {
                     slope: node
                         .get_attribute()
                         .iter()
                         .find(|a| a.get_name() == "alpha")
                         .map_or(0.01, |a| a.get_f()),
                 },
-                "MaxPool" => FoldedLayer::MaxPool {
+                "MaxPool" => FoldedOp::MaxPool {
                     size: ints(node, "kernel_shape").first().copied().unwrap_or(1),
                 },
-                "Flatten" => FoldedLayer::Flatten,
+                "Flatten" => FoldedOp::Flatten,
                 "Gemm" => {
                     let (dims, weight) = values(input(1))?;
                     let (_, bias) = values(input(2))?;
                     let &[outputs, inputs] = dims.as_slice() else {
-                        return Err(format!("Gemm weight dims {dims:?}"));
+                        return Err(ReadError::WeightDims { op: "Gemm", dims });
                     };
-                    FoldedLayer::Linear {
+                    FoldedOp::Linear(FoldedLinear {
                         inputs,
                         outputs,
                         weight,
                         bias,
-                    }
+                    })
                 }
-                other => return Err(format!("operator {other} is not one this exporter writes")),
+                other => return Err(ReadError::Operator(other.to_string())),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    FoldedLayer::chain(ops).map_err(ReadError::Chain)
 }
 
 #[cfg(test)]
@@ -336,6 +389,7 @@ mod tests {
     use crate::model::{Classifier, ModelKind};
     use burn::prelude::*;
     use burn::tensor::Distribution;
+    use fmnist_runtime::IMAGE_SIDE;
 
     #[test]
     fn an_exported_file_reads_back_into_a_burn_model_with_the_same_logits() {
@@ -358,7 +412,7 @@ mod tests {
             );
             let expected = crate::batch::to_f32_vec(model.forward(images.clone()));
             let got = crate::batch::to_f32_vec(back.forward(images));
-            assert_eq!(expected.len(), 3 * CLASS_COUNT);
+            assert_eq!(expected.len(), 3 * fmnist_runtime::CLASS_COUNT);
             let worst = expected
                 .iter()
                 .zip(&got)

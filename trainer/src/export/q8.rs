@@ -2,51 +2,56 @@
 //!
 //! Weights: symmetric per output channel (zero point 0, -127..=127). Biases: i32 in units
 //! of input scale x weight scale. Activations: u8 after ReLU (zero point 0, the input is
-//! the raw pixels at scale 1/255), i8 after LeakyReLU; their scales are the largest values
-//! seen on calibration images. Requantization is integer-only: a Q31 multiplier and a
-//! shift per output channel, as TFLite Micro and CMSIS-NN do.
+//! the raw pixels at scale [`INPUT_SCALE`]), i8 after LeakyReLU; their scales are the
+//! largest values seen on calibration images ([`calibrate`]). Requantization is
+//! integer-only: a Q31 multiplier and a shift per output channel, as TFLite Micro and
+//! CMSIS-NN do.
 
+use std::path::Path;
+
+use burn::prelude::Backend;
 use fmnist_runtime::blob::{self, Layer, Model, Output, QuantConv2d, QuantLinear, Requant};
-use fmnist_runtime::{CLASS_NAMES, IMAGE_SIDE};
+use fmnist_runtime::dataset::LabeledImages;
+use fmnist_runtime::{BlobError, CLASS_NAMES, INPUT_SCALE};
 
-use super::{ExportError, FoldedLayer};
+use super::{fold, ExportError, FoldedConv, FoldedLayer, FoldedOp};
+use crate::checkpoint::RunInfo;
+use crate::model::{Classifier, LayerSpec, ModelKind, Shape};
 
-/// Everything a quantized layer owns; the blob borrows from it.
-struct OwnedRequant {
+/// Images of the training split used to calibrate activation scales.
+pub const CALIBRATION_IMAGES: usize = 2048;
+
+/// The bytes of one quantized conv or linear layer, built once; the blob borrows them.
+struct Tensors {
+    /// Weights, i8 as bytes, in the engine's order.
+    weights: Vec<u8>,
+    /// i32 biases, little-endian.
     bias: Vec<u8>,
+    /// i32 Q31 multipliers, little-endian.
     multiplier: Vec<u8>,
+    /// i8 shifts.
     shift: Vec<u8>,
+    /// What follows the accumulation.
     output: Output,
 }
 
-enum OwnedLayer {
-    Conv {
-        conv: FoldedConvMeta,
-        weights: Vec<u8>,
-        requant: OwnedRequant,
-    },
-    Linear {
-        inputs: u32,
-        outputs: u32,
-        weights: Vec<u8>,
-        requant: OwnedRequant,
-    },
-    MaxPool(u8),
-    Flatten,
+impl Tensors {
+    fn requant(&self) -> Requant<'_> {
+        Requant {
+            bias: &self.bias,
+            multiplier: &self.multiplier,
+            shift: &self.shift,
+            output: self.output,
+        }
+    }
 }
 
-struct FoldedConvMeta {
-    in_channels: u16,
-    out_channels: u16,
-    kernel: u8,
-    padding: u8,
-    in_height: u16,
-    in_width: u16,
-}
-
-/// A quantized model that owns its tensors; [`QuantizedModel::encode`] writes the blob.
-pub struct QuantizedModel {
-    layers: Vec<OwnedLayer>,
+/// A quantized model: the folded layers it was made from and the bytes of every conv and
+/// linear layer; [`QuantizedModel::encode`] writes the blob.
+pub struct QuantizedModel<'a> {
+    /// One entry per blob layer: the folded layer (its activation fused away) and, for conv
+    /// and linear layers, their bytes.
+    layers: Vec<(&'a FoldedLayer, Option<Tensors>)>,
     logit_scale: f32,
 }
 
@@ -64,6 +69,65 @@ pub struct BlobCard<'a> {
     pub int8_accuracy: Option<f32>,
     /// Calibration images used.
     pub calibration_images: u32,
+}
+
+/// Why quantized layers did not make a blob the engine loads.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The engine cannot size an arena for the layers.
+    #[error("the quantized model is not runnable")]
+    NotRunnable(#[source] BlobError),
+    /// The blob could not be serialised.
+    #[error("the quantized model cannot be serialised")]
+    Serialise(#[source] postcard::Error),
+    /// The engine refuses the bytes written.
+    #[error("the quantized model is not loadable")]
+    NotLoadable(#[source] BlobError),
+}
+
+/// The activation ranges of a model on calibration images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// Images used.
+    pub images: usize,
+    /// The largest absolute output of every folded layer (a batch norm's range belongs to
+    /// the convolution it is folded into).
+    pub maxima: Vec<f32>,
+}
+
+/// Runs the first [`CALIBRATION_IMAGES`] of `set` through `model` (of kind `kind`) and
+/// records every folded layer's largest absolute output.
+pub fn calibrate<B: Backend>(
+    model: &Classifier<B>,
+    kind: ModelKind,
+    set: &LabeledImages,
+    device: &B::Device,
+) -> Calibration {
+    let count = set.len().min(CALIBRATION_IMAGES);
+    let indices: Vec<usize> = (0..count).collect();
+    let specs = kind.layers();
+    let mut maxima = vec![0f32; specs.len()];
+    for chunk in indices.chunks(crate::train::EVAL_BATCH) {
+        let (images, _) = crate::batch::batch::<B>(set, chunk, None, device);
+        for (m, batch_max) in maxima.iter_mut().zip(model.output_maxima(images)) {
+            *m = m.max(batch_max);
+        }
+    }
+    let mut folded = Vec::with_capacity(specs.len());
+    for (spec, max) in specs.iter().zip(&maxima) {
+        match spec {
+            LayerSpec::BatchNorm { .. } => {
+                if let Some(last) = folded.last_mut() {
+                    *last = *max;
+                }
+            }
+            _ => folded.push(*max),
+        }
+    }
+    Calibration {
+        images: count,
+        maxima: folded,
+    }
 }
 
 /// `real = multiplier * 2^-(31 + shift)` with `multiplier` in `[2^30, 2^31)`.
@@ -114,9 +178,11 @@ fn requant(
     in_scale: f32,
     w_scales: &[f32],
     out_scale: f32,
+    weights: Vec<u8>,
     output: Output,
-) -> OwnedRequant {
-    let mut owned = OwnedRequant {
+) -> Tensors {
+    let mut tensors = Tensors {
+        weights,
         bias: Vec::new(),
         multiplier: Vec::new(),
         shift: Vec::new(),
@@ -128,37 +194,75 @@ fn requant(
             .round()
             .clamp(-(2f64.powi(30) - 1.0), 2f64.powi(30) - 1.0) as i32;
         let (m, s) = quantize_multiplier(acc_scale / f64::from(out_scale));
-        owned.bias.extend_from_slice(&q.to_le_bytes());
-        owned.multiplier.extend_from_slice(&m.to_le_bytes());
-        owned.shift.push(s as u8);
+        tensors.bias.extend_from_slice(&q.to_le_bytes());
+        tensors.multiplier.extend_from_slice(&m.to_le_bytes());
+        tensors.shift.push(s as u8);
     }
-    owned
+    tensors
+}
+
+/// Conv weights `[out][in][ky][kx]` as the engine reads them: `[out][ky][kx][in]`.
+fn conv_weights(conv: &FoldedConv, q: &[i8]) -> Vec<u8> {
+    let (k, cin) = (conv.kernel, conv.inputs);
+    let mut hwc = vec![0u8; q.len()];
+    for o in 0..conv.outputs {
+        for i in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    hwc[((o * k + ky) * k + kx) * cin + i] =
+                        q[((o * cin + i) * k + ky) * k + kx] as u8;
+                }
+            }
+        }
+    }
+    hwc
+}
+
+/// Linear weights `[out][in]`; inputs flattened from `from` = `[C, H, W]` (burn's order)
+/// are read by the engine in H, W, C order.
+fn linear_weights(outputs: usize, inputs: usize, q: &[i8], from: Option<Shape>) -> Vec<u8> {
+    match from {
+        Some(Shape::Map([c, h, w])) if c * h * w == inputs && c > 1 => {
+            let mut hwc = vec![0u8; q.len()];
+            for o in 0..outputs {
+                for ch in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            hwc[o * inputs + (y * w + x) * c + ch] =
+                                q[o * inputs + ch * h * w + y * w + x] as u8;
+                        }
+                    }
+                }
+            }
+            hwc
+        }
+        _ => q.iter().map(|&v| v as u8).collect(),
+    }
 }
 
 /// Quantizes folded layers. `output_maxima[i]` is the largest absolute value of the output
 /// of folded layer `i` on the calibration images (after its activation where one follows).
-pub fn quantize(
-    layers: &[FoldedLayer],
+/// The shapes come from the folded layers.
+pub fn quantize<'a>(
+    layers: &'a [FoldedLayer],
     output_maxima: &[f32],
-) -> Result<QuantizedModel, ExportError> {
+) -> Result<QuantizedModel<'a>, ExportError> {
     let unsupported =
         |index: usize, layer: &FoldedLayer, reason: &'static str| ExportError::Unsupported {
             index,
-            layer: layer_name(layer).to_string(),
+            layer: layer.op.name().to_string(),
             reason,
         };
-    let mut shape = [1usize, IMAGE_SIDE, IMAGE_SIDE]; // C, H, W before flatten
-    let mut flat_from: Option<[usize; 3]> = None;
-    let mut in_scale = 1.0f32 / 255.0;
+    let mut in_scale = INPUT_SCALE;
     let mut logit_scale = 1.0f32;
-    let mut owned = Vec::new();
+    let mut quantized = Vec::new();
     let mut index = 0;
     while index < layers.len() {
         let layer = &layers[index];
         // The activation fused into a conv or linear layer, and the range after it.
-        let (activation, range_index) = match layers.get(index + 1) {
-            Some(FoldedLayer::Relu) => (Some(Output::Relu), index + 1),
-            Some(FoldedLayer::LeakyRelu { slope }) => {
+        let (activation, range_index) = match layers.get(index + 1).map(|l| &l.op) {
+            Some(FoldedOp::Relu) => (Some(Output::Relu), index + 1),
+            Some(FoldedOp::LeakyRelu { slope }) => {
                 let slope_q15 = (f64::from(*slope) * 32768.0).round().clamp(0.0, 32767.0) as i16;
                 (Some(Output::LeakyRelu { slope_q15 }), index + 1)
             }
@@ -176,15 +280,8 @@ pub fn quantize(
             (None, true) => (Output::Logits, range / 32767.0),
             (None, false) => (Output::Logits, 0.0),
         };
-        match layer {
-            FoldedLayer::Conv {
-                inputs,
-                outputs,
-                kernel,
-                padding,
-                weight,
-                bias,
-            } => {
+        match &layer.op {
+            FoldedOp::Conv(conv) => {
                 if output == Output::Logits {
                     return Err(unsupported(
                         index,
@@ -192,44 +289,15 @@ pub fn quantize(
                         "the int8 engine needs a ReLU or LeakyReLU after a convolution",
                     ));
                 }
-                let scales = weight_scales(weight, *outputs);
-                let q = quantize_weights(weight, &scales);
-                // [out][in][ky][kx] -> [out][ky][kx][in]
-                let (k, cin) = (*kernel, *inputs);
-                let mut hwc = vec![0u8; q.len()];
-                for o in 0..*outputs {
-                    for i in 0..cin {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                hwc[((o * k + ky) * k + kx) * cin + i] =
-                                    q[((o * cin + i) * k + ky) * k + kx] as u8;
-                            }
-                        }
-                    }
-                }
-                let [_, h, w] = shape;
-                owned.push(OwnedLayer::Conv {
-                    conv: FoldedConvMeta {
-                        in_channels: cin as u16,
-                        out_channels: *outputs as u16,
-                        kernel: k as u8,
-                        padding: *padding as u8,
-                        in_height: h as u16,
-                        in_width: w as u16,
-                    },
-                    weights: hwc,
-                    requant: requant(bias, in_scale, &scales, out_scale, output),
-                });
-                shape = [*outputs, h + 2 * padding - k + 1, w + 2 * padding - k + 1];
+                let scales = weight_scales(&conv.weight, conv.outputs);
+                let q = quantize_weights(&conv.weight, &scales);
+                let weights = conv_weights(conv, &q);
+                let tensors = requant(&conv.bias, in_scale, &scales, out_scale, weights, output);
+                quantized.push((layer, Some(tensors)));
                 in_scale = out_scale;
                 index = range_index + 1;
             }
-            FoldedLayer::Linear {
-                inputs,
-                outputs,
-                weight,
-                bias,
-            } => {
+            FoldedOp::Linear(linear) => {
                 if output == Output::Logits && !last {
                     return Err(unsupported(
                         index,
@@ -237,51 +305,27 @@ pub fn quantize(
                         "a linear layer without activation must be the last",
                     ));
                 }
-                let scales = weight_scales(weight, *outputs);
-                let q = quantize_weights(weight, &scales);
-                // Inputs flattened from C, H, W (burn) are read by the engine in H, W, C order.
-                let weights: Vec<u8> = match flat_from.take() {
-                    Some([c, h, w]) if c * h * w == *inputs && c > 1 => {
-                        let mut hwc = vec![0u8; q.len()];
-                        for o in 0..*outputs {
-                            for ch in 0..c {
-                                for y in 0..h {
-                                    for x in 0..w {
-                                        hwc[o * inputs + (y * w + x) * c + ch] =
-                                            q[o * inputs + ch * h * w + y * w + x] as u8;
-                                    }
-                                }
-                            }
-                        }
-                        hwc
-                    }
-                    _ => q.iter().map(|&v| v as u8).collect(),
-                };
+                let scales = weight_scales(&linear.weight, linear.outputs);
+                let q = quantize_weights(&linear.weight, &scales);
+                let flattened_from = index
+                    .checked_sub(1)
+                    .map(|i| &layers[i])
+                    .filter(|l| l.op == FoldedOp::Flatten)
+                    .map(|l| l.input);
+                let weights = linear_weights(linear.outputs, linear.inputs, &q, flattened_from);
                 if output == Output::Logits {
                     logit_scale = out_scale;
                 }
-                owned.push(OwnedLayer::Linear {
-                    inputs: *inputs as u32,
-                    outputs: *outputs as u32,
-                    weights,
-                    requant: requant(bias, in_scale, &scales, out_scale, output),
-                });
-                shape = [*outputs, 1, 1];
+                let tensors = requant(&linear.bias, in_scale, &scales, out_scale, weights, output);
+                quantized.push((layer, Some(tensors)));
                 in_scale = out_scale;
                 index = range_index + 1;
             }
-            FoldedLayer::MaxPool { size } => {
-                owned.push(OwnedLayer::MaxPool(*size as u8));
-                shape = [shape[0], shape[1] / size, shape[2] / size];
+            FoldedOp::MaxPool { .. } | FoldedOp::Flatten => {
+                quantized.push((layer, None));
                 index += 1;
             }
-            FoldedLayer::Flatten => {
-                owned.push(OwnedLayer::Flatten);
-                flat_from = Some(shape);
-                shape = [shape.iter().product(), 1, 1];
-                index += 1;
-            }
-            FoldedLayer::Relu | FoldedLayer::LeakyRelu { .. } => {
+            FoldedOp::Relu | FoldedOp::LeakyRelu { .. } => {
                 return Err(unsupported(
                     index,
                     layer,
@@ -291,62 +335,44 @@ pub fn quantize(
         }
     }
     Ok(QuantizedModel {
-        layers: owned,
+        layers: quantized,
         logit_scale,
     })
 }
 
-fn layer_name(layer: &FoldedLayer) -> &'static str {
-    match layer {
-        FoldedLayer::Conv { .. } => "Conv",
-        FoldedLayer::Relu => "Relu",
-        FoldedLayer::LeakyRelu { .. } => "LeakyRelu",
-        FoldedLayer::MaxPool { .. } => "MaxPool",
-        FoldedLayer::Flatten => "Flatten",
-        FoldedLayer::Linear { .. } => "Linear",
-    }
-}
-
-impl QuantizedModel {
-    /// The blob's model description, borrowing this model's tensors.
-    fn describe<'a>(&'a self, card: &BlobCard<'a>, arena_bytes: u32) -> Model<'a> {
-        let borrow = |r: &'a OwnedRequant| Requant {
-            bias: &r.bias,
-            multiplier: &r.multiplier,
-            shift: &r.shift,
-            output: r.output,
-        };
+impl QuantizedModel<'_> {
+    /// The blob's model description, borrowing this model's bytes.
+    fn describe<'b>(&'b self, card: &BlobCard<'b>, arena_bytes: u32) -> Model<'b> {
         let layers = self
             .layers
             .iter()
-            .map(|layer| match layer {
-                OwnedLayer::Conv {
-                    conv,
-                    weights,
-                    requant,
-                } => Layer::Conv(QuantConv2d {
-                    in_channels: conv.in_channels,
-                    out_channels: conv.out_channels,
-                    kernel: conv.kernel,
-                    padding: conv.padding,
-                    in_height: conv.in_height,
-                    in_width: conv.in_width,
-                    weights,
-                    requant: borrow(requant),
-                }),
-                OwnedLayer::Linear {
-                    inputs,
-                    outputs,
-                    weights,
-                    requant,
-                } => Layer::Linear(QuantLinear {
-                    inputs: *inputs,
-                    outputs: *outputs,
-                    weights,
-                    requant: borrow(requant),
-                }),
-                OwnedLayer::MaxPool(size) => Layer::MaxPool { size: *size },
-                OwnedLayer::Flatten => Layer::Flatten,
+            .filter_map(|(layer, tensors)| {
+                Some(match (&layer.op, tensors) {
+                    (FoldedOp::Conv(conv), Some(tensors)) => {
+                        let Shape::Map([_, height, width]) = layer.input else {
+                            unreachable!("FoldedLayer::chain checked that a conv takes a map")
+                        };
+                        Layer::Conv(QuantConv2d {
+                            in_channels: conv.inputs as u16,
+                            out_channels: conv.outputs as u16,
+                            kernel: conv.kernel as u8,
+                            padding: conv.padding as u8,
+                            in_height: height as u16,
+                            in_width: width as u16,
+                            weights: &tensors.weights,
+                            requant: tensors.requant(),
+                        })
+                    }
+                    (FoldedOp::Linear(linear), Some(tensors)) => Layer::Linear(QuantLinear {
+                        inputs: linear.inputs as u32,
+                        outputs: linear.outputs as u32,
+                        weights: &tensors.weights,
+                        requant: tensors.requant(),
+                    }),
+                    (FoldedOp::MaxPool { size }, _) => Layer::MaxPool { size: *size as u8 },
+                    (FoldedOp::Flatten, _) => Layer::Flatten,
+                    _ => return None,
+                })
             })
             .collect();
         Model {
@@ -354,7 +380,7 @@ impl QuantizedModel {
             class_names: CLASS_NAMES,
             parameters: card.parameters,
             macs: card.macs,
-            input_scale: 1.0 / 255.0,
+            input_scale: INPUT_SCALE,
             logit_scale: self.logit_scale,
             float_accuracy: card.float_accuracy,
             int8_accuracy: card.int8_accuracy,
@@ -365,15 +391,95 @@ impl QuantizedModel {
     }
 
     /// The blob bytes, with the arena size the runtime computes for these layers.
-    pub fn encode(&self, card: &BlobCard<'_>) -> anyhow::Result<Vec<u8>> {
+    pub fn encode(&self, card: &BlobCard<'_>) -> Result<Vec<u8>, EncodeError> {
         let arena = fmnist_runtime::engine::arena_for(&self.describe(card, 0))
-            .map_err(|e| anyhow::anyhow!("the quantized model is not runnable: {e}"))?;
-        let bytes = blob::encode(&self.describe(card, arena as u32))?;
+            .map_err(EncodeError::NotRunnable)?;
+        let bytes =
+            blob::encode(&self.describe(card, arena as u32)).map_err(EncodeError::Serialise)?;
         // The exporter refuses to write what the engine would refuse to load.
-        fmnist_runtime::Plan::new(&bytes)
-            .map_err(|e| anyhow::anyhow!("the quantized model is not loadable: {e}"))?;
+        fmnist_runtime::Plan::new(&bytes).map_err(EncodeError::NotLoadable)?;
         Ok(bytes)
     }
+}
+
+/// Float and int8 accuracy of one export, side by side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Q8Report {
+    /// Float accuracy on the validation split.
+    pub float_val: f64,
+    /// Int8 accuracy on the validation split.
+    pub int8_val: f64,
+    /// Float accuracy on the test set, when given.
+    pub float_test: Option<f64>,
+    /// Int8 accuracy on the test set, when given.
+    pub int8_test: Option<f64>,
+    /// Fraction of test (else validation) images where float and int8 agree on the class.
+    pub agreement: f64,
+    /// Blob size in bytes.
+    pub bytes: usize,
+    /// Arena the blob states.
+    pub arena_bytes: usize,
+}
+
+/// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of `calibration`),
+/// checks the result on `val` (and `test` when given) against the float model, and writes
+/// the blob at `path` atomically.
+pub fn write_q8<B: Backend>(
+    model: &Classifier<B>,
+    info: &RunInfo,
+    calibration: &LabeledImages,
+    val: &LabeledImages,
+    test: Option<&LabeledImages>,
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<Q8Report> {
+    use crate::train::evaluate;
+    use fmnist_runtime::evaluate::evaluate as evaluate_int8;
+
+    let folded = fold(model, info.model)?;
+    let ranges = calibrate(model, info.model, calibration, device);
+    let quantized = quantize(&folded, &ranges.maxima)?;
+    let summary = crate::model::summarize(&info.model.layers()).map_err(ExportError::from)?;
+    let mut card = BlobCard {
+        kind: info.model.name(),
+        parameters: summary.iter().map(|r| r.params).sum::<usize>() as u32,
+        macs: summary.iter().map(|r| r.macs).sum::<usize>() as u32,
+        float_accuracy: None,
+        int8_accuracy: None,
+        calibration_images: ranges.images as u32,
+    };
+    let draft = quantized.encode(&card)?;
+    let plan = fmnist_runtime::Plan::new(&draft).map_err(EncodeError::NotLoadable)?;
+    let plan = fmnist_runtime::engine::fast::FastPlan::new(plan);
+    let float_val = evaluate(model, val, device);
+    let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val);
+    let mut report = Q8Report {
+        float_val: float_val.confusion.accuracy(),
+        int8_val: int8_val.accuracy(),
+        float_test: None,
+        int8_test: None,
+        agreement: agreement(&float_val.predictions, &int8_val_predictions),
+        bytes: draft.len(),
+        arena_bytes: plan.arena_bytes(),
+    };
+    if let Some(test) = test {
+        let float_test = evaluate(model, test, device);
+        let (int8_test, int8_predictions) = evaluate_int8(&plan, test);
+        report.float_test = Some(float_test.confusion.accuracy());
+        report.int8_test = Some(int8_test.accuracy());
+        report.agreement = agreement(&float_test.predictions, &int8_predictions);
+        card.float_accuracy = report.float_test.map(|a| a as f32);
+        card.int8_accuracy = report.int8_test.map(|a| a as f32);
+    }
+    let bytes = quantized.encode(&card)?;
+    crate::fsutil::write_atomic(path, &bytes)?;
+    report.bytes = bytes.len();
+    Ok(report)
+}
+
+fn agreement(a: &[u8], b: &[u8]) -> f64 {
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    same as f64 / a.len().max(1) as f64
 }
 
 #[cfg(test)]
