@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The engine's flash footprint as README "Edge footprint" reports it: the C static
-# library (C ABI + engine, no_std, panic = abort, LTO) built at opt-level "s" and 3, and the
-# code and read-only data of its own object (core, postcard and libm functions it uses are
-# inlined or merged into that object by LTO; compiler_builtins is left out: the firmware's
-# toolchain provides those). Host target unless TARGET is set.
+# library (runtime/firmware: C ABI + engine, no_std, panic = "abort", LTO) built at
+# opt-level "s" and 3, and the code and read-only data of its own object (core, postcard
+# and libm functions it uses are inlined or merged into that object by LTO;
+# compiler_builtins is left out: the firmware's toolchain provides those). Host target
+# unless TARGET is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_args=()
@@ -11,16 +12,13 @@ target_args=()
 printf '%-6s %10s %10s\n' opt code rodata
 for opt in s 3; do
     dir="target/footprint-$opt"
-    cargo rustc -q -p fmnist-runtime --lib --profile firmware --no-default-features \
-        --features capi,panic-handler --crate-type staticlib "${target_args[@]}" \
-        --target-dir "$dir" --config "profile.firmware.opt-level=\"$opt\"" 2>/dev/null || \
-    cargo rustc -q -p fmnist-runtime --lib --profile firmware --no-default-features \
-        --features capi,panic-handler --crate-type staticlib "${target_args[@]}" \
-        --target-dir "$dir" --config "profile.firmware.opt-level=$opt"
-    lib=$(find "$dir" -name libfmnist_runtime.a -path '*firmware*' | head -1)
+    cargo build -q --manifest-path runtime/firmware/Cargo.toml --release --lib \
+        "${target_args[@]}" --target-dir "$dir" \
+        --config "profile.release.opt-level=$( [ "$opt" = s ] && echo '"s"' || echo 3 )"
+    lib=$(find "$dir" -name libfmnist.a -path '*release*' | head -1)
     work=$(mktemp -d)
     (cd "$work" && ar x "$OLDPWD/$lib")
-    object=$(ls "$work"/fmnist_runtime-*.o)
+    object=$(ls "$work"/fmnist-*.o)
     size -A "$object" | awk -v opt="$opt" '
         $1 ~ /^\.text/ { code += $2 }
         $1 ~ /^\.rodata/ { rodata += $2 }

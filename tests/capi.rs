@@ -153,8 +153,9 @@ fn abi_checks_every_pointer_and_length() {
     assert!(fmnist_class_name(10).is_null());
 }
 
-/// Builds, once per test run, the static library (`capi`) and the firmware example, with
-/// the `firmware` profile, in their own target directory (the outer `cargo test` holds
+/// Builds, once per test run, the static library for C (`libfmnist.a`) and the firmware
+/// example, `no_std` with `panic = "abort"`, from their own workspace
+/// (`runtime/firmware/`) into their own target directory (the outer `cargo test` holds
 /// the main one).
 fn firmware_builds() -> &'static (PathBuf, PathBuf) {
     static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
@@ -162,39 +163,20 @@ fn firmware_builds() -> &'static (PathBuf, PathBuf) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = root.join("target/ffi");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let common = [
-            "--profile",
-            "firmware",
-            "--no-default-features",
-            "--features",
-            "capi,panic-handler",
-        ];
-        let builds: [&[&str]; 2] = [
-            &[
-                "rustc",
-                "-p",
-                "fmnist-runtime",
-                "--lib",
-                "--crate-type",
-                "staticlib",
-            ],
-            &["build", "-p", "fmnist-runtime", "--example", "firmware"],
-        ];
-        for args in builds {
-            let status = Command::new(&cargo)
-                .current_dir(root)
-                .args(args)
-                .args(common)
-                .arg("--target-dir")
-                .arg(&target)
-                .env_remove("CARGO_TARGET_DIR")
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo {args:?} failed");
-        }
+        let status = Command::new(&cargo)
+            .current_dir(root)
+            .args(["build", "--release", "--lib", "--example", "firmware"])
+            .arg("--manifest-path")
+            .arg(root.join("runtime/firmware/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build of runtime/firmware failed");
         (
-            target.join("firmware/libfmnist_runtime.a"),
-            target.join("firmware/examples/libfirmware.a"),
+            target.join("release/libfmnist.a"),
+            target.join("release/examples/libfirmware.a"),
         )
     })
 }
@@ -306,7 +288,7 @@ fn compile_and_run(dir: &Path, source: &str, library: &Path) -> String {
         .arg(manifest_dir().join("include"))
         .arg("-I")
         .arg(dir)
-        .arg(manifest_dir().join("examples/c").join(source))
+        .arg(manifest_dir().join("firmware/examples/c").join(source))
         .arg(library)
         .arg("-o")
         .arg(&program)

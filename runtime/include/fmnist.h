@@ -1,9 +1,9 @@
 /*
  * fmnist.h: the C API of the Fashion-MNIST int8 engine (fmnist-runtime, feature `capi`).
  *
- * Link libfmnist_runtime.a, built with
- *   cargo rustc -p fmnist-runtime --lib --profile firmware --no-default-features \
- *     --features capi,panic-handler --crate-type staticlib
+ * Link libfmnist.a, built with
+ *   cargo build --manifest-path runtime/firmware/Cargo.toml --release --lib
+ * (target/release/libfmnist.a; add --target for a microcontroller).
  * It allocates nothing and calls no libc function; every call checks its pointers and
  * lengths and returns a status.
  */

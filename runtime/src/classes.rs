@@ -19,3 +19,7 @@ pub const CLASS_NAMES: [&str; CLASS_COUNT] = [
     "Bag",
     "Ankle boot",
 ];
+/// Real value of one pixel step: pixel `p` (u8) is fed to the float models as
+/// `p * INPUT_SCALE` (`p / 255`, the notebook's scaling). The trainer's batches, both
+/// exporters and the blob's `input_scale` all use this one constant.
+pub const INPUT_SCALE: f32 = 1.0 / 255.0;

@@ -1,12 +1,13 @@
 //! One classify interface over both model formats, recognised from the file's content:
 //! the int8 blob (magic `FMQ8`) runs on the engine, anything else is tried as ONNX (tract).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
 use crate::engine::fast::FastPlan;
-use crate::engine::Plan;
-use crate::onnx::OnnxClassifier;
+use crate::engine::{BlobError, EngineError, Plan};
+use crate::metrics::softmax;
+use crate::onnx::{OnnxClassifier, OnnxError};
 
 /// A loaded model of either format.
 pub enum Classifier<'a> {
@@ -17,14 +18,34 @@ pub enum Classifier<'a> {
     Onnx(OnnxClassifier),
 }
 
-/// A model file that could not be loaded. Names the file.
+/// A model file that could not be loaded. Names the file; the cause is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {problem}")]
-pub struct LoadError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What is wrong.
-    pub problem: String,
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file starts with the blob's magic but the engine refused it.
+    #[error("{}: int8 blob refused", path.display())]
+    Blob {
+        /// The file.
+        path: PathBuf,
+        /// What the validator found.
+        #[source]
+        source: BlobError,
+    },
+    /// Not a blob (no `FMQ8` magic), and tract could not use it as ONNX.
+    #[error(transparent)]
+    Onnx(OnnxError),
+}
+
+/// An image that could not be classified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClassifyError {
+    /// The int8 engine refused the input.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// tract could not run the model.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
 }
 
 impl<'a> Classifier<'a> {
@@ -33,20 +54,14 @@ impl<'a> Classifier<'a> {
         if bytes.starts_with(&crate::blob::MAGIC) {
             Plan::new(bytes)
                 .map(|plan| Classifier::Int8(Box::new(FastPlan::new(plan))))
-                .map_err(|e| LoadError {
+                .map_err(|source| LoadError::Blob {
                     path: path.to_path_buf(),
-                    problem: format!("int8 blob refused: {e}"),
+                    source,
                 })
         } else {
             OnnxClassifier::from_bytes(bytes, path)
                 .map(Classifier::Onnx)
-                .map_err(|e| LoadError {
-                    path: path.to_path_buf(),
-                    problem: format!(
-                        "neither an int8 blob (no FMQ8 magic) nor a usable ONNX model: {}",
-                        e.problem
-                    ),
-                })
+                .map_err(LoadError::Onnx)
         }
     }
 
@@ -68,33 +83,27 @@ impl<'a> Classifier<'a> {
 
     /// Class probabilities (softmax of the logits) of each image in `pixels` (28x28 u8
     /// images back to back).
-    pub fn probabilities(&self, pixels: &[u8]) -> Result<Vec<[f32; CLASS_COUNT]>, String> {
+    pub fn probabilities(&self, pixels: &[u8]) -> Result<Vec<[f32; CLASS_COUNT]>, ClassifyError> {
         match self {
             Classifier::Int8(plan) => {
                 let mut arena = vec![0u8; plan.arena_bytes()];
-                pixels
+                let probabilities = pixels
                     .chunks(IMAGE_PIXELS)
-                    .map(|image| {
-                        plan.classify(image, &mut arena)
-                            .map(|l| l.probabilities())
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect()
+                    .map(|image| plan.classify(image, &mut arena).map(|l| l.probabilities()))
+                    .collect::<Result<_, _>>()?;
+                Ok(probabilities)
             }
             Classifier::Onnx(onnx) => {
-                let logits = onnx.logits(pixels).map_err(|e| e.problem)?;
-                Ok(logits.chunks(CLASS_COUNT).map(softmax).collect())
+                let logits = onnx.logits(pixels)?;
+                Ok(logits
+                    .chunks_exact(CLASS_COUNT)
+                    .map(|l| {
+                        let mut values = [0f32; CLASS_COUNT];
+                        values.copy_from_slice(l);
+                        softmax(&values)
+                    })
+                    .collect())
             }
         }
     }
-}
-
-fn softmax(logits: &[f32]) -> [f32; CLASS_COUNT] {
-    let max = logits.iter().copied().fold(f32::MIN, f32::max);
-    let mut out = [0f32; CLASS_COUNT];
-    for (o, l) in out.iter_mut().zip(logits) {
-        *o = (l - max).exp();
-    }
-    let sum: f32 = out.iter().sum();
-    out.map(|v| v / sum)
 }

@@ -1,9 +1,45 @@
 //! Fashion-MNIST inference for desktops and microcontrollers.
 //!
-//! Without the `std` feature this crate is `no_std` and allocation-free. With `std` (the
-//! default) it adds the dataset readers ([`dataset`]) that the trainer and the CLI share.
+//! The core is an int8 engine over a blob that `fmnist-trainer` exports: [`Plan::new`]
+//! validates the blob once (envelope, checksum, every shape and length, the arena it
+//! needs), then [`Plan::classify`] runs one 28x28 image in a caller-supplied arena,
+//! without allocating. On `std`, [`FastPlan`] runs the same plan with the fastest
+//! kernels this CPU has (AVX-512 VNNI, AVX2), bit for bit the same results.
+//!
+//! ```
+//! use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};
+//!
+//! // The shipped `edge` model, compiled into the program (firmware keeps it in flash).
+//! static MODEL: &[u8] = include_bytes!("../../models/edge.q8");
+//!
+//! let plan = Plan::new(MODEL)?;
+//! // Working memory: firmware uses a static array of this size; here, the heap.
+//! let mut arena = vec![0u8; plan.arena_bytes()];
+//! // A 28x28 gray image, row-major, 0 = black background (the dataset's convention):
+//! // here two bright vertical bars, a pair of trousers.
+//! let pixels: [u8; IMAGE_PIXELS] =
+//!     core::array::from_fn(|i| if matches!(i % 28, 9..=12 | 15..=18) { 200 } else { 0 });
+//! let logits = plan.classify(&pixels, &mut arena)?;
+//! let probabilities = logits.probabilities();
+//! for (class, _logit) in logits.top::<3>() {
+//!     println!("{} {:.1}%", CLASS_NAMES[class], probabilities[class] * 100.0);
+//! }
+//! assert_eq!(logits.top::<1>()[0].0, logits.class());
+//! assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//! - `std` (default): the dataset readers ([`dataset`]), [`FastPlan`], evaluation.
+//!   Without it the crate is `no_std` and allocation-free; it never defines a panic
+//!   handler (the final artefact does: see `runtime/firmware/`).
+//! - `capi`: the C ABI ([`capi`], header `include/fmnist.h`).
+//! - `image`: image files to 28x28 pixels ([`preprocess`]).
+//! - `tract`: ONNX files through tract-onnx ([`onnx`]), and one [`classifier`] over both
+//!   formats.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod blob;
 #[cfg(feature = "capi")]
@@ -19,28 +55,11 @@ pub mod evaluate;
 pub mod metrics;
 #[cfg(feature = "tract")]
 pub mod onnx;
-#[cfg(feature = "cli")]
+#[cfg(feature = "image")]
 pub mod preprocess;
 
-pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE};
+pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
+#[cfg(feature = "std")]
+pub use engine::fast::{FastPlan, Isa};
 pub use engine::{BlobError, EngineError, Logits, Plan};
 pub use metrics::Confusion;
-
-/// The panic handler of a `no_std` final artefact (the C static library, firmware): a
-/// panic, which validated blobs never cause, stops the program with a trap instruction
-/// (an illegal-instruction fault) instead of unwinding into C.
-#[cfg(all(feature = "panic-handler", not(feature = "std"), not(test)))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        // SAFETY: a trap instruction, no memory access.
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        unsafe {
-            core::arch::asm!("ud2", options(noreturn))
-        }
-        #[cfg(any(target_arch = "arm", target_arch = "aarch64"))]
-        unsafe {
-            core::arch::asm!("udf #0", options(noreturn))
-        }
-    }
-}

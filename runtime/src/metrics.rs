@@ -78,6 +78,27 @@ pub fn argmax<T: PartialOrd>(values: &[T]) -> usize {
     (0..values.len()).fold(0, |best, i| if values[i] > values[best] { i } else { best })
 }
 
+/// The classes from the highest score to the lowest; equal scores keep class order. The
+/// one top-k of the crate: [`crate::Logits::top`], the C ABI and the CLI use it.
+pub fn ranking<T: Copy + Into<f64>>(scores: &[T; CLASS_COUNT]) -> [usize; CLASS_COUNT] {
+    let mut order: [usize; CLASS_COUNT] = core::array::from_fn(|c| c);
+    // `sort_unstable_by` is in core (`sort_by` needs alloc); the class index breaks ties.
+    order.sort_unstable_by(|&a, &b| {
+        let (a_score, b_score): (f64, f64) = (scores[a].into(), scores[b].into());
+        b_score.total_cmp(&a_score).then(a.cmp(&b))
+    });
+    order
+}
+
+/// Softmax probabilities of real-valued logits, in class order. The one softmax of the
+/// crate: the int8 engine's [`crate::Logits::probabilities`] and the ONNX path use it.
+pub fn softmax(logits: &[f32; CLASS_COUNT]) -> [f32; CLASS_COUNT] {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps = logits.map(|l| libm::expf(l - max));
+    let sum: f32 = exps.iter().sum();
+    exps.map(|e| e / sum)
+}
+
 fn ratio(part: u32, whole: u32) -> f64 {
     if whole == 0 {
         0.0

@@ -5,18 +5,65 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::bail;
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 
-/// An ONNX file that could not be loaded or run. Names the file.
+/// An ONNX file that could not be loaded or run. Names the file; tract's error, where
+/// there is one, is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {problem}")]
-pub struct OnnxError {
-    /// The ONNX file.
-    pub path: PathBuf,
-    /// What went wrong, as tract reports it (its whole cause chain on one line).
-    pub problem: String,
+#[non_exhaustive]
+pub enum OnnxError {
+    /// The file could not be read.
+    #[error("{}: cannot read", path.display())]
+    Read {
+        /// The ONNX file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// tract refused the model at one of its steps (`what`).
+    #[error("{}: {what}", path.display())]
+    Tract {
+        /// The ONNX file.
+        path: PathBuf,
+        /// The step that failed.
+        what: &'static str,
+        /// tract's error, with its cause chain.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The model is not a classifier of 28x28 images into 10 classes.
+    #[error("{}: {problem}", path.display())]
+    Interface {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What does not fit.
+        problem: InterfaceProblem,
+    },
+}
+
+/// How an ONNX model fails to be a Fashion-MNIST classifier.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InterfaceProblem {
+    /// The graph has other than one input and one output.
+    #[error("expected one input and one output, found {inputs} and {outputs}")]
+    InputsOutputs {
+        /// Inputs found.
+        inputs: usize,
+        /// Outputs found.
+        outputs: usize,
+    },
+    /// The `input_scale` metadata is not a finite positive number.
+    #[error("metadata input_scale `{0}` is not a positive number")]
+    InputScale(String),
+    /// The pixels given are not whole 28x28 images.
+    #[error("input of {0} bytes is not a whole number of 28x28 images")]
+    Pixels(usize),
+    /// The model's output for one image is not `[1, 10]`.
+    #[error("output shape {0:?}, expected [1, 10]")]
+    OutputShape(Vec<usize>),
 }
 
 /// A loaded, optimised ONNX classifier for 28x28 u8 images.
@@ -36,23 +83,32 @@ impl OnnxClassifier {
     /// Loads `path`, checks that it maps `[N, 1, 28, 28]` floats to `[N, 10]` logits, and
     /// optimises it for one image (`N = 1`).
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
-        let bytes = std::fs::read(path).map_err(|e| OnnxError {
+        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
             path: path.to_path_buf(),
-            problem: e.to_string(),
+            source,
         })?;
         Self::from_bytes(&bytes, path)
     }
 
     /// As [`OnnxClassifier::load`], from the file's bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, OnnxError> {
-        let error = |problem: String| OnnxError {
+        let error = |problem: InterfaceProblem| OnnxError::Interface {
             path: path.to_path_buf(),
             problem,
         };
-        let tract_error = |context: &str, e: TractError| error(format!("{context}: {e:#}"));
+        let tract_error = |what: &'static str, e: TractError| OnnxError::Tract {
+            path: path.to_path_buf(),
+            what,
+            source: e.into(),
+        };
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
-            .map_err(|e| tract_error("not a readable ONNX model", e))?;
+            .map_err(|e| {
+                tract_error(
+                    "neither an int8 blob (no FMQ8 magic) nor a readable ONNX model",
+                    e,
+                )
+            })?;
         let metadata: HashMap<String, String> = model
             .properties
             .iter()
@@ -72,19 +128,14 @@ impl OnnxClassifier {
                 .parse::<f32>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| {
-                    error(format!(
-                        "metadata input_scale `{text}` is not a positive number"
-                    ))
-                })?,
-            None => 1.0 / 255.0,
+                .ok_or_else(|| error(InterfaceProblem::InputScale(text.clone())))?,
+            None => crate::classes::INPUT_SCALE,
         };
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
-            return Err(error(format!(
-                "expected one input and one output, found {} and {}",
-                model.inputs.len(),
-                model.outputs.len()
-            )));
+            return Err(error(InterfaceProblem::InputsOutputs {
+                inputs: model.inputs.len(),
+                outputs: model.outputs.len(),
+            }));
         }
         let batch = model.symbols.sym("N");
         let fact = f32::fact(&[
@@ -120,40 +171,39 @@ impl OnnxClassifier {
     pub fn logits(&self, pixels: &[u8]) -> Result<Vec<f32>, OnnxError> {
         let count = pixels.len() / IMAGE_PIXELS;
         if count == 0 || !pixels.len().is_multiple_of(IMAGE_PIXELS) {
-            return Err(OnnxError {
+            return Err(OnnxError::Interface {
                 path: self.path.clone(),
-                problem: format!(
-                    "input of {} bytes is not a whole number of 28x28 images",
-                    pixels.len()
-                ),
+                problem: InterfaceProblem::Pixels(pixels.len()),
             });
         }
         let scaled: Vec<f32> = pixels
             .iter()
             .map(|&p| f32::from(p) * self.input_scale)
             .collect();
-        let run = || -> TractResult<Vec<f32>> {
-            let mut all = Vec::with_capacity(count * CLASS_COUNT);
-            // One state for the whole call: its scratch memory is reused from image to image.
-            let mut state = self.plan.spawn()?;
-            for image in scaled.chunks(IMAGE_PIXELS) {
-                let input = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)?;
-                let outputs = state.run(tvec!(input.into()))?;
-                let output = outputs[0].try_as_plain_ram()?;
-                let logits = output.to_array_view::<f32>()?;
-                if logits.shape() != [1, CLASS_COUNT] {
-                    bail!(
-                        "output shape {:?}, expected [1, {CLASS_COUNT}]",
-                        logits.shape()
-                    );
-                }
-                all.extend(logits.iter().copied());
-            }
-            Ok(all)
-        };
-        run().map_err(|e| OnnxError {
+        let tract_error = |source: TractError| OnnxError::Tract {
             path: self.path.clone(),
-            problem: format!("{e:#}"),
-        })
+            what: "cannot run the model",
+            source: source.into(),
+        };
+        let mut all = Vec::with_capacity(count * CLASS_COUNT);
+        // One state for the whole call: its scratch memory is reused from image to image.
+        let mut state = self.plan.spawn().map_err(tract_error)?;
+        for image in scaled.chunks(IMAGE_PIXELS) {
+            let output = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)
+                .and_then(|input| state.run(tvec!(input.into())))
+                .map_err(tract_error)?;
+            let logits = output[0]
+                .try_as_plain_ram()
+                .and_then(|o| o.to_array_view::<f32>().map(|v| v.to_owned()))
+                .map_err(tract_error)?;
+            if logits.shape() != [1, CLASS_COUNT] {
+                return Err(OnnxError::Interface {
+                    path: self.path.clone(),
+                    problem: InterfaceProblem::OutputShape(logits.shape().to_vec()),
+                });
+            }
+            all.extend(logits.iter().copied());
+        }
+        Ok(all)
     }
 }

@@ -21,38 +21,61 @@ pub enum Invert {
     No,
 }
 
-/// An image that could not be read or decoded.
+/// An image that could not be read or decoded. Names the file; the cause is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {problem}")]
-pub struct ImageError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What went wrong.
-    pub problem: String,
+#[non_exhaustive]
+pub enum ImageError {
+    /// The file could not be opened or read.
+    #[error("{}: cannot read", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content is not an image in a format this crate decodes.
+    #[error("{}: not an image in a known format", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The decoder refused the image (corrupt data, or dimensions over the limits).
+    #[error("{}: cannot decode", path.display())]
+    Decode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
 }
 
 /// Reads and decodes `path` (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM; format guessed from the
 /// content), refusing absurd dimensions before decoding, and prepares it with [`prepare`].
 pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageError> {
-    let error = |problem: String| ImageError {
+    let read = |source| ImageError::Read {
         path: path.to_path_buf(),
-        problem,
+        source,
     };
     let mut reader = ImageReader::open(path)
-        .map_err(|e| error(e.to_string()))?
+        .map_err(read)?
         .with_guessed_format()
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(read)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(512 << 20);
     reader.limits(limits);
     if reader.format().is_none() {
-        return Err(error("not an image in a known format".into()));
+        return Err(ImageError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
     }
-    let image = reader
-        .decode()
-        .map_err(|e| error(format!("cannot decode: {e}")))?;
+    let image = reader.decode().map_err(|source| ImageError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(prepare(&image, invert))
 }
 

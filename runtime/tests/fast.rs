@@ -4,8 +4,7 @@
 
 use fmnist_runtime::blob::{self, Layer, Model, Output, QuantConv2d, QuantLinear, Requant};
 use fmnist_runtime::engine::arena_for;
-use fmnist_runtime::engine::fast::{FastPlan, Isa};
-use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};
+use fmnist_runtime::{FastPlan, Isa, Plan, CLASS_NAMES, IMAGE_PIXELS};
 
 /// xorshift64*: reproducible test data without a dependency.
 struct Rng(u64);
@@ -74,6 +73,16 @@ fn assert_same_logits(bytes: &[u8], pixels: &[u8], what: &str) {
         }
         let fast = FastPlan::with_isa(plan.clone(), isa);
         assert_eq!(fast.isa(), isa);
+        // The kernels' scratch memory is part of the arena: one byte less is refused.
+        let mut arena = vec![0u8; fast.arena_bytes()];
+        assert!(fast.arena_bytes() >= plan.arena_bytes());
+        assert_eq!(
+            fast.classify(&pixels[..IMAGE_PIXELS], &mut arena[1..]),
+            Err(fmnist_runtime::EngineError::ArenaTooSmall {
+                needed: fast.arena_bytes(),
+                given: fast.arena_bytes() - 1
+            })
+        );
         for (i, (image, expected)) in pixels.chunks(IMAGE_PIXELS).zip(&portable).enumerate() {
             let got = fast.classify(image, &mut arena).expect("classifies");
             assert_eq!(

@@ -1,11 +1,12 @@
-//! The stack `Plan::classify` needs, measured by painting: the region below the stack
+//! The stack `Plan::classify` and `FastPlan::classify` (every ISA this CPU runs) need,
+//! measured by painting: the region below the stack
 //! pointer is filled with a pattern, classify runs, and the deepest byte it changed tells
 //! its peak use. x86-64 only (the stack pointer is read with one instruction); the README's
 //! "Edge footprint" table quotes what this prints
 //! (`cargo test --release -p fmnist-runtime --test stack -- --nocapture`).
 #![cfg(target_arch = "x86_64")]
 
-use fmnist_runtime::Plan;
+use fmnist_runtime::{FastPlan, Isa, Plan};
 
 const PAINTED: usize = 256 * 1024;
 const PATTERN: u8 = 0xa5;
@@ -32,20 +33,27 @@ fn stack_used(f: &mut dyn FnMut()) -> usize {
     sp - deepest
 }
 
-fn measure(blob: &'static [u8]) -> (usize, usize) {
+/// `(baseline, used)`: the stack of an empty closure, and of one classification of
+/// `blob` with the portable plan (`isa` None) or a `FastPlan` on `isa`.
+fn measure(blob: &'static [u8], isa: Option<Isa>) -> (usize, usize) {
     std::thread::Builder::new()
         .stack_size(4 * 1024 * 1024)
         .spawn(move || {
             let plan = Plan::new(blob).expect("the shipped blob loads");
-            let mut arena = vec![0u8; plan.arena_bytes()];
+            let fast = isa.map(|isa| FastPlan::with_isa(plan.clone(), isa));
+            let size = fast
+                .as_ref()
+                .map_or(plan.arena_bytes(), FastPlan::arena_bytes);
+            let mut arena = vec![0u8; size];
             let pixels: Vec<u8> = (0..784).map(|i| (i * 37 % 256) as u8).collect();
             let mut class = 0;
             let baseline = stack_used(&mut || class = std::hint::black_box(1));
             let used = stack_used(&mut || {
-                class = plan
-                    .classify(&pixels, &mut arena)
-                    .expect("classifies")
-                    .class();
+                let logits = match &fast {
+                    Some(fast) => fast.classify(&pixels, &mut arena),
+                    None => plan.classify(&pixels, &mut arena),
+                };
+                class = logits.expect("classifies").class();
             });
             assert!(class < 10);
             (baseline, used)
@@ -56,14 +64,22 @@ fn measure(blob: &'static [u8]) -> (usize, usize) {
 }
 
 #[test]
-fn classify_needs_a_few_kilobytes_of_stack() {
+fn classify_needs_a_few_kilobytes_of_stack_on_every_path() {
     for (name, blob) in [
         ("edge", &include_bytes!("../../models/edge.q8")[..]),
         ("cnn", &include_bytes!("../../models/cnn.q8")[..]),
     ] {
-        let (baseline, used) = measure(blob);
-        println!("{name}: classify used {used} bytes of stack (an empty closure {baseline})");
-        assert!(used > baseline, "the painting saw no use at all");
-        assert!(used < 8 * 1024, "{name}: {used} bytes of stack");
+        let isas = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+        let paths =
+            std::iter::once(None).chain(isas.into_iter().filter(|isa| isa.supported()).map(Some));
+        for isa in paths {
+            let what = isa.map_or("Plan".to_string(), |i| format!("FastPlan {}", i.name()));
+            let (baseline, used) = measure(blob, isa);
+            println!(
+                "{name}, {what}: classify used {used} bytes of stack (an empty closure {baseline})"
+            );
+            assert!(used > baseline, "the painting saw no use at all");
+            assert!(used < 8 * 1024, "{name}, {what}: {used} bytes of stack");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 #[cfg(feature = "std")]
 pub mod fast;
-pub mod kernels;
+pub(crate) mod kernels;
 
 use core::fmt;
 
@@ -170,22 +170,24 @@ impl Logits {
         crate::metrics::argmax(&self.values)
     }
 
-    /// The `K` best classes with their logits, best first.
+    /// The `K` best classes with their logits, best first (equal logits keep class
+    /// order).
     pub fn top<const K: usize>(&self) -> heapless::Vec<(usize, i32), K> {
-        let mut order = [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-        // Equal logits keep class order (`sort_unstable_by` is in core, `sort_by` needs alloc).
-        order.sort_unstable_by(|&a, &b| self.values[b].cmp(&self.values[a]).then(a.cmp(&b)));
-        order.iter().take(K).map(|&c| (c, self.values[c])).collect()
+        crate::metrics::ranking(&self.values)
+            .iter()
+            .take(K)
+            .map(|&c| (c, self.values[c]))
+            .collect()
+    }
+
+    /// The logits as real values (`values * scale`).
+    pub fn real(&self) -> [f32; CLASS_COUNT] {
+        self.values.map(|v| v as f32 * self.scale)
     }
 
     /// Softmax probabilities in class order.
     pub fn probabilities(&self) -> [f32; CLASS_COUNT] {
-        let max = self.values.iter().copied().max().unwrap_or(0);
-        let exps = self
-            .values
-            .map(|v| libm::expf((v - max) as f32 * self.scale));
-        let sum: f32 = exps.iter().sum();
-        exps.map(|e| e / sum)
+        crate::metrics::softmax(&self.real())
     }
 }
 
@@ -428,13 +430,14 @@ impl<'a> Plan<'a> {
             });
         }
         let size = self.arena_bytes;
-        if arena.len() < size {
+        let needed = size + faster.scratch_bytes();
+        if arena.len() < needed {
             return Err(EngineError::ArenaTooSmall {
-                needed: size,
+                needed,
                 given: arena.len(),
             });
         }
-        let arena = &mut arena[..size];
+        let (arena, scratch) = arena[..needed].split_at_mut(size);
         let mut logits = [0i32; CLASS_COUNT];
         for (index, (step, layer)) in self.steps.iter().zip(self.model.layers.iter()).enumerate() {
             let (in_len, out_len) = (
@@ -444,7 +447,7 @@ impl<'a> Plan<'a> {
             if let Layer::Linear(linear) = layer {
                 if linear.requant.output == Output::Logits {
                     let input = region(pixels, arena, step.from, in_len);
-                    if !faster.logits(index, input, &mut logits) {
+                    if !faster.logits(index, input, &mut logits, scratch) {
                         run_linear(step.kind, linear, input, |c, v| logits[c] = v);
                     }
                     continue;
@@ -455,7 +458,7 @@ impl<'a> Plan<'a> {
             }
             let (input, output) = split(pixels, arena, step.from, in_len, out_len);
             match (layer, step.kind) {
-                (Layer::Conv(_), _) if faster.conv(index, input, output) => {}
+                (Layer::Conv(_), _) if faster.conv(index, input, output, scratch) => {}
                 (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
                 (Layer::Conv(conv), kind) => {
                     let shape = ConvShape {
@@ -494,10 +497,19 @@ impl<'a> Plan<'a> {
 
 /// Faster kernels for some layers ([`fast`]); each method returns `false` to decline.
 trait Accelerator {
+    /// Scratch bytes the kernels need, placed in the caller's arena after the plan's
+    /// activations.
+    fn scratch_bytes(&self) -> usize;
     /// Runs convolution layer `index` from `input` into `output`.
-    fn conv(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
+    fn conv(&self, index: usize, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> bool;
     /// Runs the final linear layer `index` into `logits`.
-    fn logits(&self, index: usize, input: &[u8], logits: &mut [i32; CLASS_COUNT]) -> bool;
+    fn logits(
+        &self,
+        index: usize,
+        input: &[u8],
+        logits: &mut [i32; CLASS_COUNT],
+        scratch: &mut [u8],
+    ) -> bool;
     /// Runs max pooling layer `index` over u8 activations.
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
 }
@@ -506,10 +518,13 @@ trait Accelerator {
 struct Portable;
 
 impl Accelerator for Portable {
-    fn conv(&self, _: usize, _: &[u8], _: &mut [u8]) -> bool {
+    fn scratch_bytes(&self) -> usize {
+        0
+    }
+    fn conv(&self, _: usize, _: &[u8], _: &mut [u8], _: &mut [u8]) -> bool {
         false
     }
-    fn logits(&self, _: usize, _: &[u8], _: &mut [i32; CLASS_COUNT]) -> bool {
+    fn logits(&self, _: usize, _: &[u8], _: &mut [i32; CLASS_COUNT], _: &mut [u8]) -> bool {
         false
     }
     fn pool(&self, _: usize, _: &[u8], _: &mut [u8]) -> bool {

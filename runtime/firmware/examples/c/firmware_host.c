@@ -1,5 +1,5 @@
 /*
- * A host stand-in for a board running runtime/examples/firmware.rs: it provides the
+ * A host stand-in for a board running runtime/firmware/examples/firmware.rs: it provides the
  * board hooks the Rust firmware calls (camera_frame feeds the images of images.h,
  * show_class prints each class) and calls firmware_main. Prints one class index per line,
  * then "frames N".

@@ -6,8 +6,7 @@
 //! are no more) and `show_class`. Build it as a static library:
 //!
 //! ```text
-//! cargo build -p fmnist-runtime --example firmware --profile firmware \
-//!     --no-default-features --features panic-handler
+//! cargo build --manifest-path runtime/firmware/Cargo.toml --release --example firmware
 //! ```
 //!
 //! `tests/capi.rs` links it with `examples/c/firmware_host.c`, a host stand-in for
@@ -16,10 +15,15 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+// The panic handler of this final artefact: a trap, never an unwind into C (a library
+// such as `fmnist_runtime` never defines one).
+#[path = "../src/trap.rs"]
+mod trap;
+
 use fmnist_runtime::{Plan, IMAGE_PIXELS};
 
 /// The model, in flash.
-static MODEL: &[u8] = include_bytes!("../../models/edge.q8");
+static MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
 
 /// Working memory of the engine, in RAM. `edge` needs 15,680 bytes.
 const ARENA_BYTES: usize = 16 * 1024;

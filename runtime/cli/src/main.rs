@@ -8,16 +8,16 @@ use clap::{Args, Parser, Subcommand};
 use fmnist_runtime::classifier::Classifier;
 use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
-use fmnist_runtime::{Confusion, CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS};
+use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 
 /// The shipped `edge` int8 model, used when no `--model` is given.
-static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/edge.q8");
+static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
 const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";
 
-/// Some images failed (the others were classified).
-const EXIT_SOME_FAILED: u8 = 1;
-/// Bad usage or an unusable model or dataset.
-const EXIT_ERROR: u8 = 2;
+/// Exit code of a failure: an unusable model, dataset or image file (with several images,
+/// the others are still classified). The same as `trainer`'s; bad usage is clap's 2, as
+/// in `trainer`.
+const EXIT_FAILURE: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,8 @@ const EXIT_ERROR: u8 = 2;
     about = "Classify Fashion-MNIST images with an int8 blob or an ONNX model"
 )]
 #[command(
-    after_help = "Exit codes: 0 success; 1 some images could not be classified; 2 bad usage, model or data."
+    after_help = "Exit codes: 0 success; 1 failure (a model, data or image file that cannot be used; \
+                  the other images are still classified); 2 bad usage. The same as trainer's."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let what = info.to_string().replace('\n', " ");
         eprintln!("error: internal error ({what}); please report it");
-        std::process::exit(i32::from(EXIT_ERROR));
+        std::process::exit(i32::from(EXIT_FAILURE));
     }));
     let cli = Cli::parse();
     let result = match cli.command {
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }
@@ -176,17 +177,16 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     let mut out = stdout.lock();
     for file in &files {
         let outcome = preprocess::load(file, invert)
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
             .and_then(|pixels| {
                 model
                     .probabilities(&pixels)
-                    .map_err(|e| format!("{}: {e}", file.display()))
+                    .map_err(|e| format!("{}: {:#}", file.display(), anyhow::Error::new(e)))
             })
             .map(|p| p[0]);
         match outcome {
             Ok(probabilities) => {
-                let mut order: Vec<usize> = (0..CLASS_COUNT).collect();
-                order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+                let order = fmnist_runtime::metrics::ranking(&probabilities);
                 let top = &order[..usize::from(args.top)];
                 if args.json {
                     results.push(serde_json::json!({
@@ -223,7 +223,7 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
             serde_json::json!({"model": name, "format": model.format(), "results": results});
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&document)?);
     }
-    Ok(if failed > 0 { EXIT_SOME_FAILED } else { 0 })
+    Ok(if failed > 0 { EXIT_FAILURE } else { 0 })
 }
 
 fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
@@ -246,7 +246,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     };
     const CHUNK: usize = 500;
     for (chunk_index, chunk) in set.images.chunks(CHUNK * IMAGE_PIXELS).enumerate() {
-        let probabilities = model.probabilities(chunk).map_err(anyhow::Error::msg)?;
+        let probabilities = model.probabilities(chunk)?;
         for (i, p) in probabilities.iter().enumerate() {
             let predicted = fmnist_runtime::metrics::argmax(p);
             confusion.record(usize::from(set.labels[chunk_index * CHUNK + i]), predicted);
@@ -283,7 +283,13 @@ fn info(file: &Path) -> anyhow::Result<u8> {
                 "parameters: {}, multiply-accumulates per image: {}",
                 m.parameters, m.macs
             );
-            println!("arena: {} bytes", plan.arena_bytes());
+            let activations = plan.plan().arena_bytes();
+            println!(
+                "arena: {} bytes ({activations} for activations, as on firmware; {} of scratch for the {} kernels)",
+                plan.arena_bytes(),
+                plan.arena_bytes() - activations,
+                plan.isa().name()
+            );
             println!("kernels: {}", plan.isa().name());
             let accuracy =
                 |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));

@@ -148,7 +148,7 @@ fn crc32fast_like(bytes: &[u8]) -> u32 {
 }
 
 #[test]
-fn bad_models_and_usage_exit_2() {
+fn bad_models_exit_1_and_bad_usage_2_as_in_trainer() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("x.png");
     DynamicImage::ImageLuma8(real_image(1))
@@ -157,7 +157,7 @@ fn bad_models_and_usage_exit_2() {
     let bogus = dir.path().join("model.bin");
     std::fs::write(&bogus, b"FMQ8 but not really a blob").unwrap();
     let output = runtime(&["classify", "--model", path(&bogus), path(&image)]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("model.bin"),
         "{}",
@@ -166,12 +166,12 @@ fn bad_models_and_usage_exit_2() {
     let output = runtime(&["classify", "--top", "11", path(&image)]);
     assert_eq!(output.status.code(), Some(2));
     let output = runtime(&["classify", "--model", "/nonexistent.q8", path(&image)]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
 fn info_and_eval_on_the_shipped_models() {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let output = runtime(&["info", path(&models.join("edge.q8"))]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));

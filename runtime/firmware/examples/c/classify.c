@@ -6,7 +6,8 @@
  *
  * Build (README, "Edge footprint"):
  *   cc -std=c99 -Wall -Wextra -Werror -I runtime/include -I <dir with edge_q8.h, images.h> \
- *      runtime/examples/c/classify.c <target>/firmware/libfmnist_runtime.a -o classify
+ *      runtime/firmware/examples/c/classify.c runtime/firmware/target/release/libfmnist.a \
+ *      -o classify
  *
  * Prints one line per image: index, class index, class name, probability (4 decimals),
  * true label. Exits 0 when every call succeeded, 1 otherwise.

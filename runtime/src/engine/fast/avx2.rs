@@ -1,0 +1,181 @@
+//! AVX2 kernels (no VNNI): each input byte is widened to 16 bits once per layer, and 4
+//! taps at a time are multiplied with `vpmaddwd` (exact: a u8 times an i8 fits 16 bits,
+//! two of them 32); tiles of 6 pixels x 8 channels.
+
+use core::arch::x86_64::*;
+
+use super::pack::{Packed, LANES};
+use super::source::prepare;
+use crate::classes::CLASS_COUNT;
+
+/// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
+/// weight registers and 1 input register, 15 of AVX2's 16.
+const PIXELS: usize = 6;
+
+/// A convolution with ReLU output, 6 pixels x 8 channels at a time, over the source
+/// `prepare` builds in `scratch`, widened to 16 bits in the rest of `scratch`.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+    let (source, rest) = prepare(packed, input, scratch, |s, d| d.copy_from_slice(s));
+    // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
+    // load.
+    let wide = widen(source.reads, source.reads.len(), rest);
+    for (first, count, starts) in source.tiles::<PIXELS>() {
+        for channel in (0..packed.channels).step_by(8) {
+            let sums = tile(packed, wide, &starts, channel);
+            let keep = 8.min(packed.channels - channel);
+            for (p, &sum) in sums.iter().enumerate().take(count) {
+                let at = (first + p) * packed.channels + channel;
+                output[at..at + keep]
+                    .copy_from_slice(&requantize_relu(packed, channel, sum)[..keep]);
+            }
+        }
+    }
+}
+
+/// The logits layer: one "pixel" whose patch is the flattened input, zero-padded to a
+/// multiple of 4 taps and widened in `scratch`.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn logits(
+    packed: &Packed,
+    input: &[u8],
+    logits: &mut [i32; CLASS_COUNT],
+    scratch: &mut [u8],
+) {
+    let wide = widen(input, packed.taps, scratch);
+    let mut acc = [0i32; 16];
+    for channel in [0, 8] {
+        let [sums] = tile::<1>(packed, wide, &[0], channel);
+        // SAFETY: 8 i32 into the 8 i32 of `acc[channel..channel + 8]`.
+        unsafe { _mm256_storeu_si256(acc[channel..channel + 8].as_mut_ptr().cast(), sums) };
+    }
+    super::finish_logits(packed, &acc, logits);
+}
+
+/// `bytes` as little-endian 16-bit values, zero-padded to `len` values, in the first
+/// `2 * len` bytes of `buffer`.
+#[target_feature(enable = "avx2")]
+fn widen<'b>(bytes: &[u8], len: usize, buffer: &'b mut [u8]) -> &'b [u8] {
+    let part = &mut buffer[..2 * len];
+    let (head, tail) = part.split_at_mut(2 * bytes.len());
+    let mut chunks = head.chunks_exact_mut(32);
+    let mut from = bytes.chunks_exact(16);
+    for (dst, src) in (&mut chunks).zip(&mut from) {
+        // SAFETY: 16 bytes read from `src`, 32 written to `dst`: their lengths.
+        unsafe {
+            let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(src.as_ptr().cast()));
+            _mm256_storeu_si256(dst.as_mut_ptr().cast(), v);
+        }
+    }
+    for (pair, &byte) in chunks
+        .into_remainder()
+        .chunks_exact_mut(2)
+        .zip(from.remainder())
+    {
+        pair.copy_from_slice(&u16::from(byte).to_le_bytes());
+    }
+    tail.fill(0);
+    part
+}
+
+/// Channels `channel..channel + 8` for `P` pixels whose taps (widened to 16 bits, so 2
+/// bytes each) start at tap `starts[p]` of `wide` (group `g` at tap `packed.offsets[g]`
+/// from there): the raw dot products (without bias), 8 channels in order per pixel.
+#[target_feature(enable = "avx2")]
+fn tile<const P: usize>(
+    packed: &Packed,
+    wide: &[u8],
+    starts: &[usize; P],
+    channel: usize,
+) -> [__m256i; P] {
+    let width = packed.blocks * LANES;
+    assert!(channel.is_multiple_of(8) && channel + 8 <= width);
+    let reach = 2 * packed.reach;
+    let mut sums = [[_mm256_setzero_si256(); 2]; P];
+    // Each pixel's widened taps (every group's offset + 4 taps <= reach).
+    let pixels: [&[u8]; P] = core::array::from_fn(|p| &wide[2 * starts[p]..2 * starts[p] + reach]);
+    for (group, &offset) in packed.offsets.iter().enumerate() {
+        let row = &packed.weights[(group * width + channel) * 4..][..32];
+        // SAFETY: the two 16-byte weight loads lie within `row` (32 bytes), and every
+        // input read (8 bytes at byte `2 * offset`) ends by `reach`, within each pixel's
+        // slice.
+        unsafe {
+            // 4 taps of channels channel..+4, then of channel+4..+8, as 16-bit values.
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().cast()));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(16).cast()));
+            for (sum, pixel) in sums.iter_mut().zip(pixels) {
+                // The 4 taps' 16-bit values, once per 64-bit lane.
+                let x = pixel
+                    .as_ptr()
+                    .add(2 * offset as usize)
+                    .cast::<i64>()
+                    .read_unaligned();
+                let x = _mm256_set1_epi64x(x);
+                sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(x, w0));
+                sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(x, w1));
+            }
+        }
+    }
+    // Each accumulator holds two pair sums per channel: add them, and put the
+    // channels back in order ([c0 c1 c4 c5 | c2 c3 c6 c7] after the horizontal add).
+    let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    sums.map(|[low, high]| _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(low, high), order))
+}
+
+/// Bias, requantization and ReLU of channels `channel..channel + 8`, as
+/// `kernels::finish` computes them, in 64-bit lanes (AVX2 has no 64-bit arithmetic
+/// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first).
+#[target_feature(enable = "avx2")]
+fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> [u8; 8] {
+    assert!(channel.is_multiple_of(8));
+    let (block, half) = (channel / LANES, (channel % LANES) / 8);
+    let lanes = &packed.lanes[block * 32..(block + 1) * 32];
+    let (bias, multiplier) = (
+        &packed.bias[channel..channel + 8],
+        &packed.multiplier[channel..channel + 8],
+    );
+    // SAFETY: 4 i64 within `lanes` (at most 24 + 4 + 4 <= 32).
+    let load = |at: usize| unsafe {
+        _mm256_loadu_si256(lanes[at + 4 * half..at + 4 * half + 4].as_ptr().cast())
+    };
+    // SAFETY: 8 i32 within each slice.
+    let (bias, multiplier) = unsafe {
+        (
+            _mm256_loadu_si256(bias.as_ptr().cast()),
+            _mm256_loadu_si256(multiplier.as_ptr().cast()),
+        )
+    };
+    let acc = _mm256_add_epi32(sums, bias);
+    let relu = |products: __m256i, shift: __m256i, half: __m256i| {
+        let rounded = _mm256_add_epi64(products, half);
+        let negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), rounded);
+        let value = _mm256_srlv_epi64(_mm256_andnot_si256(negative, rounded), shift);
+        let top = _mm256_set1_epi64x(255);
+        _mm256_blendv_epi8(value, top, _mm256_cmpgt_epi64(value, top))
+    };
+    // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
+    let even = relu(_mm256_mul_epi32(acc, multiplier), load(0), load(16));
+    let odd = relu(
+        _mm256_mul_epi32(
+            _mm256_srli_epi64(acc, 32),
+            _mm256_srli_epi64(multiplier, 32),
+        ),
+        load(8),
+        load(24),
+    );
+    let mut values = [0i32; 8];
+    // SAFETY: 8 i32 into 8 i32.
+    unsafe {
+        _mm256_storeu_si256(
+            values.as_mut_ptr().cast(),
+            _mm256_or_si256(even, _mm256_slli_epi64(odd, 32)),
+        )
+    };
+    values.map(|v| v as u8)
+}

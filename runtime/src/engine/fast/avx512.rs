@@ -1,0 +1,211 @@
+//! AVX-512 VNNI kernels: `vpdpbusd` (u8 x i8, 4 products per 32-bit lane) tiles of 8
+//! pixels x 32 channels for convolutions and the logits, and a vector max pool.
+
+use core::arch::x86_64::*;
+
+use super::pack::{Packed, LANES};
+use super::source::prepare;
+use crate::classes::CLASS_COUNT;
+
+/// Output pixels per register tile.
+const PIXELS: usize = 8;
+/// Most blocks of 16 channels one tile computes: 8 pixels x 2 blocks is 16 accumulators
+/// (with 3, the compiler spilled registers).
+const MAX_BLOCKS: usize = 2;
+
+/// A convolution with ReLU output, 8 pixels x 32 channels at a time, over the source
+/// `prepare` builds in `scratch` (the input itself, its zero-bordered copy, or its
+/// expanded copy).
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+    // The closure runs inside this function, with its target features.
+    let (source, _) = prepare(packed, input, scratch, |s, d| copy(s, d));
+    let reads = source.reads;
+    for (first, count, starts) in source.tiles::<PIXELS>() {
+        // Bias, requantization, ReLU and the store, straight from the accumulators.
+        let mut finish = |p: usize, block: usize, sums: __m512i| {
+            if p < count {
+                let channel = block * LANES;
+                let keep = LANES.min(packed.channels - channel);
+                let at = (first + p) * packed.channels + channel;
+                store(
+                    requantize_relu(packed, block, sums),
+                    &mut output[at..at + keep],
+                );
+            }
+        };
+        let mut block = 0;
+        while block < packed.blocks {
+            block += match packed.blocks - block {
+                1 => tile::<PIXELS, 1>(packed, reads, &starts, block, &mut finish),
+                _ => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
+            };
+        }
+    }
+}
+
+/// The logits layer: one "pixel" whose patch is the flattened input, zero-padded to a
+/// multiple of 4 taps in `scratch`.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn logits(
+    packed: &Packed,
+    input: &[u8],
+    logits: &mut [i32; CLASS_COUNT],
+    scratch: &mut [u8],
+) {
+    let patch = &mut scratch[..packed.taps];
+    let (head, tail) = patch.split_at_mut(input.len());
+    copy(input, head);
+    tail.fill(0);
+    let mut acc = [0i32; LANES];
+    // CLASS_COUNT (10) channels: one block.
+    tile::<1, 1>(packed, patch, &[0], 0, &mut |_, _, sums| {
+        // SAFETY: 16 i32 into 16 i32.
+        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), sums) }
+    });
+    super::finish_logits(packed, &acc, logits);
+}
+
+/// `kernels::max_pool::<U8>`, 64 channels per vector.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
+    let [h, w, c] = input;
+    let (out_h, out_w) = (h / size, w / size);
+    let (src, dst) = (&src[..h * w * c], &mut dst[..out_h * out_w * c]);
+    for o in 0..out_h * out_w {
+        let (oy, ox) = (o / out_w, o % out_w);
+        let out = &mut dst[o * c..(o + 1) * c];
+        for channel in (0..c).step_by(64) {
+            let mask: __mmask64 = u64::MAX >> (64 - (c - channel).min(64));
+            let mut best = _mm512_setzero_si512();
+            for dy in 0..size {
+                for dx in 0..size {
+                    let at = ((oy * size + dy) * w + ox * size + dx) * c;
+                    let pixel = &src[at..at + c];
+                    // SAFETY: the mask keeps the read within the pixel's channels.
+                    let v = unsafe {
+                        _mm512_maskz_loadu_epi8(mask, pixel.as_ptr().add(channel).cast())
+                    };
+                    best = _mm512_max_epu8(best, v);
+                }
+            }
+            // SAFETY: the mask keeps the write within output pixel `o`'s channels.
+            unsafe { _mm512_mask_storeu_epi8(out.as_mut_ptr().add(channel).cast(), mask, best) };
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` in 64-byte vector moves (the last one masked).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn copy(src: &[u8], dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.chunks(64).zip(dst.chunks_mut(64)) {
+        let mask: __mmask64 = u64::MAX >> (64 - s.len());
+        // SAFETY: the masked load and store touch the `s.len()` bytes of both chunks.
+        unsafe {
+            let v = _mm512_maskz_loadu_epi8(mask, s.as_ptr().cast());
+            _mm512_mask_storeu_epi8(d.as_mut_ptr().cast(), mask, v);
+        }
+    }
+}
+
+/// The first `dst.len()` (at most 16) bytes of `bytes` into `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn store(bytes: __m128i, dst: &mut [u8]) {
+    assert!(dst.len() <= LANES);
+    let mask: __mmask16 = (u32::MAX >> (32 - dst.len())) as u16;
+    // SAFETY: the mask covers exactly dst.len() bytes.
+    unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr().cast(), mask, bytes) };
+}
+
+/// `B` blocks of 16 channels from `block` on, for `P` pixels whose taps start at
+/// `reads[starts[p]..]` (group `g` at `packed.offsets[g]` from there): hands the raw
+/// dot products (without bias) of each pixel and block to `finish(pixel, block, sums)`.
+/// Returns `B`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn tile<const P: usize, const B: usize>(
+    packed: &Packed,
+    reads: &[u8],
+    starts: &[usize; P],
+    block: usize,
+    finish: &mut impl FnMut(usize, usize, __m512i),
+) -> usize {
+    let width = packed.blocks * LANES;
+    let reach = packed.reach;
+    assert!(P <= PIXELS && B <= MAX_BLOCKS && block + B <= packed.blocks);
+    let mut sums = [[_mm512_setzero_si512(); B]; P];
+    // Each pixel's taps: `reach` bytes from its start (every group's offset + 4 <= reach).
+    let pixels: [&[u8]; P] = core::array::from_fn(|p| &reads[starts[p]..starts[p] + reach]);
+    for (group, &offset) in packed.offsets.iter().enumerate() {
+        let row = &packed.weights[(group * width + block * LANES) * 4..][..B * 64];
+        // SAFETY: the `B` 64-byte weight loads lie within `row` (`B * 64` bytes), and every
+        // input read (4 bytes at `offset`) ends by `reach`, within each pixel's slice.
+        unsafe {
+            let w: [__m512i; B] =
+                core::array::from_fn(|b| _mm512_loadu_si512(row.as_ptr().add(b * 64).cast()));
+            for (sum, pixel) in sums.iter_mut().zip(pixels) {
+                let x = pixel
+                    .as_ptr()
+                    .add(offset as usize)
+                    .cast::<i32>()
+                    .read_unaligned();
+                let x = _mm512_set1_epi32(x);
+                for b in 0..B {
+                    sum[b] = _mm512_dpbusd_epi32(sum[b], x, w[b]);
+                }
+            }
+        }
+    }
+    for (p, sum) in sums.iter().enumerate() {
+        for (b, &s) in sum.iter().enumerate() {
+            finish(p, block + b, s);
+        }
+    }
+    B
+}
+
+/// Bias, requantization and ReLU of the 16 channels of `block`, as
+/// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
+    let channel = block * LANES;
+    let (bias, multiplier) = (
+        &packed.bias[channel..channel + LANES],
+        &packed.multiplier[channel..channel + LANES],
+    );
+    let lanes = &packed.lanes[block * 32..(block + 1) * 32];
+    // SAFETY: every load reads 16 i32 or 8 i64 within the slices above.
+    unsafe {
+        let acc = _mm512_add_epi32(sums, _mm512_loadu_si512(bias.as_ptr().cast()));
+        let multiplier = _mm512_loadu_si512(multiplier.as_ptr().cast());
+        // 64-bit lanes: the even channels in the low halves, the odd in the high.
+        let lane = |i: usize| _mm512_loadu_si512(lanes[i * 8..].as_ptr().cast());
+        let scaled = |products: __m512i, shift: __m512i, half: __m512i| {
+            let rounded = _mm512_srav_epi64(_mm512_add_epi64(products, half), shift);
+            _mm512_min_epi64(
+                _mm512_max_epi64(rounded, _mm512_setzero_si512()),
+                _mm512_set1_epi64(255),
+            )
+        };
+        // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
+        let even = scaled(_mm512_mul_epi32(acc, multiplier), lane(0), lane(2));
+        let odd = scaled(
+            _mm512_mul_epi32(
+                _mm512_srli_epi64(acc, 32),
+                _mm512_srli_epi64(multiplier, 32),
+            ),
+            lane(1),
+            lane(3),
+        );
+        _mm512_cvtepi32_epi8(_mm512_or_si512(even, _mm512_slli_epi64(odd, 32)))
+    }
+}

@@ -1,0 +1,271 @@
+//! The desktop path of the int8 engine (`std`): the same plan, with its convolutions and
+//! logits layer run by AVX-512 VNNI kernels when the CPU has them, else by AVX2 kernels,
+//! else by the portable kernels (chosen at run time, so the default x86-64 build keeps
+//! working everywhere).
+//!
+//! - [`pack`]: at load, [`FastPlan::new`] repacks each accelerated layer's weights once,
+//!   on the heap, in the layout the vector instructions want.
+//! - [`source`]: what a convolution's tiles read: the input itself, or a zero-bordered or
+//!   "expanded" copy of it, read through a per-layer table of offsets.
+//! - `avx512` and `avx2`: the kernels of each instruction set. A NEON file for arm64
+//!   would sit beside them.
+//!
+//! Classification allocates nothing and keeps nothing large on the stack: the copies
+//! (and the AVX2 kernels' 16-bit widened input) live in the scratch part of the caller's
+//! arena, which [`FastPlan::arena_bytes`] includes (CMSIS-NN's buffer-size pattern).
+//! Requantization is vectorised in 64-bit arithmetic, so every output byte and logit
+//! equals the portable kernels' (`runtime/tests/fast.rs` compares every ISA on the
+//! shipped models and on random models of awkward shapes).
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod pack;
+mod source;
+
+use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
+use crate::blob::{Layer, Output};
+use crate::classes::CLASS_COUNT;
+use pack::{Geometry, Packed, LANES};
+
+/// Which kernels a [`FastPlan`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// The portable kernels (no CPU-specific code).
+    Portable,
+    /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer.
+    Avx2,
+    /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The best kernels this CPU runs.
+    pub fn detect() -> Isa {
+        [Isa::Avx512Vnni, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU runs these kernels.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Isa::Portable => true,
+                Isa::Avx2 => has!("avx2"),
+                Isa::Avx512Vnni => {
+                    has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
+    }
+
+    /// A short name for reports ("portable", "avx2", "avx512-vnni").
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// A validated model with the fastest kernels this CPU runs. Same results as
+/// [`Plan::classify`], bit for bit.
+#[derive(Debug, Clone)]
+pub struct FastPlan<'a> {
+    plan: Plan<'a>,
+    isa: Isa,
+    /// Per layer: its packed form, when an accelerated kernel runs it.
+    packed: Vec<Option<Packed>>,
+    /// Scratch bytes the kernels need after the plan's arena (the largest layer's).
+    scratch_bytes: usize,
+}
+
+impl<'a> FastPlan<'a> {
+    /// Packs `plan` for the best kernels of this CPU ([`Isa::detect`]).
+    pub fn new(plan: Plan<'a>) -> FastPlan<'a> {
+        FastPlan::with_isa(plan, Isa::detect())
+    }
+
+    /// Packs `plan` for `isa`; an ISA this CPU lacks falls back to [`Isa::Portable`].
+    pub fn with_isa(plan: Plan<'a>, isa: Isa) -> FastPlan<'a> {
+        let isa = if isa.supported() { isa } else { Isa::Portable };
+        let packed = match isa {
+            Isa::Portable => Vec::new(),
+            Isa::Avx2 | Isa::Avx512Vnni => plan
+                .steps
+                .iter()
+                .zip(plan.model.layers.iter())
+                .map(|(step, layer)| pack(step, layer))
+                .collect(),
+        };
+        let widened = isa == Isa::Avx2;
+        let scratch_bytes = packed
+            .iter()
+            .flatten()
+            .map(|p: &Packed| p.scratch_bytes(widened))
+            .max()
+            .unwrap_or(0);
+        FastPlan {
+            plan,
+            isa,
+            packed,
+            scratch_bytes,
+        }
+    }
+
+    /// The kernels in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The validated plan.
+    pub fn plan(&self) -> &Plan<'a> {
+        &self.plan
+    }
+
+    /// The model's description, as [`Plan::model`].
+    pub fn model(&self) -> &crate::blob::Model<'a> {
+        self.plan.model()
+    }
+
+    /// Heap bytes of the repacked layers (allocated once, by [`FastPlan::new`]).
+    pub fn packed_bytes(&self) -> usize {
+        self.packed
+            .iter()
+            .flatten()
+            .map(|p| {
+                p.weights.len()
+                    + 4 * (p.bias.len() + p.multiplier.len() + p.offsets.len())
+                    + 8 * (p.total_shift.len() + p.lanes.len())
+            })
+            .sum()
+    }
+
+    /// Bytes of arena [`FastPlan::classify`] needs: the plan's activations
+    /// ([`Plan::arena_bytes`]) followed by the vector kernels' scratch memory.
+    pub fn arena_bytes(&self) -> usize {
+        self.plan.arena_bytes() + self.scratch_bytes
+    }
+
+    /// Classifies one image, as [`Plan::classify`], with `arena` at least
+    /// [`FastPlan::arena_bytes`] long.
+    pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
+        self.plan.run(pixels, arena, self)
+    }
+}
+
+/// The packed form of a layer the vector kernels run: convolutions and the logits layer
+/// over u8 (ReLU) activations, with ReLU (or logits) outputs.
+fn pack(step: &Step, layer: &Layer<'_>) -> Option<Packed> {
+    if step.kind != Kind::U8 {
+        return None;
+    }
+    let (weights, requant, taps, geometry) = match layer {
+        Layer::Conv(conv) if conv.requant.output == Output::Relu => {
+            let kernel = usize::from(conv.kernel);
+            (
+                conv.weights,
+                &conv.requant,
+                kernel * kernel * usize::from(conv.in_channels),
+                Geometry::Conv {
+                    input: step.input,
+                    output: step.output,
+                    kernel,
+                    padding: usize::from(conv.padding),
+                },
+            )
+        }
+        Layer::Linear(linear) if linear.requant.output == Output::Logits => (
+            linear.weights,
+            &linear.requant,
+            linear.inputs as usize,
+            Geometry::Logits,
+        ),
+        _ => return None,
+    };
+    Some(Packed::new(weights, requant, taps, geometry))
+}
+
+impl Accelerator for FastPlan<'_> {
+    fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
+    }
+
+    fn conv(&self, index: usize, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> bool {
+        match (self.isa, self.packed.get(index)) {
+            // SAFETY: `packed` exists only for an ISA `with_isa` confirmed; `scratch` is
+            // `scratch_bytes` long, the most any layer needs.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
+                avx512::conv(packed, input, output, scratch)
+            },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) => unsafe {
+                avx2::conv(packed, input, output, scratch)
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    fn logits(
+        &self,
+        index: usize,
+        input: &[u8],
+        logits: &mut [i32; CLASS_COUNT],
+        scratch: &mut [u8],
+    ) -> bool {
+        match (self.isa, self.packed.get(index)) {
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
+                avx512::logits(packed, input, logits, scratch)
+            },
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) => unsafe {
+                avx2::logits(packed, input, logits, scratch)
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
+        match (
+            self.isa,
+            self.plan.steps.get(index),
+            self.plan.model.layers.get(index),
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, Some(step), Some(Layer::MaxPool { size })) => {
+                // SAFETY: `with_isa` confirmed AVX-512 VNNI (and BW) for this ISA.
+                unsafe { avx512::max_pool(step.input, usize::from(*size), input, output) };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Bias and requantization of the logits from their raw dot products `sums`.
+fn finish_logits(packed: &Packed, sums: &[i32; LANES], logits: &mut [i32; CLASS_COUNT]) {
+    for (c, logit) in logits.iter_mut().enumerate() {
+        *logit = super::kernels::requantize(
+            sums[c].wrapping_add(packed.bias[c]),
+            packed.multiplier[c],
+            (packed.total_shift[c] - 31) as i32,
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Weights and requantization constants repacked once, at load, for the vector kernels:
+//! 4 consecutive filter taps of 16 output channels per 64 bytes, the layout `vpdpbusd`
+//! (u8 x i8 -> i32, 4 products per lane) wants, and that AVX2 widens to 16 bits for
+//! `vpmaddwd`. Also what each layer reads ([`Layout`]) and the scratch memory that costs.
+
+use crate::blob::Requant;
+
+/// Output channels per 512-bit accumulator.
+pub(super) const LANES: usize = 16;
+
+/// One layer's weights and requantization, repacked for the vector kernels.
+#[derive(Debug, Clone)]
+pub(super) struct Packed {
+    /// Packed taps per output channel (see [`Layout`]); a multiple of 4.
+    pub taps: usize,
+    /// Expanded layers: bytes per kernel row piece of the expanded input.
+    pub padded_span: usize,
+    /// Output channels, and blocks of 16 of them (the last one zero-padded).
+    pub channels: usize,
+    pub blocks: usize,
+    /// `[taps / 4][blocks * 16][4]` i8 weights.
+    pub weights: Vec<i8>,
+    /// Per padded channel: bias, multiplier, and `31 + shift` as i64.
+    pub bias: Vec<i32>,
+    pub multiplier: Vec<i32>,
+    pub total_shift: Vec<i64>,
+    /// Per block of 16 channels, the 64-bit lanes the vector requantization uses: the
+    /// shifts of the even channels, of the odd ones, then the rounding halves of each.
+    pub lanes: Vec<i64>,
+    /// Per group of 4 taps, where its bytes start relative to the first byte a pixel
+    /// reads (see [`Layout`]).
+    pub offsets: Vec<u32>,
+    /// Bytes past a pixel's first byte that its taps reach (largest offset + 4).
+    pub reach: usize,
+    /// Whether the layer reads its input directly instead of an expanded copy.
+    pub direct: bool,
+    /// What the layer is: a convolution (with its shape) or the logits.
+    pub geometry: Geometry,
+}
+
+/// What a packed layer computes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Geometry {
+    /// A convolution (`[height, width, channels]` shapes).
+    Conv {
+        input: [usize; 3],
+        output: [usize; 3],
+        kernel: usize,
+        padding: usize,
+    },
+    /// The final linear layer over the flattened input.
+    Logits,
+}
+
+/// How a layer's taps are laid out, and where a pixel's groups of 4 taps are read from.
+///
+/// - Logits: the flattened input, taps padded to a multiple of 4.
+/// - Direct (input channels a multiple of 4): the (zero-bordered) input activation itself;
+///   each group of 4 taps is 4 channels of one input pixel.
+/// - Expanded (other channel counts, e.g. the 1-channel image): each kernel row's
+///   `kernel x channels` bytes are first copied, for every output column, into a row of
+///   the "expanded" input (rounded up to 4 bytes), so a pixel's taps are `kernel` such
+///   pieces, one per kernel row.
+struct Layout {
+    /// Packed taps per output channel (a multiple of 4).
+    taps: usize,
+    /// The blob's taps per kernel row (`kernel x in`), and the packed ones (to 4; the
+    /// same for logits and direct layers, whose taps keep their places).
+    span: usize,
+    padded_span: usize,
+    /// Per group of 4 packed taps, its offset from the pixel's first byte.
+    offsets: Vec<u32>,
+    direct: bool,
+}
+
+impl Layout {
+    fn new(taps: usize, geometry: Geometry) -> Layout {
+        let Geometry::Conv {
+            input: [_, w, c],
+            output: [_, out_w, _],
+            kernel,
+            padding,
+        } = geometry
+        else {
+            let taps = taps.div_ceil(4) * 4;
+            return Layout {
+                taps,
+                span: taps,
+                padded_span: taps,
+                offsets: (0..taps / 4).map(|g| (4 * g) as u32).collect(),
+                direct: false,
+            };
+        };
+        let span = kernel * c;
+        if c.is_multiple_of(4) {
+            let width = w + 2 * padding;
+            let offsets = (0..taps / 4)
+                .map(|g| {
+                    let t = 4 * g;
+                    let (ky, kx, ic) = (t / span, (t / c) % kernel, t % c);
+                    ((ky * width + kx) * c + ic) as u32
+                })
+                .collect();
+            return Layout {
+                taps,
+                span,
+                padded_span: span,
+                offsets,
+                direct: true,
+            };
+        }
+        let padded_span = span.div_ceil(4) * 4;
+        let offsets = (0..kernel)
+            .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * out_w * padded_span + 4 * g))
+            .map(|o| o as u32)
+            .collect();
+        Layout {
+            taps: kernel * padded_span,
+            span,
+            padded_span,
+            offsets,
+            direct: false,
+        }
+    }
+
+    /// Where tap `t` of the blob's `[ky][kx][in]` order goes among the packed taps: each
+    /// kernel row's piece starts on a multiple of 4.
+    fn place(&self, t: usize) -> usize {
+        (t / self.span) * self.padded_span + t % self.span
+    }
+}
+
+impl Packed {
+    pub fn new(weights: &[u8], requant: &Requant<'_>, taps: usize, geometry: Geometry) -> Packed {
+        let layout = Layout::new(taps, geometry);
+        let channels = requant.shift.len();
+        let blocks = channels.div_ceil(LANES);
+        let width = blocks * LANES;
+        let mut packed = vec![0i8; layout.taps * width];
+        for c in 0..channels {
+            for t in 0..taps {
+                let at = layout.place(t);
+                packed[((at / 4) * width + c) * 4 + at % 4] = weights[c * taps + t] as i8;
+            }
+        }
+        // Per padded channel; the padding channels get 0.
+        let per_channel = |bytes: &[u8]| -> Vec<i32> {
+            (0..width)
+                .map(|c| {
+                    if c < channels {
+                        crate::engine::kernels::le_i32(bytes, c)
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        };
+        Packed {
+            taps: layout.taps,
+            padded_span: layout.padded_span,
+            channels,
+            blocks,
+            weights: packed,
+            bias: per_channel(requant.bias),
+            multiplier: per_channel(requant.multiplier),
+            // Padded channels: multiplier 0 and a shift of 31 give 0, never stored.
+            total_shift: (0..width)
+                .map(|c| 31 + requant.shift.get(c).map_or(0, |&s| i64::from(s as i8)))
+                .collect(),
+            lanes: Vec::new(),
+            reach: layout.offsets.iter().max().map_or(0, |&o| o as usize + 4),
+            offsets: layout.offsets,
+            direct: layout.direct,
+            geometry,
+        }
+        .with_lanes()
+    }
+
+    /// Bytes of the zero-bordered and of the expanded copy of the input that
+    /// `source::prepare` builds for this layer (0 for a copy it does not build).
+    pub fn copies(&self) -> (usize, usize) {
+        let Geometry::Conv {
+            input: [h, w, c],
+            output: [_, out_w, _],
+            padding,
+            ..
+        } = self.geometry
+        else {
+            return (0, 0);
+        };
+        let height = h + 2 * padding;
+        let bordered = if padding > 0 {
+            height * (w + 2 * padding) * c
+        } else {
+            0
+        };
+        let expanded = if self.direct {
+            0
+        } else {
+            height * out_w * self.padded_span
+        };
+        (bordered, expanded)
+    }
+
+    /// Bytes the tiles read: the logits' patch (taps), a direct layer's input or bordered
+    /// copy, or the expanded copy.
+    pub fn reads(&self) -> usize {
+        let (bordered, expanded) = self.copies();
+        match self.geometry {
+            Geometry::Logits => self.taps,
+            Geometry::Conv {
+                input: [h, w, c], ..
+            } if self.direct => bordered.max(h * w * c),
+            Geometry::Conv { .. } => expanded,
+        }
+    }
+
+    /// Scratch bytes the kernels need for this layer: the copies, plus, when `widened`
+    /// (AVX2), the bytes read widened to 16 bits. The logits copy their input to a patch
+    /// of `taps` bytes (16-bit when widened).
+    pub fn scratch_bytes(&self, widened: bool) -> usize {
+        let (bordered, expanded) = self.copies();
+        let patch = match self.geometry {
+            Geometry::Logits => self.taps,
+            Geometry::Conv { .. } => 0,
+        };
+        if widened {
+            bordered + expanded + 2 * self.reads()
+        } else {
+            bordered + expanded + patch
+        }
+    }
+
+    fn with_lanes(mut self) -> Packed {
+        self.lanes = self
+            .total_shift
+            .chunks_exact(LANES)
+            .flat_map(|block| {
+                let even = block.iter().step_by(2);
+                let odd = block.iter().skip(1).step_by(2);
+                let shifts = even.clone().chain(odd.clone()).copied();
+                let halves = even.chain(odd).map(|&s| 1i64 << (s - 1));
+                shifts.chain(halves).collect::<Vec<_>>()
+            })
+            .collect();
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::Output;
+
+    #[test]
+    fn packing_puts_four_taps_of_sixteen_channels_together() {
+        // 2 channels, 5 taps: weights[c][t] = 10 * c + t.
+        let weights: Vec<u8> = (0..2)
+            .flat_map(|c| (0..5).map(move |t| 10 * c + t))
+            .collect();
+        let bias = [0u8; 8];
+        let multiplier = [0u8; 8];
+        let shift = [3u8, 253];
+        let requant = Requant {
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+            output: Output::Logits,
+        };
+        let packed = Packed::new(&weights, &requant, 5, Geometry::Logits);
+        assert_eq!((packed.taps, packed.blocks, packed.channels), (8, 1, 2));
+        assert_eq!(&packed.weights[..8], &[0, 1, 2, 3, 10, 11, 12, 13]);
+        // Taps 4..8 of channel 0 start the second group of 16 channels x 4 taps.
+        assert_eq!(&packed.weights[64..72], &[4, 0, 0, 0, 14, 0, 0, 0]);
+        assert_eq!(&packed.total_shift[..3], &[34, 28, 31]);
+        // Requantization lanes: even channels' shifts, odd channels', then the halves.
+        assert_eq!(&packed.lanes[..2], &[34, 31]);
+        assert_eq!(&packed.lanes[8..10], &[28, 31]);
+        assert_eq!(&packed.lanes[16..18], &[1 << 33, 1 << 30]);
+        assert_eq!(&packed.lanes[24..26], &[1 << 27, 1 << 30]);
+        // The logits' scratch: one patch of 8 taps, 16 bytes when widened.
+        assert_eq!(
+            (packed.scratch_bytes(false), packed.scratch_bytes(true)),
+            (8, 16)
+        );
+    }
+
+    #[test]
+    fn scratch_covers_the_copies_and_the_widened_reads() {
+        // A padded 1-channel 3x3 convolution on 6x5: bordered 8x7, expanded rows of 4.
+        let weights = [1u8; 9 * 2];
+        let (bias, multiplier, shift) = ([0u8; 8], [0u8; 8], [0u8; 2]);
+        let requant = Requant {
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+            output: Output::Relu,
+        };
+        let geometry = Geometry::Conv {
+            input: [6, 5, 1],
+            output: [6, 5, 2],
+            kernel: 3,
+            padding: 1,
+        };
+        let packed = Packed::new(&weights, &requant, 9, geometry);
+        assert!(!packed.direct);
+        assert_eq!(packed.copies(), (8 * 7, 8 * 5 * 4));
+        assert_eq!(packed.reads(), 8 * 5 * 4);
+        assert_eq!(packed.scratch_bytes(false), 56 + 160);
+        assert_eq!(packed.scratch_bytes(true), 56 + 160 + 320);
+    }
+}

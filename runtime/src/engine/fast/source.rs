@@ -1,0 +1,100 @@
+//! What a convolution's tiles read ([`Source`]): the input itself, its zero-bordered
+//! copy, or its expanded copy (see `pack::Layout`), built by [`prepare`] in the scratch
+//! part of the caller's arena.
+
+use super::pack::{Geometry, Packed};
+
+/// The bytes a convolution's tiles read, and where each output pixel's taps start.
+pub(super) struct Source<'s> {
+    pub reads: &'s [u8],
+    direct: bool,
+    /// Row width (pixels) and channels of a direct source; output width and piece size
+    /// of an expanded one.
+    width: usize,
+    channels: usize,
+    out_w: usize,
+    piece: usize,
+    /// Output pixels.
+    pixels: usize,
+}
+
+impl Source<'_> {
+    /// Where output pixel `pixel`'s taps start in `reads`.
+    #[inline(always)]
+    fn start(&self, pixel: usize) -> usize {
+        if self.direct {
+            ((pixel / self.out_w) * self.width + pixel % self.out_w) * self.channels
+        } else {
+            pixel * self.piece
+        }
+    }
+
+    /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
+    /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
+    pub fn tiles<const P: usize>(&self) -> impl Iterator<Item = (usize, usize, [usize; P])> + '_ {
+        (0..self.pixels).step_by(P).map(move |first| {
+            let count = P.min(self.pixels - first);
+            let starts = core::array::from_fn(|p| self.start(first + p.min(count - 1)));
+            (first, count, starts)
+        })
+    }
+}
+
+/// The source of convolution `packed` over `input`: the zero-bordered copy of a padded
+/// input (direct layers) or the expanded input (the others) is built at the start of
+/// `scratch` with `copy` (`dst.copy_from_slice(src)`, or a faster equivalent). Returns
+/// the source and the scratch bytes it left unused.
+pub(super) fn prepare<'s>(
+    packed: &Packed,
+    input: &'s [u8],
+    scratch: &'s mut [u8],
+    copy: impl Fn(&[u8], &mut [u8]),
+) -> (Source<'s>, &'s mut [u8]) {
+    let Geometry::Conv {
+        input: [in_h, in_w, in_c],
+        output: [out_h, out_w, _],
+        kernel,
+        padding,
+    } = packed.geometry
+    else {
+        unreachable!("only convolutions have a source");
+    };
+    let (bordered_len, expanded_len) = packed.copies();
+    let (bordered, rest) = scratch.split_at_mut(bordered_len);
+    let (expanded, rest) = rest.split_at_mut(expanded_len);
+    let (source, width): (&[u8], usize) = if padding == 0 {
+        (input, in_w)
+    } else {
+        let width = in_w + 2 * padding;
+        bordered.fill(0);
+        let row = in_w * in_c;
+        for y in 0..in_h {
+            let at = ((y + padding) * width + padding) * in_c;
+            copy(&input[y * row..][..row], &mut bordered[at..at + row]);
+        }
+        (bordered, width)
+    };
+    let piece = packed.padded_span;
+    let reads: &[u8] = if packed.direct {
+        source
+    } else {
+        expanded.fill(0);
+        let span = kernel * in_c;
+        for (i, row) in expanded.chunks_exact_mut(piece).enumerate() {
+            let (y, x) = (i / out_w, i % out_w);
+            let from = (y * width + x) * in_c;
+            copy(&source[from..from + span], &mut row[..span]);
+        }
+        expanded
+    };
+    let source = Source {
+        reads,
+        direct: packed.direct,
+        width,
+        channels: in_c,
+        out_w,
+        piece,
+        pixels: out_h * out_w,
+    };
+    (source, rest)
+}
