@@ -24,8 +24,8 @@ use burn::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
-use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
-use fmnist_trainer::batch::INPUT_SCALE;
+use fmnist_runtime::{Plan, IMAGE_PIXELS};
+use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};
 use fmnist_trainer::model::Classifier;
 
@@ -60,19 +60,9 @@ fn images() -> Vec<u8> {
         .collect()
 }
 
-/// Pixels scaled as the trainer scales them, `[n, 1, 28, 28]`, on `device`.
-fn tensor<B: Backend>(pixels: &[u8], device: &B::Device) -> Tensor<B, 4> {
-    let n = pixels.len() / IMAGE_PIXELS;
-    let scaled: Vec<f32> = pixels.iter().map(|&p| f32::from(p) * INPUT_SCALE).collect();
-    Tensor::from_data(
-        TensorData::new(scaled, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
-        device,
-    )
-}
-
 /// Runs `model` on `pixels` from host bytes to host logits.
 fn burn_logits<B: Backend>(model: &Classifier<B>, pixels: &[u8], device: &B::Device) -> Vec<f32> {
-    fmnist_trainer::batch::to_f32_vec(model.forward(tensor(pixels, device)))
+    fmnist_trainer::batch::to_f32_vec(model.forward(images_tensor(pixels, device)))
 }
 
 fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {

@@ -13,10 +13,10 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 
-use burn::prelude::*;
 use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
-use fmnist_runtime::{Plan, IMAGE_PIXELS, IMAGE_SIDE};
+use fmnist_runtime::{Plan, IMAGE_PIXELS};
+use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};
 use fmnist_trainer::model::Classifier;
 
@@ -108,17 +108,10 @@ fn measure(path: &str, kind: &str) -> Result<(), String> {
         "burn-flex-f32" => {
             type Cpu = fmnist_trainer::backend::Cpu;
             let device = Default::default();
-            let layers = onnx::read(&read("onnx")?)?;
+            let layers = onnx::read(&read("onnx")?).map_err(|e| e.to_string())?;
             let model: Classifier<Cpu> = unfold(&layers, &device);
             for batch in [1, IMAGES] {
-                let scaled: Vec<f32> = pixels[..batch * IMAGE_PIXELS]
-                    .iter()
-                    .map(|&p| f32::from(p) / 255.0)
-                    .collect();
-                let input = Tensor::<Cpu, 4>::from_data(
-                    TensorData::new(scaled, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
-                    &device,
-                );
+                let input = images_tensor::<Cpu>(&pixels[..batch * IMAGE_PIXELS], &device);
                 black_box(fmnist_trainer::batch::to_f32_vec(model.forward(input)));
             }
         }

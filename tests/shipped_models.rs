@@ -61,8 +61,7 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
 
 #[test]
 fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
-    use burn::prelude::*;
-    use fmnist_runtime::{IMAGE_PIXELS, IMAGE_SIDE};
+    use fmnist_runtime::IMAGE_PIXELS;
     type Cpu = fmnist_trainer::backend::Cpu;
     let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
     let test = load_split(Path::new(&dir), Split::Test)
@@ -77,11 +76,7 @@ fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
         let device = Default::default();
         let model: fmnist_trainer::model::Classifier<Cpu> =
             fmnist_trainer::export::unfold(&layers, &device);
-        let scaled: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-        let input = Tensor::<Cpu, 4>::from_data(
-            TensorData::new(scaled, [50, 1, IMAGE_SIDE, IMAGE_SIDE]),
-            &device,
-        );
+        let input = fmnist_trainer::batch::images_tensor::<Cpu>(pixels, &device);
         let got = fmnist_trainer::batch::to_f32_vec(model.forward(input));
         assert_eq!(got.len(), expected.len());
         let worst = got
