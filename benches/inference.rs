@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
+use fmnist_runtime::{FastPlan, Isa};
 use fmnist_runtime::{Plan, IMAGE_PIXELS};
 use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};

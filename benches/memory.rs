@@ -13,8 +13,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 
-use fmnist_runtime::engine::fast::{FastPlan, Isa};
 use fmnist_runtime::onnx::OnnxClassifier;
+use fmnist_runtime::{FastPlan, Isa};
 use fmnist_runtime::{Plan, IMAGE_PIXELS};
 use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
-use fmnist_runtime::engine::fast::FastPlan;
+use fmnist_runtime::FastPlan;
 use fmnist_runtime::Plan;
 use sha2::{Digest, Sha256};
 
@@ -41,7 +41,7 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
         .expect("run scripts/test.sh: it installs the dataset");
     let blob = std::fs::read(models().join("edge.q8")).unwrap();
     let plan = FastPlan::new(Plan::new(&blob).unwrap());
-    let (confusion, _) = fmnist_runtime::evaluate::evaluate(&plan, &test);
+    let (confusion, _) = fmnist_runtime::evaluate::evaluate(&plan, &test).expect("classifies");
     let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
     assert_eq!(confusion.total(), 10_000);
     assert!(

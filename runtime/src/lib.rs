@@ -33,10 +33,10 @@
 //! - `std` (default): the dataset readers ([`dataset`]), [`FastPlan`], evaluation.
 //!   Without it the crate is `no_std` and allocation-free; it never defines a panic
 //!   handler (the final artefact does: see `runtime/firmware/`).
-//! - `capi`: the C ABI ([`capi`], header `include/fmnist.h`).
-//! - `image`: image files to 28x28 pixels ([`preprocess`]).
-//! - `tract`: ONNX files through tract-onnx ([`onnx`]), and one [`classifier`] over both
-//!   formats.
+//! - `capi`: the C ABI (module `capi`, header `include/fmnist.h`).
+//! - `image`: image files to 28x28 pixels (module `preprocess`).
+//! - `tract`: ONNX files through tract-onnx (module `onnx`), and one classifier over both
+//!   formats (module `classifier`).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

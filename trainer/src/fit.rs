@@ -28,7 +28,7 @@ pub struct FitOptions {
     /// Seed of initialisation, shuffling and augmentation: same seed, backend and data give the same result.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Run directory [default: runs/<model>].
+    /// Run directory (default: `runs/<model>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Directory with the IDX files (raw or .gz) or the competition's CSV files.

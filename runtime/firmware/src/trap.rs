@@ -5,16 +5,21 @@
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        // SAFETY: a trap instruction, no memory access.
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        unsafe {
-            core::arch::asm!("ud2", options(noreturn))
-        }
-        // SAFETY: as above.
-        #[cfg(any(target_arch = "arm", target_arch = "aarch64"))]
-        unsafe {
-            core::arch::asm!("udf #0", options(noreturn))
-        }
+    // SAFETY: a trap instruction, no memory access.
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    unsafe {
+        core::arch::asm!("ud2", options(noreturn));
     }
+    // SAFETY: as above.
+    #[cfg(any(target_arch = "arm", target_arch = "aarch64"))]
+    unsafe {
+        core::arch::asm!("udf #0", options(noreturn));
+    }
+    #[cfg(not(any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "arm",
+        target_arch = "aarch64"
+    )))]
+    loop {}
 }

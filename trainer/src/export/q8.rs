@@ -450,9 +450,11 @@ pub fn write_q8<B: Backend>(
     };
     let draft = quantized.encode(&card)?;
     let plan = fmnist_runtime::Plan::new(&draft).map_err(EncodeError::NotLoadable)?;
-    let plan = fmnist_runtime::engine::fast::FastPlan::new(plan);
+    // The arena the blob states (firmware's); FastPlan adds its kernels' scratch.
+    let arena_bytes = plan.arena_bytes();
+    let plan = fmnist_runtime::FastPlan::new(plan);
     let float_val = evaluate(model, val, device);
-    let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val);
+    let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val)?;
     let mut report = Q8Report {
         float_val: float_val.confusion.accuracy(),
         int8_val: int8_val.accuracy(),
@@ -460,11 +462,11 @@ pub fn write_q8<B: Backend>(
         int8_test: None,
         agreement: agreement(&float_val.predictions, &int8_val_predictions),
         bytes: draft.len(),
-        arena_bytes: plan.arena_bytes(),
+        arena_bytes,
     };
     if let Some(test) = test {
         let float_test = evaluate(model, test, device);
-        let (int8_test, int8_predictions) = evaluate_int8(&plan, test);
+        let (int8_test, int8_predictions) = evaluate_int8(&plan, test)?;
         report.float_test = Some(float_test.confusion.accuracy());
         report.int8_test = Some(int8_test.accuracy());
         report.agreement = agreement(&float_test.predictions, &int8_predictions);

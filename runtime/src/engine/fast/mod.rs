@@ -3,9 +3,9 @@
 //! else by the portable kernels (chosen at run time, so the default x86-64 build keeps
 //! working everywhere).
 //!
-//! - [`pack`]: at load, [`FastPlan::new`] repacks each accelerated layer's weights once,
+//! - `pack`: at load, [`FastPlan::new`] repacks each accelerated layer's weights once,
 //!   on the heap, in the layout the vector instructions want.
-//! - [`source`]: what a convolution's tiles read: the input itself, or a zero-bordered or
+//! - `source`: what a convolution's tiles read: the input itself, or a zero-bordered or
 //!   "expanded" copy of it, read through a per-layer table of offsets.
 //! - `avx512` and `avx2`: the kernels of each instruction set. A NEON file for arm64
 //!   would sit beside them.
