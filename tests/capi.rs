@@ -147,7 +147,16 @@ fn abi_checks_every_pointer_and_length() {
         "the image is not 784 bytes (28x28)"
     );
     assert_eq!(message(-3).to_str().unwrap(), "unknown status");
-    assert_eq!(message(12).to_str().unwrap(), "unknown status");
+    assert_eq!(message(16).to_str().unwrap(), "unknown status");
+    assert_eq!(
+        message(FmnistStatus::OverLimit as i32).to_str().unwrap(),
+        "the model needs more arena or work per image than the limits allow"
+    );
+    // One byte after the envelope: the engine's refusal, as C sees it.
+    let mut longer = blob.clone();
+    longer.push(0);
+    let status = unsafe { fmnist_memory_size(longer.as_ptr(), longer.len(), &mut needed) };
+    assert_eq!(status, FmnistStatus::TrailingBytes);
     let name = unsafe { std::ffi::CStr::from_ptr(fmnist_class_name(9)) };
     assert_eq!(name.to_str().unwrap(), "Ankle boot");
     assert!(fmnist_class_name(10).is_null());

@@ -80,6 +80,24 @@ typedef enum FmnistStatus {
    The image is not 784 bytes.
    */
   FMNIST_STATUS_BAD_INPUT = 11,
+  /*
+   Bytes follow the blob's envelope, or the model description inside it.
+   */
+  FMNIST_STATUS_TRAILING_BYTES = 12,
+  /*
+   The blob's `logit_scale` or `input_scale` is not a finite positive number (or is so
+   large that logits would not be finite).
+   */
+  FMNIST_STATUS_BAD_SCALE = 13,
+  /*
+   The model needs more arena than 16 MiB or more than 2x10^8 multiply-accumulates per
+   image (the engine's default limits).
+   */
+  FMNIST_STATUS_OVER_LIMIT = 14,
+  /*
+   The multiply-accumulates per image the blob states are not those of its layers.
+   */
+  FMNIST_STATUS_MACS_MISMATCH = 15,
 } FmnistStatus;
 
 /*

@@ -52,10 +52,20 @@ pub enum FmnistStatus {
     MemoryTooSmall = 10,
     /// The image is not 784 bytes.
     BadInput = 11,
+    /// Bytes follow the blob's envelope, or the model description inside it.
+    TrailingBytes = 12,
+    /// The blob's `logit_scale` or `input_scale` is not a finite positive number (or is so
+    /// large that logits would not be finite).
+    BadScale = 13,
+    /// The model needs more arena than 16 MiB or more than 2x10^8 multiply-accumulates per
+    /// image (the engine's default limits).
+    OverLimit = 14,
+    /// The multiply-accumulates per image the blob states are not those of its layers.
+    MacsMismatch = 15,
 }
 
 /// Message of each status, NUL-terminated, in status order.
-const MESSAGES: [&str; 12] = [
+const MESSAGES: [&str; 16] = [
     "ok\0",
     "a required pointer argument is NULL\0",
     "not an int8 model blob (no readable envelope)\0",
@@ -68,6 +78,10 @@ const MESSAGES: [&str; 12] = [
     "the arena size the blob states is not the one its layers need\0",
     "the memory given is smaller than fmnist_memory_size says\0",
     "the image is not 784 bytes (28x28)\0",
+    "unexpected bytes after the blob's envelope or model description\0",
+    "the blob's logit or input scale is not a usable finite positive number\0",
+    "the model needs more arena or work per image than the limits allow\0",
+    "the multiply-accumulate count the blob states is not the one its layers do\0",
 ];
 
 /// Class names in label order, NUL-terminated.
@@ -95,6 +109,10 @@ impl From<BlobError> for FmnistStatus {
             BlobError::BadLayer { .. } => FmnistStatus::BadLayer,
             BlobError::NoLogits => FmnistStatus::NoLogits,
             BlobError::ArenaMismatch { .. } => FmnistStatus::ArenaMismatch,
+            BlobError::TrailingBytes { .. } => FmnistStatus::TrailingBytes,
+            BlobError::BadScale { .. } => FmnistStatus::BadScale,
+            BlobError::OverLimit { .. } => FmnistStatus::OverLimit,
+            BlobError::MacsMismatch { .. } => FmnistStatus::MacsMismatch,
         }
     }
 }
@@ -340,7 +358,7 @@ mod tests {
             assert_eq!(name.strip_suffix('\0'), Some(CLASS_NAMES[c]));
         }
         assert!(MESSAGES.iter().all(|m| m.ends_with('\0') && m.len() > 1));
-        assert_eq!(FmnistStatus::BadInput as usize, MESSAGES.len() - 1);
+        assert_eq!(FmnistStatus::MacsMismatch as usize, MESSAGES.len() - 1);
     }
 
     #[test]

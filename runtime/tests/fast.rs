@@ -3,7 +3,7 @@
 //! multiples of 16, filters whose tap count is not a multiple of 4, every padding).
 
 use fmnist_runtime::blob::{self, Layer, Model, Output, QuantConv2d, QuantLinear, Requant};
-use fmnist_runtime::engine::arena_for;
+use fmnist_runtime::engine::{arena_for, macs_for};
 use fmnist_runtime::{FastPlan, Isa, Plan, CLASS_NAMES, IMAGE_PIXELS};
 
 /// xorshift64*: reproducible test data without a dependency.
@@ -226,6 +226,7 @@ fn random_models_of_awkward_shapes_give_identical_logits() {
             layers,
         };
         model.arena_bytes = arena_for(&model).expect("valid shapes") as u32;
+        model.macs = macs_for(&model).expect("valid shapes") as u32;
         let bytes = blob::encode(&model).expect("encodes");
         assert_same_logits(&bytes, &pixels, &format!("random model {case}"));
     }

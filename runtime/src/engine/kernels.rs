@@ -63,12 +63,13 @@ fn finish(requant: &Requant<'_>, channel: usize, acc: i32) -> i32 {
     match requant.output {
         Output::Relu => value.clamp(0, 255),
         Output::LeakyRelu { slope_q15 } => {
+            // In i64: a value near i32::MIN times a slope near 2^15 needs 47 bits.
             let value = if value < 0 {
-                (value * i32::from(slope_q15) + (1 << 14)) >> 15
+                (i64::from(value) * i64::from(slope_q15) + (1 << 14)) >> 15
             } else {
-                value
+                i64::from(value)
             };
-            value.clamp(-128, 127)
+            value.clamp(-128, 127) as i32
         }
         Output::Logits => value,
     }
@@ -216,6 +217,26 @@ mod tests {
         assert_eq!(requantize(100, 1 << 30, 2), 13);
         assert_eq!(requantize(100, 1 << 30, -1), 100);
         assert_eq!(requantize(i32::MAX, i32::MAX, -30), i32::MAX);
+    }
+
+    #[test]
+    fn leaky_relu_of_a_large_negative_value_clamps_without_overflow() {
+        // value = acc (multiplier 2^30, shift -1); slope 0.5: -199,920 x 16,384 is below
+        // i32::MIN, and wrapped it would come out as +127.
+        let bias = 0i32.to_le_bytes();
+        let multiplier = (1i32 << 30).to_le_bytes();
+        let shift = [(-1i8) as u8];
+        let requant = |slope_q15| Requant {
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+            output: Output::LeakyRelu { slope_q15 },
+        };
+        assert_eq!(finish(&requant(16_384), 0, -199_920), -128);
+        assert_eq!(finish(&requant(16_384), 0, -200), -100);
+        assert_eq!(finish(&requant(i16::MAX), 0, i32::MIN), -128);
+        assert_eq!(finish(&requant(i16::MIN), 0, i32::MIN), 127);
+        assert_eq!(finish(&requant(16_384), 0, 199_920), 127);
     }
 
     #[test]

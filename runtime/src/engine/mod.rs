@@ -50,6 +50,39 @@ pub enum BlobError {
         /// Computed from the layers.
         required: u32,
     },
+    /// Bytes follow the envelope, or the model description inside it: a blob is exactly
+    /// one envelope around exactly one model.
+    TrailingBytes {
+        /// `"the envelope"` or `"the model description"`.
+        after: &'static str,
+        /// How many bytes follow it.
+        count: usize,
+    },
+    /// A scale is unusable: `logit_scale` must be finite, positive and small enough that
+    /// every logit stays finite; `input_scale` finite and positive.
+    BadScale {
+        /// `"logit_scale"` or `"input_scale"`.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The model needs more than the [`Limits`] allow (arena bytes, or multiply-accumulates
+    /// per image).
+    OverLimit {
+        /// `"arena bytes"` or `"multiply-accumulates per image"`.
+        what: &'static str,
+        /// What the layers need.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The multiply-accumulates per image the blob states are not those of its layers.
+    MacsMismatch {
+        /// Stated in the blob.
+        stated: u32,
+        /// Computed from the layers.
+        computed: u64,
+    },
 }
 
 impl fmt::Display for BlobError {
@@ -70,6 +103,17 @@ impl fmt::Display for BlobError {
             BlobError::ArenaMismatch { stated, required } => {
                 write!(f, "the blob states an arena of {stated} bytes but its layers need {required}")
             }
+            BlobError::TrailingBytes { after, count } => {
+                write!(f, "{count} unexpected bytes after {after}")
+            }
+            BlobError::BadScale { field, problem } => write!(f, "{field}: {problem}"),
+            BlobError::OverLimit { what, needed, limit } => {
+                write!(f, "the model needs {needed} {what}, more than the limit of {limit}")
+            }
+            BlobError::MacsMismatch { stated, computed } => write!(
+                f,
+                "the blob states {stated} multiply-accumulates per image but its layers do {computed}"
+            ),
         }
     }
 }
@@ -185,9 +229,18 @@ impl Logits {
         self.values.map(|v| v as f32 * self.scale)
     }
 
-    /// Softmax probabilities in class order.
+    /// Softmax probabilities in class order. Each logit's distance to the largest is
+    /// taken exactly (in i64) before it becomes an `f32`, so the largest logit always has
+    /// the largest probability, however large the logits (two near 2^31 round to the same
+    /// `f32`; their difference does not).
     pub fn probabilities(&self) -> [f32; CLASS_COUNT] {
-        crate::metrics::softmax(&self.real())
+        let max = self.values[self.class()];
+        let scale = self.scale;
+        crate::metrics::softmax(
+            &self
+                .values
+                .map(|v| (i64::from(v) - i64::from(max)) as f32 * scale),
+        )
     }
 }
 
@@ -229,11 +282,75 @@ fn check_requant(requant: &Requant<'_>, channels: usize, index: usize) -> Result
     Ok(())
 }
 
+/// Bounds on the work and memory a blob may ask for. [`Plan::new`] applies
+/// [`Limits::DEFAULT`], and so do the C ABI and the `runtime` command;
+/// [`Plan::with_limits`] takes others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest activation arena accepted, in bytes (the blob's `arena_bytes` field is a
+    /// `u32`, so more than `u32::MAX` is refused whatever this says). Default 16 MiB.
+    pub max_arena_bytes: usize,
+    /// The most multiply-accumulates per image accepted. Default 2x10^8 (the shipped `edge`
+    /// model does 6.4x10^6, `cnn` 2.2x10^6).
+    pub max_macs: u64,
+}
+
+impl Limits {
+    /// 16 MiB of arena, 2x10^8 multiply-accumulates per image.
+    pub const DEFAULT: Limits = Limits {
+        max_arena_bytes: 16 << 20,
+        max_macs: 200_000_000,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::DEFAULT
+    }
+}
+
+/// What a valid model needs, computed from its layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Needs {
+    arena: usize,
+    macs: u64,
+}
+
+/// The largest logit scale whose logits (at most 2^31 in magnitude) stay finite in `f32`.
+const MAX_LOGIT_SCALE: f32 = f32::MAX / 2_147_483_648.0;
+
+fn check_scales(model: &Model<'_>) -> Result<(), BlobError> {
+    let bad = |field, problem| Err(BlobError::BadScale { field, problem });
+    let positive = |v: f32| v.is_finite() && v > 0.0;
+    if !positive(model.logit_scale) {
+        return bad("logit_scale", "not a finite positive number");
+    }
+    if model.logit_scale > MAX_LOGIT_SCALE {
+        return bad("logit_scale", "so large that logits would not be finite");
+    }
+    if !positive(model.input_scale) {
+        return bad("input_scale", "not a finite positive number");
+    }
+    Ok(())
+}
+
 impl<'a> Plan<'a> {
-    /// Parses and validates a blob. Borrows `bytes`; allocates nothing.
+    /// Parses and validates a blob within [`Limits::DEFAULT`]. Borrows `bytes`; allocates
+    /// nothing.
     pub fn new(bytes: &'a [u8]) -> Result<Plan<'a>, BlobError> {
-        let (envelope, _) =
+        Self::with_limits(bytes, Limits::DEFAULT)
+    }
+
+    /// [`Plan::new`] with other limits on the arena and the work per image.
+    pub fn with_limits(bytes: &'a [u8], limits: Limits) -> Result<Plan<'a>, BlobError> {
+        let (envelope, rest) =
             postcard::take_from_bytes::<Envelope<'a>>(bytes).map_err(|_| BlobError::NotABlob)?;
+        if !rest.is_empty() {
+            return Err(BlobError::TrailingBytes {
+                after: "the envelope",
+                count: rest.len(),
+            });
+        }
         if envelope.magic != MAGIC {
             return Err(BlobError::BadMagic(envelope.magic));
         }
@@ -247,30 +364,63 @@ impl<'a> Plan<'a> {
                 computed,
             });
         }
-        let model: Model<'a> =
-            postcard::from_bytes(envelope.payload).map_err(|_| BlobError::BadPayload)?;
-        let (steps, required) = Self::validate(&model)?;
-        if model.arena_bytes as usize != required {
+        let (model, rest) = postcard::take_from_bytes::<Model<'a>>(envelope.payload)
+            .map_err(|_| BlobError::BadPayload)?;
+        if !rest.is_empty() {
+            return Err(BlobError::TrailingBytes {
+                after: "the model description",
+                count: rest.len(),
+            });
+        }
+        check_scales(&model)?;
+        let (steps, needs) = Self::validate(&model)?;
+        // The blob states the arena in a u32: a larger one cannot be stated.
+        let max_arena = limits.max_arena_bytes.min(u32::MAX as usize);
+        if needs.arena > max_arena {
+            return Err(BlobError::OverLimit {
+                what: "arena bytes",
+                needed: needs.arena as u64,
+                limit: max_arena as u64,
+            });
+        }
+        if needs.macs > limits.max_macs {
+            return Err(BlobError::OverLimit {
+                what: "multiply-accumulates per image",
+                needed: needs.macs,
+                limit: limits.max_macs,
+            });
+        }
+        if model.arena_bytes as usize != needs.arena {
             return Err(BlobError::ArenaMismatch {
                 stated: model.arena_bytes,
-                required: required as u32,
+                required: needs.arena as u32,
+            });
+        }
+        if u64::from(model.macs) != needs.macs {
+            return Err(BlobError::MacsMismatch {
+                stated: model.macs,
+                computed: needs.macs,
             });
         }
         Ok(Plan {
             model,
             steps,
-            arena_bytes: required,
+            arena_bytes: needs.arena,
         })
     }
 
     /// Walks the layers from a 28x28x1 u8 input: shapes chain, tensor lengths match,
-    /// values are in range. Returns the steps and the arena size they need.
-    fn validate(model: &Model<'a>) -> Result<(heapless::Vec<Step, MAX_LAYERS>, usize), BlobError> {
+    /// values are in range. Returns the steps and what they need (arena bytes and
+    /// multiply-accumulates per image); the limits are the caller's to apply.
+    fn validate(model: &Model<'a>) -> Result<(heapless::Vec<Step, MAX_LAYERS>, Needs), BlobError> {
         let mut steps = heapless::Vec::new();
         let mut shape = [IMAGE_SIDE, IMAGE_SIDE, 1];
         let mut kind = Kind::U8;
         let mut buffer = Buffer::Input;
         let mut arena = 0usize;
+        // u64 whatever the target: a sum of at most 32 products of u16 dimensions and
+        // lengths of the blob's own tensors; saturating, as any excess is refused anyway.
+        let mut macs = 0u64;
         let last = model
             .layers
             .len()
@@ -311,13 +461,17 @@ impl<'a> Plan<'a> {
                         ));
                     }
                     check_requant(&conv.requant, cout, index)?;
+                    let (out_h, out_w) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+                    macs = macs.saturating_add(
+                        (out_h as u64 * out_w as u64).saturating_mul(conv.weights.len() as u64),
+                    );
                     if conv.requant.output == Output::Logits {
                         return Err(layer_error(
                             index,
                             "a convolution cannot produce the logits",
                         ));
                     }
-                    ([h + 2 * p - k + 1, w + 2 * p - k + 1, cout], buffer.other())
+                    ([out_h, out_w, cout], buffer.other())
                 }
                 Layer::Linear(linear) => {
                     let (inputs, outputs) = (linear.inputs as usize, linear.outputs as usize);
@@ -334,6 +488,7 @@ impl<'a> Plan<'a> {
                         return Err(layer_error(index, "weight length differs from out x in"));
                     }
                     check_requant(&linear.requant, outputs, index)?;
+                    macs = macs.saturating_add(linear.weights.len() as u64);
                     let logits = linear.requant.output == Output::Logits;
                     if logits != (index == last) {
                         return Err(if logits {
@@ -394,7 +549,7 @@ impl<'a> Plan<'a> {
         }
         match model.layers.last() {
             Some(Layer::Linear(linear)) if linear.requant.output == Output::Logits => {
-                Ok((steps, arena))
+                Ok((steps, Needs { arena, macs }))
             }
             _ => Err(BlobError::NoLogits),
         }
@@ -535,7 +690,13 @@ impl Accelerator for Portable {
 /// The arena a model description needs, validating it as [`Plan::new`] does (without the
 /// envelope and the stated arena size). The exporter uses it to state the arena.
 pub fn arena_for(model: &Model<'_>) -> Result<usize, BlobError> {
-    Plan::validate(model).map(|(_, arena)| arena)
+    Plan::validate(model).map(|(_, needs)| needs.arena)
+}
+
+/// The multiply-accumulates per image of a model description, validating it as
+/// [`arena_for`] does: the value [`Plan::new`] requires in the blob's `macs` field.
+pub fn macs_for(model: &Model<'_>) -> Result<u64, BlobError> {
+    Plan::validate(model).map(|(_, needs)| needs.macs)
 }
 
 /// A linear layer on activations of element type `kind`; `emit(channel, value)` stores.
