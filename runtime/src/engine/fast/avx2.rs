@@ -98,10 +98,13 @@ fn tile<const P: usize>(
     assert!(channel.is_multiple_of(8) && channel + 8 <= width);
     let reach = 2 * packed.reach;
     let mut sums = [[_mm256_setzero_si256(); 2]; P];
-    // Each pixel's widened taps (every group's offset + 4 taps <= reach).
-    let pixels: [&[u8]; P] = core::array::from_fn(|p| &wide[2 * starts[p]..2 * starts[p] + reach]);
-    for (group, &offset) in packed.offsets.iter().enumerate() {
-        let row = &packed.weights[(group * width + channel) * 4..][..32];
+    // Each pixel's widened taps (every group's offset + 4 taps <= reach): the slicing
+    // checks the bounds once per tile, the loop reads through the slices' start.
+    let pixels: [*const u8; P] =
+        core::array::from_fn(|p| wide[2 * starts[p]..2 * starts[p] + reach].as_ptr());
+    let rows = packed.weights.chunks_exact(width * 4);
+    for (row, &offset) in rows.zip(&packed.offsets) {
+        let row = &row[channel * 4..channel * 4 + 32];
         // SAFETY: the two 16-byte weight loads lie within `row` (32 bytes), and every
         // input read (8 bytes at byte `2 * offset`) ends by `reach`, within each pixel's
         // slice.
@@ -112,7 +115,6 @@ fn tile<const P: usize>(
             for (sum, pixel) in sums.iter_mut().zip(pixels) {
                 // The 4 taps' 16-bit values, once per 64-bit lane.
                 let x = pixel
-                    .as_ptr()
                     .add(2 * offset as usize)
                     .cast::<i64>()
                     .read_unaligned();

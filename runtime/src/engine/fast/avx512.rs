@@ -143,21 +143,21 @@ fn tile<const P: usize, const B: usize>(
     let reach = packed.reach;
     assert!(P <= PIXELS && B <= MAX_BLOCKS && block + B <= packed.blocks);
     let mut sums = [[_mm512_setzero_si512(); B]; P];
-    // Each pixel's taps: `reach` bytes from its start (every group's offset + 4 <= reach).
-    let pixels: [&[u8]; P] = core::array::from_fn(|p| &reads[starts[p]..starts[p] + reach]);
-    for (group, &offset) in packed.offsets.iter().enumerate() {
-        let row = &packed.weights[(group * width + block * LANES) * 4..][..B * 64];
+    // Each pixel's taps: `reach` bytes from its start (every group's offset + 4 <= reach):
+    // the slicing checks the bounds once per tile, the loop reads through the slices'
+    // start (an array of slices in the loop costs registers: AVX2 measured 30-40% slower).
+    let pixels: [*const u8; P] =
+        core::array::from_fn(|p| reads[starts[p]..starts[p] + reach].as_ptr());
+    let rows = packed.weights.chunks_exact(width * 4);
+    for (row, &offset) in rows.zip(&packed.offsets) {
+        let row = &row[block * LANES * 4..(block + B) * LANES * 4];
         // SAFETY: the `B` 64-byte weight loads lie within `row` (`B * 64` bytes), and every
         // input read (4 bytes at `offset`) ends by `reach`, within each pixel's slice.
         unsafe {
             let w: [__m512i; B] =
                 core::array::from_fn(|b| _mm512_loadu_si512(row.as_ptr().add(b * 64).cast()));
             for (sum, pixel) in sums.iter_mut().zip(pixels) {
-                let x = pixel
-                    .as_ptr()
-                    .add(offset as usize)
-                    .cast::<i32>()
-                    .read_unaligned();
+                let x = pixel.add(offset as usize).cast::<i32>().read_unaligned();
                 let x = _mm512_set1_epi32(x);
                 for b in 0..B {
                     sum[b] = _mm512_dpbusd_epi32(sum[b], x, w[b]);
