@@ -1,5 +1,6 @@
 //! `runtime`: classify 28x28 Fashion-MNIST images with an int8 blob or an ONNX model.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -113,8 +114,7 @@ fn main() -> ExitCode {
 fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, String)> {
     match &arg.model {
         Some(path) => {
-            let bytes =
-                std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let bytes = read_file(path)?;
             Ok((bytes.into(), path.display().to_string()))
         }
         None => Ok((DEFAULT_MODEL.into(), DEFAULT_MODEL_NAME.to_string())),
@@ -176,8 +176,11 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &files {
-        let outcome = preprocess::load(file, invert)
-            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        let outcome = regular_file(file)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|()| {
+                preprocess::load(file, invert).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+            })
             .and_then(|pixels| {
                 model
                     .probabilities(&pixels)
@@ -229,6 +232,9 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
 fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
     let model = load(&bytes, &name)?;
+    if !args.data.is_dir() {
+        regular_file(&args.data)?;
+    }
     let set = dataset::load_path(&args.data, Split::Test)?;
     let set = match args.limit {
         Some(limit) => set.truncated(limit),
@@ -255,56 +261,69 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "model: {name} ({}, {})",
         model.format(),
         model.kind().unwrap_or("unknown kind")
-    );
-    println!("data: {} images from {}", set.len(), args.data.display());
-    println!("{confusion}");
-    println!("{:.1} us per image", seconds * 1e6 / set.len() as f64);
-    Ok(0)
+    )?;
+    writeln!(
+        text,
+        "data: {} images from {}",
+        set.len(),
+        args.data.display()
+    )?;
+    writeln!(text, "{confusion}")?;
+    writeln!(text, "{:.1} us per image", seconds * 1e6 / set.len() as f64)?;
+    emit(&text)
 }
 
 fn info(file: &Path) -> anyhow::Result<u8> {
-    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let bytes = read_file(file)?;
     let name = file.display().to_string();
     let model = load(&bytes, &name)?;
-    println!("file: {name} ({} bytes)", bytes.len());
+    let mut text = String::new();
+    writeln!(text, "file: {name} ({} bytes)", bytes.len())?;
     match &model {
         Classifier::Int8(plan) => {
             let m = plan.model();
-            println!(
+            writeln!(
+                text,
                 "format: int8 blob, version {}",
                 fmnist_runtime::blob::FORMAT_VERSION
-            );
-            println!("kind: {}", m.kind);
-            println!(
+            )?;
+            writeln!(text, "kind: {}", m.kind)?;
+            writeln!(
+                text,
                 "parameters: {}, multiply-accumulates per image: {}",
                 m.parameters, m.macs
-            );
+            )?;
             let activations = plan.plan().arena_bytes();
-            println!(
+            writeln!(
+        text,
                 "arena: {} bytes ({activations} for activations, as on firmware; {} of scratch for the {} kernels)",
                 plan.arena_bytes(),
                 plan.arena_bytes() - activations,
                 plan.isa().name()
-            );
-            println!("kernels: {}", plan.isa().name());
+            )?;
+            writeln!(text, "kernels: {}", plan.isa().name())?;
             let accuracy =
                 |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
-            println!(
+            writeln!(
+                text,
                 "test accuracy at export: float {}, int8 {}",
                 accuracy(m.float_accuracy),
                 accuracy(m.int8_accuracy)
-            );
-            println!(
+            )?;
+            writeln!(
+                text,
                 "calibrated on {} training images; input scale {:e}",
                 m.calibration_images, m.input_scale
-            );
-            println!("layers:");
+            )?;
+            writeln!(text, "layers:")?;
             for layer in &m.layers {
-                let text = match layer {
+                let line = match layer {
                     fmnist_runtime::blob::Layer::Conv(c) => format!(
                         "Conv {}->{} {}x{} pad {} on {}x{} ({:?})",
                         c.in_channels,
@@ -327,17 +346,67 @@ fn info(file: &Path) -> anyhow::Result<u8> {
                     }
                     fmnist_runtime::blob::Layer::Flatten => "Flatten".into(),
                 };
-                println!("  {text}");
+                writeln!(text, "  {line}")?;
             }
         }
         Classifier::Onnx(onnx) => {
-            println!("format: ONNX (tract)");
+            writeln!(text, "format: ONNX (tract)")?;
             let mut keys: Vec<_> = onnx.metadata().iter().collect();
             keys.sort();
             for (key, value) in keys {
-                println!("{key}: {value}");
+                writeln!(text, "{key}: {value}")?;
             }
         }
     }
-    Ok(0)
+    emit(&text)
+}
+
+/// Writes `text` to stdout; a reader that has gone (a closed pipe: `| head -1`) ends the
+/// command quietly with success, as `classify` does.
+fn emit(text: &str) -> anyhow::Result<u8> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::anyhow!("writing to stdout: {e}"))
+        }
+        _ => Ok(0),
+    }
+}
+
+/// Refuses anything but a regular file (or a link to one) before it is opened: a named
+/// pipe would block forever, a device could read without end.
+fn regular_file(path: &Path) -> anyhow::Result<()> {
+    let kind = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    let what = {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            "a named pipe"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        }
+    };
+    #[cfg(not(unix))]
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    };
+    anyhow::bail!("{}: {what}, not a regular file", path.display())
+}
+
+/// A file's bytes, once it is known to be a regular file.
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    regular_file(path)?;
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

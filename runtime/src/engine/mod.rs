@@ -104,7 +104,7 @@ impl fmt::Display for BlobError {
                 write!(f, "the blob states an arena of {stated} bytes but its layers need {required}")
             }
             BlobError::TrailingBytes { after, count } => {
-                write!(f, "{count} unexpected bytes after {after}")
+                write!(f, "{count} unexpected byte(s) after {after}")
             }
             BlobError::BadScale { field, problem } => write!(f, "{field}: {problem}"),
             BlobError::OverLimit { what, needed, limit } => {
