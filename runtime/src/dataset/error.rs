@@ -48,6 +48,27 @@ pub enum DatasetError {
         /// Bytes of data present.
         found: u64,
     },
+    /// The IDX header announces more records than the readers accept.
+    #[error("{path}: the header announces {count} {kind}, more than the {max} accepted")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// "images" or "labels".
+        kind: &'static str,
+        /// The count announced.
+        count: u32,
+        /// The most accepted ([`crate::dataset::MAX_IDX_RECORDS`]).
+        max: u32,
+    },
+    /// More data follows the data the header announces (for a gzipped file: more than it
+    /// inflates to).
+    #[error("{path}: more data than the {expected} bytes the header announces")]
+    TrailingData {
+        /// The file.
+        path: PathBuf,
+        /// Bytes of data announced.
+        expected: u64,
+    },
     /// Image and label files disagree on the count.
     #[error("{images} has {image_count} images but {labels} has {label_count} labels")]
     CountMismatch {

@@ -13,11 +13,16 @@ use crate::classes::{CLASS_COUNT, IMAGE_SIDE};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
+/// The most images (or labels) an IDX header may announce: 1M, 17 times the training
+/// set. A header announcing more is refused before anything is allocated or inflated.
+pub const MAX_IDX_RECORDS: u32 = 1 << 20;
+
 /// Reads an IDX3 image file (`*-images-idx3-ubyte[.gz]`): 28x28 u8 images back to back.
 pub fn read_idx_images(path: &Path) -> Result<Vec<u8>, DatasetError> {
     let mut reader = open(path)?;
     let header = read_header(&mut reader, path, IMAGES_MAGIC, 4, "images")?;
     let (count, rows, cols) = (header[1], header[2], header[3]);
+    check_count(path, count, "images")?;
     if rows as usize != IMAGE_SIDE || cols as usize != IMAGE_SIDE {
         return Err(DatasetError::BadShape {
             path: path.to_path_buf(),
@@ -36,6 +41,7 @@ pub fn read_idx_images(path: &Path) -> Result<Vec<u8>, DatasetError> {
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DatasetError> {
     let mut reader = open(path)?;
     let header = read_header(&mut reader, path, LABELS_MAGIC, 2, "labels")?;
+    check_count(path, header[1], "labels")?;
     let labels = read_body(reader, path, u64::from(header[1]))?;
     if let Some(index) = labels.iter().position(|&l| usize::from(l) >= CLASS_COUNT) {
         return Err(DatasetError::BadLabel {
@@ -45,6 +51,18 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DatasetError> {
         });
     }
     Ok(labels)
+}
+
+fn check_count(path: &Path, count: u32, kind: &'static str) -> Result<(), DatasetError> {
+    if count > MAX_IDX_RECORDS {
+        return Err(DatasetError::TooLarge {
+            path: path.to_path_buf(),
+            kind,
+            count,
+            max: MAX_IDX_RECORDS,
+        });
+    }
+    Ok(())
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
@@ -112,11 +130,17 @@ fn read_header(
     Ok(header)
 }
 
-/// Reads exactly `expected` bytes. The header is untrusted, so memory grows with the bytes
-/// actually present, never with the announced size.
-fn read_body(reader: Box<dyn Read>, path: &Path, expected: u64) -> Result<Vec<u8>, DatasetError> {
+/// Reads exactly `expected` bytes, then refuses the file if anything follows. The header
+/// is untrusted: memory grows with the bytes actually present, never past the announced
+/// size, and a gzip stream is inflated no further than one byte past it (a small `.gz`
+/// that inflates to gigabytes is refused after the announced size).
+fn read_body(
+    mut reader: Box<dyn Read>,
+    path: &Path,
+    expected: u64,
+) -> Result<Vec<u8>, DatasetError> {
     let mut body = Vec::new();
-    reader
+    (&mut reader)
         .take(expected)
         .read_to_end(&mut body)
         .map_err(io_error(path))?;
@@ -125,6 +149,20 @@ fn read_body(reader: Box<dyn Read>, path: &Path, expected: u64) -> Result<Vec<u8
             path: path.to_path_buf(),
             expected,
             found: body.len() as u64,
+        });
+    }
+    let mut next = [0u8; 1];
+    let more = loop {
+        match reader.read(&mut next) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(path)(e)),
+        }
+    };
+    if more > 0 {
+        return Err(DatasetError::TrailingData {
+            path: path.to_path_buf(),
+            expected,
         });
     }
     Ok(body)

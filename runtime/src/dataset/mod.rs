@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 pub use self::csv::read_csv;
 pub use error::DatasetError;
-pub use idx::{encode_idx_images, encode_idx_labels, read_idx_images, read_idx_labels};
+pub use idx::{
+    encode_idx_images, encode_idx_labels, read_idx_images, read_idx_labels, MAX_IDX_RECORDS,
+};
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
 

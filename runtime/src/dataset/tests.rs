@@ -113,8 +113,84 @@ fn idx_truncated_data_and_header() {
     let path = write(dir.path(), "header-only", &[0, 0, 8, 3, 0, 0]);
     let err = read_idx_images(&path).unwrap_err();
     assert!(matches!(err, DatasetError::Truncated { .. }), "{err}");
-    // A hostile count must not make us allocate terabytes: it is just truncated.
+    // A hostile count must not make us allocate terabytes: it is refused from the header.
     let path = write(dir.path(), "huge", &idx_images(u32::MAX, 28, &[0; 10]));
+    assert!(matches!(
+        read_idx_images(&path),
+        Err(DatasetError::TooLarge { .. })
+    ));
+}
+
+/// An IDX header announcing `count` 28x28 images followed by `data_len` zero bytes,
+/// gzipped as it is written: the plain file is never held whole.
+fn gzipped_zeros_after_header(count: u32, data_len: usize) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&idx_images(count, 28, &[])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = data_len;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        encoder.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_bomb_stops_inflating_at_the_announced_size() {
+    // 10 images announced, 50 MB of zeros behind them: about 50 KB gzipped.
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = gzipped_zeros_after_header(10, 50 << 20);
+    assert!(bomb.len() < 200 << 10, "{} bytes", bomb.len());
+    let path = write(dir.path(), "bomb.gz", &bomb);
+    let started = std::time::Instant::now();
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(
+        matches!(err, DatasetError::TrailingData { expected, .. } if expected == 10 * 784),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bomb.gz"), "{err}");
+    // Refused after inflating 7,841 bytes, not 50 MB.
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // The same for plain files, and for labels.
+    let mut plain = idx_images(3, 28, &three_images());
+    plain.push(0);
+    let path = write(dir.path(), "long", &plain);
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(matches!(err, DatasetError::TrailingData { .. }), "{err}");
+    let mut labels = idx_labels(&[1, 2, 3]);
+    labels.push(4);
+    let path = write(dir.path(), "long-labels.gz", &gzip(&labels));
+    let err = read_idx_labels(&path).unwrap_err();
+    assert!(matches!(err, DatasetError::TrailingData { .. }), "{err}");
+}
+
+#[test]
+fn idx_counts_over_the_cap_are_refused_before_reading_the_data() {
+    // 2M images announced (1.6 GB), 50 MB present: refused from the header alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "many.gz",
+        &gzipped_zeros_after_header(2_000_000, 50 << 20),
+    );
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(
+        matches!(err, DatasetError::TooLarge { count: 2_000_000, max, .. } if max == MAX_IDX_RECORDS),
+        "{err}"
+    );
+    let mut labels = encode_idx_labels(&[]);
+    labels[4..8].copy_from_slice(&(MAX_IDX_RECORDS + 1).to_be_bytes());
+    let path = write(dir.path(), "labels", &labels);
+    let err = read_idx_labels(&path).unwrap_err();
+    assert!(matches!(err, DatasetError::TooLarge { .. }), "{err}");
+    // At the cap, the count is accepted (and then the data is short).
+    let path = write(
+        dir.path(),
+        "at-cap",
+        &idx_images(MAX_IDX_RECORDS, 28, &[0; 10]),
+    );
     assert!(matches!(
         read_idx_images(&path),
         Err(DatasetError::Truncated { .. })
