@@ -3,12 +3,24 @@
 
 use std::path::Path;
 
-use image::{imageops, DynamicImage, GrayImage, ImageReader, Limits, Luma};
+use image::{
+    imageops, DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageReader, Limits, Luma,
+};
 
 use crate::classes::{IMAGE_PIXELS, IMAGE_SIDE};
 
 /// Images whose header claims more pixels than this per side are refused before decoding.
 pub const MAX_SIDE: u32 = 16_384;
+
+/// Images whose header claims more pixels than this in all (16 Mpixel, 4096x4096) are
+/// refused before decoding: the decode buffer of the widest colour type (RGBA, 16 bits per
+/// channel: 8 bytes a pixel) then stays at 128 MiB, and the whole of classifying one image
+/// under 256 MB.
+pub const MAX_PIXELS: u64 = 1 << 24;
+
+/// What the decoder may allocate for one image: the decode buffer ([`MAX_PIXELS`] x 8
+/// bytes at most) and its own working memory.
+pub const MAX_DECODE_BYTES: u64 = 192 << 20;
 
 /// Whether to invert the gray levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +52,21 @@ pub enum ImageError {
         /// The file.
         path: std::path::PathBuf,
     },
+    /// The header announces more pixels than [`MAX_PIXELS`] (or a side over [`MAX_SIDE`]);
+    /// refused before decoding.
+    #[error(
+        "{}: {width}x{height} pixels, more than the {} (4096x4096) that are decoded",
+        path.display(),
+        MAX_PIXELS
+    )]
+    TooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+    },
     /// The decoder refused the image (corrupt data, or dimensions over the limits).
     #[error("{}: cannot decode", path.display())]
     Decode {
@@ -52,9 +79,14 @@ pub enum ImageError {
 }
 
 /// Reads and decodes `path` (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM; format guessed from the
-/// content), refusing absurd dimensions before decoding, and prepares it with [`prepare`].
+/// content), refusing more than [`MAX_PIXELS`] from the header before decoding, and
+/// prepares it as [`prepare`] does, with one gray copy of the decoded image at most.
 pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageError> {
     let read = |source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let decode = |source| ImageError::Decode {
         path: path.to_path_buf(),
         source,
     };
@@ -65,24 +97,39 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(512 << 20);
-    reader.limits(limits);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits.clone());
     if reader.format().is_none() {
         return Err(ImageError::UnknownFormat {
             path: path.to_path_buf(),
         });
     }
-    let image = reader.decode().map_err(|source| ImageError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(prepare(&image, invert))
+    // The decoder reads the header only (a GIF's logical screen, a PNG's IHDR, a JPEG's
+    // frame header); nothing of the image's size is allocated before the check.
+    let mut decoder = reader.into_decoder().map_err(decode)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    limits.reserve(decoder.total_bytes()).map_err(decode)?;
+    decoder.set_limits(limits).map_err(decode)?;
+    let image = DynamicImage::from_decoder(decoder).map_err(decode)?;
+    let gray = to_gray(&image);
+    drop(image);
+    Ok(prepare_gray(gray, invert))
 }
 
 /// Gray, inverted if needed, trimmed, scaled and centred. A 28x28 image is only made gray
 /// and (if needed) inverted: it already has the dataset's geometry.
 pub fn prepare(image: &DynamicImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
-    let gray = to_gray(image);
+    prepare_gray(to_gray(image), invert)
+}
+
+fn prepare_gray(gray: GrayImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
     let invert = match invert {
         Invert::Yes => true,
         Invert::No => false,
@@ -104,12 +151,14 @@ pub fn prepare(image: &DynamicImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
 }
 
 /// Gray levels; transparent pixels are composited over white (the usual product-photo
-/// background), so they become background after inversion.
+/// background), so they become background after inversion. Converts pixel by pixel into
+/// the one gray buffer: no RGBA copy of the whole image.
 fn to_gray(image: &DynamicImage) -> GrayImage {
     if image.color().has_alpha() {
-        let rgba = image.to_rgba8();
-        let mut gray = GrayImage::new(rgba.width(), rgba.height());
-        for (out, px) in gray.pixels_mut().zip(rgba.pixels()) {
+        let mut gray = GrayImage::new(image.width(), image.height());
+        // `GenericImageView::pixels` gives each pixel as 8-bit RGBA, converted as
+        // `to_rgba8` would.
+        for (out, (_, _, px)) in gray.pixels_mut().zip(image.pixels()) {
             let [r, g, b, a] = px.0.map(f32::from);
             let luma = 0.299 * r + 0.587 * g + 0.114 * b;
             let alpha = a / 255.0;
@@ -144,17 +193,18 @@ fn fit(gray: &GrayImage) -> GrayImage {
             (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
         }
     }
+    // A view, not a copy: the resize reads the kept region in place.
     let cropped = if x0 <= x1 && y0 <= y1 {
-        imageops::crop_imm(gray, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image()
+        imageops::crop_imm(gray, x0, y0, x1 - x0 + 1, y1 - y0 + 1)
     } else {
-        gray.clone()
+        imageops::crop_imm(gray, 0, 0, w, h)
     };
     let (cw, ch) = cropped.dimensions();
     let side = IMAGE_SIDE as u32;
     let scale = f64::from(side) / f64::from(cw.max(ch));
     let nw = ((f64::from(cw) * scale).round() as u32).clamp(1, side);
     let nh = ((f64::from(ch) * scale).round() as u32).clamp(1, side);
-    let resized = imageops::resize(&cropped, nw, nh, imageops::FilterType::CatmullRom);
+    let resized = imageops::resize(&*cropped, nw, nh, imageops::FilterType::CatmullRom);
     let mut canvas = GrayImage::new(side, side);
     imageops::overlay(
         &mut canvas,
