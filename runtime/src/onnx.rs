@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
@@ -32,6 +33,28 @@ pub enum OnnxError {
         /// tract's error, with its cause chain.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A tensor the graph states or makes (an initializer, a constant, the shape given to
+    /// `ConstantOfShape`, `Expand`, `Reshape`, `Tile`...) has more elements than
+    /// [`MAX_TENSOR_ELEMENTS`]; refused before tract folds constants.
+    #[error("{}: {what} has {elements} elements, more than the {} accepted", path.display(), MAX_TENSOR_ELEMENTS)]
+    TooLarge {
+        /// The ONNX file.
+        path: PathBuf,
+        /// Which tensor, by node or initializer name.
+        what: String,
+        /// Its element count (saturated at `u64::MAX`).
+        elements: u64,
+    },
+    /// tract panicked at one of its steps (`what`); the panic was caught.
+    #[error("{}: {what}: tract failed ({message})", path.display())]
+    Panic {
+        /// The ONNX file.
+        path: PathBuf,
+        /// The step.
+        what: &'static str,
+        /// The panic's message.
+        message: String,
     },
     /// The model is not a classifier of 28x28 images into 10 classes.
     #[error("{}: {problem}", path.display())]
@@ -65,6 +88,12 @@ pub enum InterfaceProblem {
     #[error("output shape {0:?}, expected [1, 10]")]
     OutputShape(Vec<usize>),
 }
+
+/// The most elements any tensor stated or shaped by the graph may have: 16M (64 MB of
+/// f32). The shipped convnets' largest tensor has well under 1M. Checked on the file's
+/// protobuf before tract sees the graph: tract folds constants at load, so a few bytes of
+/// `ConstantOfShape` would otherwise allocate gigabytes.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 24;
 
 /// A loaded, optimised ONNX classifier for 28x28 u8 images.
 ///
@@ -101,14 +130,31 @@ impl OnnxClassifier {
             what,
             source: e.into(),
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| {
-                tract_error(
-                    "neither an int8 blob (no FMQ8 magic) nor a readable ONNX model",
-                    e,
-                )
-            })?;
+        let onnx = tract_onnx::onnx();
+        let proto = guard(path, "cannot read the protobuf", || {
+            onnx.proto_model_for_read(&mut &bytes[..])
+        })?
+        .map_err(|e| {
+            tract_error(
+                "neither an int8 blob (no FMQ8 magic) nor a readable ONNX model",
+                e,
+            )
+        })?;
+        check_sizes(&proto).map_err(|(what, elements)| OnnxError::TooLarge {
+            path: path.to_path_buf(),
+            what,
+            elements,
+        })?;
+        let mut model = guard(path, "cannot translate the model", || {
+            onnx.model_for_proto_model(&proto)
+        })?
+        .map_err(|e| {
+            tract_error(
+                "neither an int8 blob (no FMQ8 magic) nor a readable ONNX model",
+                e,
+            )
+        })?;
+        drop(proto);
         let metadata: HashMap<String, String> = model
             .properties
             .iter()
@@ -148,12 +194,18 @@ impl OnnxClassifier {
             .set_input_fact(0, fact.into())
             .map_err(|e| tract_error("cannot set the input shape [N,1,28,28]", e))?;
         let one = HashMap::from([(batch, TDim::Val(1))]);
-        let plan = model
-            .into_typed()
-            .and_then(|m| m.set_symbols(&one))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| tract_error("cannot be prepared for [N,1,28,28] float input", e))?;
+        let plan = guard(
+            path,
+            "cannot be prepared for [N,1,28,28] float input",
+            || {
+                model
+                    .into_typed()
+                    .and_then(|m| m.set_symbols(&one))
+                    .and_then(|m| m.into_optimized())
+                    .and_then(|m| m.into_runnable())
+            },
+        )?
+        .map_err(|e| tract_error("cannot be prepared for [N,1,28,28] float input", e))?;
         Ok(OnnxClassifier {
             path: path.to_path_buf(),
             plan,
@@ -205,5 +257,224 @@ impl OnnxClassifier {
             all.extend(logits.iter().copied());
         }
         Ok(all)
+    }
+}
+
+/// Runs one of tract's steps, turning a panic inside it into [`OnnxError::Panic`]. (The
+/// panic hook still runs: a program that exits from its hook should let this thread's
+/// panics unwind.)
+fn guard<T>(path: &Path, what: &'static str, step: impl FnOnce() -> T) -> Result<T, OnnxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        OnnxError::Panic {
+            path: path.to_path_buf(),
+            what,
+            message,
+        }
+    })
+}
+
+/// A tensor too large: its name and element count.
+type Oversize = (String, u64);
+
+/// The number of elements of a tensor of these dimensions (negative ones count as 1:
+/// tract refuses them itself), saturated.
+fn elements(dims: impl IntoIterator<Item = i64>) -> u64 {
+    dims.into_iter()
+        .fold(1u64, |n, d| n.saturating_mul(d.max(1) as u64))
+}
+
+fn bounded(what: impl FnOnce() -> String, count: u64) -> Result<(), Oversize> {
+    if count > MAX_TENSOR_ELEMENTS {
+        Err((what(), count))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks every tensor the file states (initializers, constants, tensor attributes) and
+/// every shape the graph gives from constants (`ConstantOfShape`, `Expand`, `Reshape`,
+/// `Tile`, `Resize`'s sizes, `OneHot`'s depth, the `shape` attribute of the random
+/// generators) against [`MAX_TENSOR_ELEMENTS`], in the main graph, its subgraphs, the
+/// training graphs and the functions.
+fn check_sizes(model: &pb::ModelProto) -> Result<(), Oversize> {
+    let mut known = HashMap::new();
+    if let Some(graph) = &model.graph {
+        check_graph(graph, &mut known)?;
+    }
+    for info in &model.training_info {
+        for graph in [&info.initialization, &info.algorithm]
+            .into_iter()
+            .flatten()
+        {
+            check_graph(graph, &mut known)?;
+        }
+    }
+    for function in &model.functions {
+        check_nodes(&function.node, &mut known)?;
+    }
+    Ok(())
+}
+
+/// Small integer constants by name: the values that shape inputs are read from.
+type Known = HashMap<String, Vec<i64>>;
+
+fn check_graph(graph: &pb::GraphProto, known: &mut Known) -> Result<(), Oversize> {
+    for tensor in &graph.initializer {
+        check_tensor(tensor, &tensor.name, known)?;
+    }
+    for sparse in &graph.sparse_initializer {
+        bounded(
+            || "a sparse initializer".into(),
+            elements(sparse.dims.iter().copied()),
+        )?;
+    }
+    check_nodes(&graph.node, known)
+}
+
+/// Checks a stated tensor's dimensions and records its values under `name` when it is a
+/// small integer tensor.
+fn check_tensor(tensor: &pb::TensorProto, name: &str, known: &mut Known) -> Result<(), Oversize> {
+    let count = elements(tensor.dims.iter().copied());
+    bounded(|| format!("tensor `{name}`"), count)?;
+    if count <= 64 && !name.is_empty() {
+        if let Some(values) = int_values(tensor) {
+            known.insert(name.to_string(), values);
+        }
+    }
+    Ok(())
+}
+
+/// The values of an INT64 or INT32 tensor, from its typed field or its raw data.
+fn int_values(tensor: &pb::TensorProto) -> Option<Vec<i64>> {
+    const INT32: i32 = 6;
+    const INT64: i32 = 7;
+    match tensor.data_type {
+        INT64 if !tensor.int64_data.is_empty() => Some(tensor.int64_data.clone()),
+        INT64 => Some(
+            tensor
+                .raw_data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect(),
+        ),
+        INT32 if !tensor.int32_data.is_empty() => {
+            Some(tensor.int32_data.iter().map(|&v| i64::from(v)).collect())
+        }
+        INT32 => Some(
+            tensor
+                .raw_data
+                .chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes"))))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn check_nodes(nodes: &[pb::NodeProto], known: &mut Known) -> Result<(), Oversize> {
+    for node in nodes {
+        let name = || {
+            let name = if node.name.is_empty() {
+                node.output.first().map(String::as_str).unwrap_or("")
+            } else {
+                &node.name
+            };
+            format!("node `{name}` ({})", node.op_type)
+        };
+        let output = node.output.first().cloned().unwrap_or_default();
+        for attribute in &node.attribute {
+            if let Some(tensor) = &attribute.t {
+                // A `Constant`'s value is known under the node's output name.
+                let as_name = if node.op_type == "Constant" {
+                    output.as_str()
+                } else {
+                    ""
+                };
+                check_tensor(tensor, as_name, known).map_err(|(_, n)| (name(), n))?;
+            }
+            for tensor in &attribute.tensors {
+                check_tensor(tensor, "", known).map_err(|(_, n)| (name(), n))?;
+            }
+            for sparse in attribute
+                .sparse_tensor
+                .iter()
+                .chain(&attribute.sparse_tensors)
+            {
+                bounded(name, elements(sparse.dims.iter().copied()))?;
+            }
+            for graph in attribute.g.iter().chain(&attribute.graphs) {
+                check_graph(graph, known)?;
+            }
+            match (node.op_type.as_str(), attribute.name.as_str()) {
+                ("Constant", "value_ints") => {
+                    bounded(name, attribute.ints.len() as u64)?;
+                    known.insert(output.clone(), attribute.ints.clone());
+                }
+                ("Constant", "value_int") => {
+                    known.insert(output.clone(), vec![attribute.i]);
+                }
+                ("Constant", "value_floats") => bounded(name, attribute.floats.len() as u64)?,
+                ("RandomNormal" | "RandomUniform" | "EyeLike" | "ConstantOfShape", "shape") => {
+                    bounded(name, elements(attribute.ints.iter().copied()))?
+                }
+                _ => {}
+            }
+        }
+        // Inputs that give an output's shape (or one factor of its size).
+        let shape_input = match node.op_type.as_str() {
+            "ConstantOfShape" => Some(0),
+            "Expand" | "Reshape" | "Tile" | "OneHot" => Some(1),
+            "Resize" => Some(3),
+            _ => None,
+        };
+        if let Some(values) = shape_input
+            .and_then(|i| node.input.get(i))
+            .and_then(|input| known.get(input))
+        {
+            bounded(name, elements(values.iter().copied()))?;
+        }
+        // Integer constants passed on unchanged, so that a shape built in steps is known.
+        let passed: Option<Vec<i64>> = match node.op_type.as_str() {
+            "Identity" | "Cast" | "Squeeze" | "Unsqueeze" | "Flatten" => node
+                .input
+                .first()
+                .and_then(|input| known.get(input))
+                .cloned(),
+            "Concat" => node
+                .input
+                .iter()
+                .map(|input| known.get(input).cloned())
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| parts.concat()),
+            _ => None,
+        };
+        if let Some(values) = passed.filter(|v| v.len() <= 64) {
+            known.insert(output, values);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_a_step_becomes_an_error() {
+        let err = guard(Path::new("m.onnx"), "loading", || -> u8 {
+            panic!("boom {}", 7)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, OnnxError::Panic { what: "loading", message, .. } if message == "boom 7"),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "m.onnx: loading: tract failed (boom 7)");
+        assert_eq!(guard(Path::new("m.onnx"), "x", || 3).unwrap(), 3);
     }
 }

@@ -88,18 +88,36 @@ struct EvalArgs {
     limit: Option<usize>,
 }
 
+thread_local! {
+    /// The message of the last panic on the main thread, for the report in `main`.
+    static PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 fn main() -> ExitCode {
     // A bug should still end in one line and a documented exit code, not a backtrace and 101.
+    // On the main thread the panic unwinds, so that the library can catch tract's panics
+    // (as an ONNX load error); one that reaches `main` is reported below.
     std::panic::set_hook(Box::new(|info| {
         let what = info.to_string().replace('\n', " ");
-        eprintln!("error: internal error ({what}); please report it");
-        std::process::exit(i32::from(EXIT_FAILURE));
+        if std::thread::current().name() == Some("main") {
+            PANIC.with(|panic| *panic.borrow_mut() = Some(what));
+        } else {
+            eprintln!("error: internal error ({what}); please report it");
+            std::process::exit(i32::from(EXIT_FAILURE));
+        }
     }));
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = std::panic::catch_unwind(|| match cli.command {
         Command::Classify(args) => classify(&args),
         Command::Eval(args) => eval(&args),
         Command::Info { file } => info(&file),
+    });
+    let Ok(result) = result else {
+        let what = PANIC
+            .with(|panic| panic.borrow_mut().take())
+            .unwrap_or_default();
+        eprintln!("error: internal error ({what}); please report it");
+        return ExitCode::from(EXIT_FAILURE);
     };
     match result {
         Ok(code) => ExitCode::from(code),

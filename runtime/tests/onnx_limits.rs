@@ -1,0 +1,225 @@
+//! ONNX files whose graph states or makes huge tensors (issue 12, item 8): refused from
+//! the protobuf, before tract folds constants (30000x30000 took 3.5 GB at load;
+//! 100000x100000 and 2^31-sized dimensions panicked inside tract).
+#![cfg(feature = "tract")]
+
+use std::path::Path;
+
+use fmnist_runtime::onnx::{OnnxClassifier, OnnxError, MAX_TENSOR_ELEMENTS};
+use prost::Message;
+use tract_onnx::pb;
+
+fn int64s(name: &str, values: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: 7,
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn node(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn tensor_attribute(name: &str, tensor: pb::TensorProto) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Tensor as i32,
+        t: Some(tensor),
+        ..Default::default()
+    }
+}
+
+fn one_float() -> pb::TensorProto {
+    pb::TensorProto {
+        dims: vec![1],
+        data_type: 1,
+        float_data: vec![1.0],
+        ..Default::default()
+    }
+}
+
+/// A model with the classifier's input `[N,1,28,28]`, these nodes and initializers, and
+/// the output `out`.
+fn model(nodes: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>) -> Vec<u8> {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = |value| Dimension {
+        value: Some(value),
+        ..Default::default()
+    };
+    let input = pb::ValueInfoProto {
+        name: "input".into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: vec![
+                        dim(Value::DimParam("N".into())),
+                        dim(Value::DimValue(1)),
+                        dim(Value::DimValue(28)),
+                        dim(Value::DimValue(28)),
+                    ],
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(pb::GraphProto {
+            name: "hostile".into(),
+            node: nodes,
+            initializer,
+            input: vec![input],
+            output: vec![pb::ValueInfoProto {
+                name: "out".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// `ConstantOfShape([side, side])` followed by an `Add` of it to itself: what took 3.5 GB.
+fn constant_of_shape(side: i64) -> Vec<u8> {
+    model(
+        vec![
+            node(
+                "ConstantOfShape",
+                &["shape"],
+                "big",
+                vec![tensor_attribute("value", one_float())],
+            ),
+            node("Add", &["big", "big"], "out", vec![]),
+        ],
+        vec![int64s("shape", &[side, side])],
+    )
+}
+
+fn refused(bytes: &[u8], expected_elements: u64) -> String {
+    match OnnxClassifier::from_bytes(bytes, Path::new("hostile.onnx")) {
+        Err(err @ OnnxError::TooLarge { elements, .. }) => {
+            assert_eq!(elements, expected_elements, "{err}");
+            let text = err.to_string();
+            assert!(text.starts_with("hostile.onnx: "), "{text}");
+            text
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn constant_of_shape_beyond_the_cap_is_refused_before_tract_folds_it() {
+    let started = std::time::Instant::now();
+    let text = refused(&constant_of_shape(30_000), 900_000_000);
+    assert!(text.contains("ConstantOfShape"), "{text}");
+    // tract allocated, then panicked at these.
+    refused(&constant_of_shape(100_000), 10_000_000_000);
+    refused(&constant_of_shape(1 << 31), u64::MAX);
+    refused(&constant_of_shape(i64::MAX), u64::MAX);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_shape_built_in_steps_or_given_to_expand_is_checked() {
+    // Concat of two Constants (value_ints and a tensor), then ConstantOfShape.
+    let bytes = model(
+        vec![
+            node(
+                "Constant",
+                &[],
+                "a",
+                vec![pb::AttributeProto {
+                    name: "value_ints".into(),
+                    r#type: pb::attribute_proto::AttributeType::Ints as i32,
+                    ints: vec![20_000],
+                    ..Default::default()
+                }],
+            ),
+            node(
+                "Constant",
+                &[],
+                "b",
+                vec![tensor_attribute("value", int64s("", &[20_000]))],
+            ),
+            node("Concat", &["a", "b"], "shape", vec![]),
+            node("ConstantOfShape", &["shape"], "out", vec![]),
+        ],
+        vec![],
+    );
+    refused(&bytes, 400_000_000);
+    // Expand of a small tensor to a huge shape.
+    let bytes = model(
+        vec![node("Expand", &["one", "shape"], "out", vec![])],
+        vec![one_float(), int64s("shape", &[50_000, 50_000])],
+    );
+    refused(&bytes, 2_500_000_000);
+}
+
+#[test]
+fn stated_tensors_beyond_the_cap_are_refused() {
+    // An initializer, and a Constant's value, that state 30000x30000 with no data.
+    let huge = pb::TensorProto {
+        name: "w".into(),
+        dims: vec![30_000, 30_000],
+        data_type: 1,
+        ..Default::default()
+    };
+    let bytes = model(
+        vec![node("Identity", &["w"], "out", vec![])],
+        vec![huge.clone()],
+    );
+    refused(&bytes, 900_000_000);
+    let bytes = model(
+        vec![node(
+            "Constant",
+            &[],
+            "out",
+            vec![tensor_attribute("value", huge)],
+        )],
+        vec![],
+    );
+    refused(&bytes, 900_000_000);
+}
+
+#[test]
+fn tensors_at_the_cap_pass_the_check_and_shipped_models_load() {
+    // 4096x4096 = the cap: not refused for its size (tract may still refuse the graph,
+    // which is not a classifier).
+    match OnnxClassifier::from_bytes(&constant_of_shape(4096), Path::new("x.onnx")) {
+        Err(OnnxError::TooLarge { .. }) => panic!("refused at the cap"),
+        _ => assert_eq!(4096 * 4096, MAX_TENSOR_ELEMENTS),
+    }
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(models).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "onnx") {
+            OnnxClassifier::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded > 0);
+}
