@@ -10,7 +10,7 @@ use fmnist_runtime::blob::{crc32, Envelope, FORMAT_VERSION, MAGIC};
 use fmnist_runtime::dataset::{read_csv, read_idx_images, read_idx_labels};
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::preprocess::{load, Invert};
-use fmnist_runtime::Plan;
+use fmnist_runtime::{FastPlan, Isa, Plan};
 
 /// A validated blob may state a large, consistent arena (wide or padded layers); the
 /// harness caps what it allocates for one.
@@ -51,10 +51,38 @@ pub fn blob(data: &[u8]) {
         .classify(&pixels, &mut arena)
         .expect("a validated plan classifies with the arena it states");
     assert!(logits.class() < 10);
-    let sum: f32 = logits.probabilities().iter().sum();
-    assert!(sum.is_nan() || sum <= 1.001, "probabilities sum to {sum}");
+    let probabilities = logits.probabilities();
+    let sum: f32 = probabilities.iter().sum();
+    // Validated scales keep every probability finite, and the top logit's the largest.
+    assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
+    assert!(probabilities
+        .iter()
+        .all(|&p| p <= probabilities[logits.class()]));
     if needed > 0 {
         assert!(plan.classify(&pixels, &mut arena[..needed - 1]).is_err());
+    }
+    // The vector kernels of every ISA this CPU runs give the portable logits, bit for bit,
+    // with the arena (activations and scratch) they state, and refuse one byte less.
+    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+        if !isa.supported() {
+            continue;
+        }
+        let fast = FastPlan::with_isa(plan.clone(), isa);
+        let needed = fast.arena_bytes();
+        if needed > MAX_ARENA {
+            continue;
+        }
+        let mut arena = vec![0u8; needed];
+        let fast_logits = fast
+            .classify(&pixels, &mut arena)
+            .expect("a FastPlan classifies with the arena it states");
+        assert_eq!(
+            fast_logits,
+            logits,
+            "{} differs from the portable kernels",
+            isa.name()
+        );
+        assert!(fast.classify(&pixels, &mut arena[..needed - 1]).is_err());
     }
 }
 

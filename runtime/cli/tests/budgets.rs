@@ -20,6 +20,8 @@ struct Outcome {
 }
 
 /// Runs the binary to its end and takes its own peak RSS from `wait4`.
+// The child is reaped by `wait4`, which clippy does not recognise as a wait.
+#[allow(clippy::zombie_processes)]
 fn measured(args: &[&str]) -> Outcome {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
         .args(args)
@@ -198,7 +200,7 @@ fn hostile_images_are_refused_from_their_header_under_256_mb() {
         ("rgba.png", rgba_png(8_192, 8)),
     ];
     for (name, bytes) in files {
-        assert!(bytes.len() < 400_000, "{name}: {} bytes", bytes.len());
+        assert!(bytes.len() < 2_000_000, "{name}: {} bytes", bytes.len());
         let file = dir.path().join(name);
         std::fs::write(&file, &bytes).unwrap();
         refused_within(
