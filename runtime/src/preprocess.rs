@@ -22,6 +22,11 @@ pub const MAX_PIXELS: u64 = 1 << 24;
 /// bytes at most) and its own working memory.
 pub const MAX_DECODE_BYTES: u64 = 192 << 20;
 
+/// The largest image file read: some decoders (JPEG) read the whole file into memory
+/// first, so its size counts against the same budget. 64 MiB is far beyond any image of
+/// [`MAX_PIXELS`] a camera or an editor writes.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// Whether to invert the gray levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invert {
@@ -67,6 +72,18 @@ pub enum ImageError {
         /// Height in the header.
         height: u32,
     },
+    /// The file is larger than [`MAX_FILE_BYTES`]; refused before reading it.
+    #[error(
+        "{}: a file of {bytes} bytes, more than the {} read as an image",
+        path.display(),
+        MAX_FILE_BYTES
+    )]
+    FileTooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
     /// The decoder refused the image (corrupt data, or dimensions over the limits).
     #[error("{}: cannot decode", path.display())]
     Decode {
@@ -90,6 +107,13 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
         path: path.to_path_buf(),
         source,
     };
+    let bytes = std::fs::metadata(path).map_err(read)?.len();
+    if bytes > MAX_FILE_BYTES {
+        return Err(ImageError::FileTooLarge {
+            path: path.to_path_buf(),
+            bytes,
+        });
+    }
     let mut reader = ImageReader::open(path)
         .map_err(read)?
         .with_guessed_format()

@@ -213,6 +213,24 @@ fn hostile_images_are_refused_from_their_header_under_256_mb() {
 }
 
 #[test]
+fn an_image_file_over_64_mib_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.jpg");
+    // A JPEG start and a sparse tail: 100 MiB stated, almost nothing on disk. The JPEG
+    // decoder would read it all into memory.
+    let mut jpeg = std::fs::File::create(&file).unwrap();
+    jpeg.write_all(&progressive_jpeg(64)).unwrap();
+    jpeg.set_len(100 << 20).unwrap();
+    drop(jpeg);
+    refused_within(
+        &["classify", path(&file)],
+        &file,
+        "bytes, more than the 67108864 read as an image",
+        64,
+    );
+}
+
+#[test]
 fn an_image_at_the_pixel_cap_in_the_widest_colour_type_is_classified_under_256_mb() {
     // 4096x4096 RGBA at 16 bits: the 128 MiB decode buffer is the only full-size copy
     // besides the gray one.
