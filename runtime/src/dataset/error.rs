@@ -12,6 +12,13 @@ pub enum DatasetError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The path is not a regular file (a named pipe, socket or device would block or
+    /// read without end); refused before it is opened.
+    #[error("{path}: not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// The IDX header's magic number is not the one expected.
     #[error(
         "{path}: not an IDX {kind} file (magic number {found:#010x}, expected {expected:#010x})"

@@ -73,6 +73,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>, DatasetError> {
+    super::regular_file(path)?;
     let mut file = BufReader::new(File::open(path).map_err(io_error(path))?);
     let mut magic = [0u8; 2];
     let gzipped = {

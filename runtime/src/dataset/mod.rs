@@ -205,3 +205,19 @@ fn find_file(dir: &Path, names: &[String]) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests;
+
+/// Refuses what is not a regular file (following symbolic links) before it is opened: a
+/// named pipe would block the reader forever, a device read without end.
+pub(crate) fn regular_file(path: &std::path::Path) -> Result<(), DatasetError> {
+    let metadata = std::fs::metadata(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if metadata.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(DatasetError::NotAFile {
+            path: path.to_path_buf(),
+        })
+    }
+}

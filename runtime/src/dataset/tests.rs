@@ -342,3 +342,25 @@ fn missing_paths_are_errors() {
     let err = load_path(Path::new("/nonexistent/fm.csv"), Split::Test).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/fm.csv"));
 }
+
+#[test]
+fn named_pipes_are_refused_before_they_are_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fashion-mnist_test.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // Opening a FIFO with no writer would block forever: these must return at once.
+    let csv = read_csv(&fifo).unwrap_err();
+    assert!(matches!(csv, DatasetError::NotAFile { .. }), "{csv}");
+    assert!(csv.to_string().contains("not a regular file"), "{csv}");
+    let idx = read_idx_images(&fifo).unwrap_err();
+    assert!(matches!(idx, DatasetError::NotAFile { .. }), "{idx}");
+    let via_path = load_path(&fifo, Split::Test).unwrap_err();
+    assert!(
+        via_path.to_string().contains("fashion-mnist_test.csv"),
+        "{via_path}"
+    );
+}
