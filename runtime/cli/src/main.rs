@@ -250,9 +250,7 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
 fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
     let model = load(&bytes, &name)?;
-    if !args.data.is_dir() {
-        regular_file(&args.data)?;
-    }
+    // The dataset readers refuse a named pipe or a device themselves.
     let set = dataset::load_path(&args.data, Split::Test)?;
     let set = match args.limit {
         Some(limit) => set.truncated(limit),
@@ -390,37 +388,10 @@ fn emit(text: &str) -> anyhow::Result<u8> {
     }
 }
 
-/// Refuses anything but a regular file (or a link to one) before it is opened: a named
-/// pipe would block forever, a device could read without end.
+/// Refuses anything but a regular file (or a link to one) before it is opened, as the
+/// dataset readers do.
 fn regular_file(path: &Path) -> anyhow::Result<()> {
-    let kind = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        .file_type();
-    if kind.is_file() {
-        return Ok(());
-    }
-    #[cfg(unix)]
-    let what = {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_fifo() {
-            "a named pipe"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_block_device() || kind.is_char_device() {
-            "a device"
-        } else if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a file"
-        }
-    };
-    #[cfg(not(unix))]
-    let what = if kind.is_dir() {
-        "a directory"
-    } else {
-        "not a file"
-    };
-    anyhow::bail!("{}: {what}, not a regular file", path.display())
+    Ok(dataset::regular_file(path)?)
 }
 
 /// A file's bytes, once it is known to be a regular file.

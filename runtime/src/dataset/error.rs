@@ -14,10 +14,12 @@ pub enum DatasetError {
     },
     /// The path is not a regular file (a named pipe, socket or device would block or
     /// read without end); refused before it is opened.
-    #[error("{path}: not a regular file")]
+    #[error("{path}: {kind}, not a regular file")]
     NotAFile {
         /// The path.
         path: PathBuf,
+        /// What it is instead ("a named pipe", "a socket", "a device", "a directory").
+        kind: &'static str,
     },
     /// The IDX header's magic number is not the one expected.
     #[error(

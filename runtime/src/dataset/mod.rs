@@ -207,17 +207,41 @@ fn find_file(dir: &Path, names: &[String]) -> Option<PathBuf> {
 mod tests;
 
 /// Refuses what is not a regular file (following symbolic links) before it is opened: a
-/// named pipe would block the reader forever, a device read without end.
-pub(crate) fn regular_file(path: &std::path::Path) -> Result<(), DatasetError> {
-    let metadata = std::fs::metadata(path).map_err(|source| DatasetError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if metadata.file_type().is_file() {
-        Ok(())
-    } else {
-        Err(DatasetError::NotAFile {
+/// named pipe would block the reader forever, a device read without end. The dataset
+/// readers call it; so does the `runtime` command for images and models.
+pub fn regular_file(path: &std::path::Path) -> Result<(), DatasetError> {
+    let kind = std::fs::metadata(path)
+        .map_err(|source| DatasetError::Io {
             path: path.to_path_buf(),
-        })
+            source,
+        })?
+        .file_type();
+    if kind.is_file() {
+        return Ok(());
     }
+    #[cfg(unix)]
+    let what = {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            "a named pipe"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        }
+    };
+    #[cfg(not(unix))]
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    };
+    Err(DatasetError::NotAFile {
+        path: path.to_path_buf(),
+        kind: what,
+    })
 }
