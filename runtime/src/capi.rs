@@ -279,7 +279,7 @@ fn prediction(
     FmnistPrediction {
         class_index: class as u32,
         probability: probabilities[class],
-        logit: logits.values[class] as f32 * logits.scale,
+        logit: logits.real()[class],
     }
 }
 
