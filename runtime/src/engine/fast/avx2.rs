@@ -19,7 +19,7 @@ const PIXELS: usize = 6;
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
-    let (source, rest) = prepare(packed, input, scratch, |s, d| d.copy_from_slice(s));
+    let (source, rest) = prepare(packed, input, scratch, |s, d| copy(s, d));
     // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
     // load.
     let wide = widen(source.reads, source.reads.len(), rest);
@@ -29,11 +29,58 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
             let keep = 8.min(packed.channels - channel);
             for (p, &sum) in sums.iter().enumerate().take(count) {
                 let at = (first + p) * packed.channels + channel;
-                output[at..at + keep]
-                    .copy_from_slice(&requantize_relu(packed, channel, sum)[..keep]);
+                let bytes = requantize_relu(packed, channel, sum);
+                if keep == 8 {
+                    let out = &mut output[at..at + 8];
+                    // SAFETY: 8 bytes stored into the 8 bytes of `out`.
+                    unsafe { _mm_storel_epi64(out.as_mut_ptr().cast(), bytes) };
+                } else {
+                    let mut all = [0u8; 16];
+                    // SAFETY: 16 bytes stored into the 16 of `all`.
+                    unsafe { _mm_storeu_si128(all.as_mut_ptr().cast(), bytes) };
+                    output[at..at + keep].copy_from_slice(&all[..keep]);
+                }
             }
         }
     }
+}
+
+/// Max pooling of u8 activations (`size` x `size`, stride `size`), 16 channels at a time
+/// with `vpmaxub`; when `c` is not a multiple of 16, the last 16 channels overlap the
+/// previous group (the maximum is the same). Fewer than 16 channels: `false`, nothing
+/// done (the portable kernel runs).
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) -> bool {
+    let [h, w, c] = input;
+    if c < 16 {
+        return false;
+    }
+    let (out_h, out_w) = (h / size, w / size);
+    let (src, dst) = (&src[..h * w * c], &mut dst[..out_h * out_w * c]);
+    let groups = (0..c - 15)
+        .step_by(16)
+        .chain((!c.is_multiple_of(16)).then_some(c - 16));
+    for (o, out) in dst.chunks_exact_mut(c).enumerate() {
+        let (oy, ox) = (o / out_w, o % out_w);
+        for channel in groups.clone() {
+            let mut best = _mm_setzero_si128();
+            for dy in 0..size {
+                let row = ((oy * size + dy) * w + ox * size) * c + channel;
+                for dx in 0..size {
+                    let pixel = &src[row + dx * c..row + dx * c + 16];
+                    // SAFETY: 16 bytes loaded from the 16 of `pixel`.
+                    let v = unsafe { _mm_loadu_si128(pixel.as_ptr().cast()) };
+                    best = _mm_max_epu8(best, v);
+                }
+            }
+            // SAFETY: 16 bytes stored into the 16 of the slice.
+            unsafe { _mm_storeu_si128(out[channel..channel + 16].as_mut_ptr().cast(), best) };
+        }
+    }
+    true
 }
 
 /// The logits layer: one "pixel" whose patch is the flattened input, zero-padded to a
@@ -56,6 +103,37 @@ pub(super) unsafe fn logits(
         unsafe { _mm256_storeu_si256(acc[channel..channel + 8].as_mut_ptr().cast(), sums) };
     }
     super::finish_logits(packed, &acc, logits);
+}
+
+/// `dst.copy_from_slice(src)` inline: the copies `prepare` makes are rows and kernel-row
+/// pieces of a few to a few hundred bytes, too short for a call to `memcpy` to pay. Two
+/// overlapping moves cover a length between one and two move sizes.
+#[target_feature(enable = "avx2")]
+fn copy(src: &[u8], dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len());
+    let len = src.len();
+    // `N` bytes from `src[at..]` to `dst[at..]`.
+    fn fixed<const N: usize>(src: &[u8], dst: &mut [u8], at: usize) {
+        dst[at..at + N].copy_from_slice(&src[at..at + N]);
+    }
+    match len {
+        0 => {}
+        1..4 => dst.copy_from_slice(&src[..len]),
+        4..8 => {
+            fixed::<4>(src, dst, 0);
+            fixed::<4>(src, dst, len - 4);
+        }
+        8..16 => {
+            fixed::<8>(src, dst, 0);
+            fixed::<8>(src, dst, len - 8);
+        }
+        _ => {
+            for at in (0..len - 16).step_by(16) {
+                fixed::<16>(src, dst, at);
+            }
+            fixed::<16>(src, dst, len - 16);
+        }
+    }
 }
 
 /// `bytes` as little-endian 16-bit values, zero-padded to `len` values, in the first
@@ -131,10 +209,10 @@ fn tile<const P: usize>(
 }
 
 /// Bias, requantization and ReLU of channels `channel..channel + 8`, as
-/// `kernels::finish` computes them, in 64-bit lanes (AVX2 has no 64-bit arithmetic
+/// `kernels::finish` computes them (the 8 output bytes in the low half of the result), in 64-bit lanes (AVX2 has no 64-bit arithmetic
 /// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first).
 #[target_feature(enable = "avx2")]
-fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> [u8; 8] {
+fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
     assert!(channel.is_multiple_of(8));
     let (block, half) = (channel / LANES, (channel % LANES) / 8);
     let lanes = &packed.lanes[block * 32..(block + 1) * 32];
@@ -171,13 +249,11 @@ fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> [u8; 8] {
         load(8),
         load(24),
     );
-    let mut values = [0i32; 8];
-    // SAFETY: 8 i32 into 8 i32.
-    unsafe {
-        _mm256_storeu_si256(
-            values.as_mut_ptr().cast(),
-            _mm256_or_si256(even, _mm256_slli_epi64(odd, 32)),
-        )
-    };
-    values.map(|v| v as u8)
+    // The 8 values (0..=255, in order as i32) packed to bytes: the low 8 of the result.
+    let values = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
+    let words = _mm_packus_epi32(
+        _mm256_castsi256_si128(values),
+        _mm256_extracti128_si256(values, 1),
+    );
+    _mm_packus_epi16(words, words)
 }

@@ -34,7 +34,8 @@ use pack::{Geometry, Packed, LANES};
 pub enum Isa {
     /// The portable kernels (no CPU-specific code).
     Portable,
-    /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer.
+    /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer, and
+    /// `vpmaxub` for max pooling.
     Avx2,
     /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
     Avx512Vnni,
@@ -253,6 +254,11 @@ impl Accelerator for FastPlan<'_> {
                 // SAFETY: `with_isa` confirmed AVX-512 VNNI (and BW) for this ISA.
                 unsafe { avx512::max_pool(step.input, usize::from(*size), input, output) };
                 true
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(step), Some(Layer::MaxPool { size })) => {
+                // SAFETY: `with_isa` confirmed AVX2 for this ISA.
+                unsafe { avx2::max_pool(step.input, usize::from(*size), input, output) }
             }
             _ => false,
         }
