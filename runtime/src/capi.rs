@@ -68,7 +68,7 @@ pub enum FmnistStatus {
 const MESSAGES: [&str; 16] = [
     "ok\0",
     "a required pointer argument is NULL\0",
-    "not an int8 model blob (no readable envelope)\0",
+    "the blob is truncated or corrupt: its envelope does not decode\0",
     "bad magic bytes, expected \"FMQ8\"\0",
     "unsupported blob format version\0",
     "checksum mismatch: the blob is corrupt\0",

@@ -88,7 +88,7 @@ pub enum BlobError {
 impl fmt::Display for BlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BlobError::NotABlob => write!(f, "not an int8 model blob (no readable envelope)"),
+            BlobError::NotABlob => write!(f, "truncated or corrupt: the envelope does not decode"),
             BlobError::BadMagic(m) => write!(f, "bad magic bytes {m:02x?}, expected \"FMQ8\""),
             BlobError::UnsupportedVersion(v) => {
                 write!(f, "blob format version {v}, this runtime reads version {FORMAT_VERSION}")
