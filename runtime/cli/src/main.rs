@@ -11,6 +11,8 @@ use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
 use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 
+mod report;
+
 /// The shipped `edge` int8 model, used when no `--model` is given.
 static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
 const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";
@@ -86,6 +88,10 @@ struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// One JSON document on stdout instead of text: accuracy, per-class figures, confusion
+    /// matrix, images per second.
+    #[arg(long)]
+    json: bool,
 }
 
 thread_local! {
@@ -251,7 +257,15 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
     let model = load(&bytes, &name)?;
     // The dataset readers refuse a named pipe or a device themselves.
-    let set = dataset::load_path(&args.data, Split::Test)?;
+    let set = match dataset::load_path(&args.data, Split::Test) {
+        Err(error @ dataset::DatasetError::NoLabels { .. }) => {
+            return Err(anyhow::anyhow!(
+                "{error}; `runtime predict --data {} --out FILE` writes predictions for it",
+                args.data.display()
+            ))
+        }
+        other => other?,
+    };
     let set = match args.limit {
         Some(limit) => set.truncated(limit),
         None => set,
@@ -261,12 +275,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     let started = std::time::Instant::now();
     let mut confusion = Confusion::default();
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(set.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    const CHUNK: usize = 500;
+    let bar = progress_bar(set.len());
     for (chunk_index, chunk) in set.images.chunks(CHUNK * IMAGE_PIXELS).enumerate() {
         let probabilities = model.probabilities(chunk)?;
         for (i, p) in probabilities.iter().enumerate() {
@@ -277,22 +286,56 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    let images = set.len() as f64;
+    let kind = model.kind().unwrap_or("unknown kind");
+    if args.json {
+        let document = serde_json::json!({
+            "model": name,
+            "format": model.format(),
+            "kind": model.kind(),
+            "data": args.data.display().to_string(),
+            "images": set.len(),
+            "correct": confusion.correct(),
+            "accuracy": confusion.accuracy(),
+            "classes": report::class_json(&confusion),
+            "confusion_matrix": confusion.counts,
+            "seconds": seconds,
+            "images_per_second": images / seconds,
+            "us_per_image": seconds * 1e6 / images,
+        });
+        return emit(&format!("{}\n", serde_json::to_string_pretty(&document)?));
+    }
     let mut text = String::new();
-    writeln!(
-        text,
-        "model: {name} ({}, {})",
-        model.format(),
-        model.kind().unwrap_or("unknown kind")
-    )?;
+    writeln!(text, "model: {name} ({}, {kind})", model.format())?;
     writeln!(
         text,
         "data: {} images from {}",
         set.len(),
         args.data.display()
     )?;
-    writeln!(text, "{confusion}")?;
-    writeln!(text, "{:.1} us per image", seconds * 1e6 / set.len() as f64)?;
+    writeln!(text)?;
+    writeln!(text, "{}", report::confusion_table(&confusion))?;
+    writeln!(text, "{}", report::class_table(&confusion))?;
+    writeln!(
+        text,
+        "{} images in {seconds:.2} s: {:.0} images/s, {:.1} us per image",
+        set.len(),
+        images / seconds,
+        seconds * 1e6 / images
+    )?;
     emit(&text)
+}
+
+/// Images per model call in `eval` and `predict`.
+const CHUNK: usize = 500;
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
 }
 
 fn info(file: &Path) -> anyhow::Result<u8> {

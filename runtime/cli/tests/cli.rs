@@ -193,3 +193,87 @@ fn info_and_eval_on_the_shipped_models() {
         "{stdout}"
     );
 }
+
+/// The `overall accuracy 85.33% (256 of 300)` line of `eval`'s text output.
+fn text_accuracy(stdout: &str) -> (String, u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("overall accuracy "))
+        .unwrap_or_else(|| panic!("no accuracy line: {stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let correct = words[3].trim_start_matches('(').parse().unwrap();
+    let total = words[5].trim_end_matches(')').parse().unwrap();
+    (words[2].to_string(), correct, total)
+}
+
+#[test]
+fn eval_json_agrees_with_the_text_report() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let cnn = models.join("cnn.q8");
+    let args = [
+        "eval",
+        "--model",
+        path(&cnn),
+        "--data",
+        &dir,
+        "--limit",
+        "2000",
+    ];
+    let output = runtime(&args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let (percent, correct, total) = text_accuracy(&stdout);
+    assert!(
+        !stdout.contains("{") && stdout.contains("images/s"),
+        "{stdout}"
+    );
+
+    let output = runtime(&[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["images"], 2000);
+    assert_eq!(document["correct"].as_u64(), Some(correct));
+    assert_eq!(total, 2000);
+    let accuracy = document["accuracy"].as_f64().unwrap();
+    assert_eq!(format!("{:.2}%", accuracy * 100.0), percent);
+    assert!(accuracy > 0.8, "{accuracy}");
+    let matrix = document["confusion_matrix"].as_array().unwrap();
+    assert_eq!(matrix.len(), 10);
+    let cells: Vec<u64> = matrix
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
+        .collect();
+    assert_eq!(cells.len(), 100);
+    assert_eq!(cells.iter().sum::<u64>(), 2000);
+    let diagonal: u64 = (0..10).map(|c| cells[c * 11]).sum();
+    assert_eq!(diagonal, correct);
+    let classes = document["classes"].as_array().unwrap();
+    for (c, class) in classes.iter().enumerate() {
+        let row: u64 = cells[c * 10..c * 10 + 10].iter().sum();
+        assert_eq!(class["images"].as_u64(), Some(row), "{class}");
+        let recall = class["recall"].as_f64().unwrap();
+        assert!((recall - cells[c * 11] as f64 / row as f64).abs() < 1e-12);
+    }
+    assert!(document["images_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn eval_of_a_few_images_says_dash_for_classes_without_images() {
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let output = runtime(&["eval", "--data", &dir, "--limit", "5"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    // The first five test images are an ankle boot, a pullover, two trousers and a shirt.
+    let dress = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Dress |") && l.contains('-'))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!dress.contains("0.00%"), "{dress}");
+    for name in ["T-shirt/top |", "Ankle boot |", "T-shirt/", "Pullover"] {
+        assert!(stdout.contains(name), "{name}: {stdout}");
+    }
+    let output = runtime(&["eval", "--data", &dir, "--limit", "5", "--json"]);
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(document["classes"][3]["recall"].is_null(), "{document}");
+}
