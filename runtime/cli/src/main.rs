@@ -11,6 +11,7 @@ use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
 use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 
+mod predict;
 mod report;
 
 /// The shipped `edge` int8 model, used when no `--model` is given.
@@ -21,6 +22,8 @@ const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";
 /// the others are still classified). The same as `trainer`'s; bad usage is clap's 2, as
 /// in `trainer`.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of bad usage, as clap's.
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +46,8 @@ enum Command {
     Classify(ClassifyArgs),
     /// Accuracy and confusion matrix on the test set or a CSV file.
     Eval(EvalArgs),
+    /// Predict every image of a data file and write a submission CSV (`id,label`).
+    Predict(PredictArgs),
     /// What a model file holds: kind, format, layers, sizes, recorded accuracy.
     Info {
         /// The model file (int8 blob or ONNX).
@@ -59,7 +64,8 @@ struct ModelArg {
 
 #[derive(Args)]
 struct ClassifyArgs {
-    /// Image files or directories.
+    /// Image files or directories; `-` reads one image from standard input (64 MiB at most,
+    /// as for files).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[command(flatten)]
@@ -76,6 +82,10 @@ struct ClassifyArgs {
     /// Never invert gray levels.
     #[arg(long)]
     no_invert: bool,
+    /// Also show each image's inference time (the model call alone, without reading and
+    /// preparing the image), in microseconds.
+    #[arg(long)]
+    timing: bool,
 }
 
 #[derive(Args)]
@@ -92,6 +102,23 @@ struct EvalArgs {
     /// matrix, images per second.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The images: a CSV file (the competition's `id,pixel1..pixel784` test data, or
+    /// `label,pixel1..`, or pixels alone), an IDX image file (raw or gzipped), or a data
+    /// directory (its test images). Ids are the `id` column when there is one, otherwise
+    /// the row index counted from 0.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// The CSV file to write: a header `id,label`, then one row per image (the label is the
+    /// predicted class index, 0..9). Written to a temporary file, renamed over FILE when
+    /// complete.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 thread_local! {
@@ -116,6 +143,7 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::Classify(args) => classify(&args),
         Command::Eval(args) => eval(&args),
+        Command::Predict(args) => predict(&args),
         Command::Info { file } => info(&file),
     });
     let Ok(result) = result else {
@@ -129,7 +157,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_FAILURE)
+            if error.is::<Usage>() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
         }
     }
 }
@@ -195,40 +227,54 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
                 .join(", ")
         );
     }
+    if files.iter().filter(|f| is_stdin(f)).count() > 1 {
+        return Err(Usage("`-` (standard input) can be given once".into()).into());
+    }
     let mut failed = 0usize;
     let mut results = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &files {
-        let outcome = regular_file(file)
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|()| {
-                preprocess::load(file, invert).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-            })
-            .and_then(|pixels| {
-                model
-                    .probabilities(&pixels)
-                    .map_err(|e| format!("{}: {:#}", file.display(), anyhow::Error::new(e)))
-            })
-            .map(|p| p[0]);
+        let shown_name = if is_stdin(file) {
+            STDIN_NAME.to_string()
+        } else {
+            file.display().to_string()
+        };
+        let outcome = read_image(file, invert).and_then(|pixels| {
+            let started = std::time::Instant::now();
+            let probabilities = model
+                .probabilities(&pixels)
+                .map_err(|e| format!("{shown_name}: {:#}", anyhow::Error::new(e)))?;
+            let micros = started.elapsed().as_secs_f64() * 1e6;
+            Ok((probabilities[0], micros))
+        });
         match outcome {
-            Ok(probabilities) => {
+            Ok((probabilities, micros)) => {
                 let order = fmnist_runtime::metrics::ranking(&probabilities);
                 let top = &order[..usize::from(args.top)];
                 if args.json {
-                    results.push(serde_json::json!({
-                        "file": file.display().to_string(),
+                    let mut result = serde_json::json!({
+                        "file": shown_name,
                         "class": CLASS_NAMES[top[0]],
                         "label": top[0],
                         "probability": probabilities[top[0]],
                         "top": top.iter().map(|&c| serde_json::json!({"class": CLASS_NAMES[c], "label": c, "probability": probabilities[c]})).collect::<Vec<_>>(),
-                    }));
+                    });
+                    if args.timing {
+                        result["inference_us"] = serde_json::json!(micros);
+                    }
+                    results.push(result);
                 } else {
                     let shown: Vec<String> = top
                         .iter()
                         .map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0))
                         .collect();
-                    if writeln!(out, "{}: {}", file.display(), shown.join(", ")).is_err() {
+                    let timing = if args.timing {
+                        format!(" (inference {micros:.1} us)")
+                    } else {
+                        String::new()
+                    };
+                    if writeln!(out, "{shown_name}: {}{timing}", shown.join(", ")).is_err() {
                         return Ok(0); // broken pipe: the reader has gone, stop quietly
                     }
                 }
@@ -236,9 +282,7 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
             Err(problem) => {
                 failed += 1;
                 if args.json {
-                    results.push(
-                        serde_json::json!({"file": file.display().to_string(), "error": problem}),
-                    );
+                    results.push(serde_json::json!({"file": shown_name, "error": problem}));
                 } else {
                     eprintln!("error: {problem}");
                 }
@@ -324,6 +368,37 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
         seconds * 1e6 / images
     )?;
     emit(&text)
+}
+
+fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
+    let (bytes, name) = model_bytes(&args.model)?;
+    let model = load(&bytes, &name)?;
+    let set = predict::load(&args.data)?;
+    if set.ids.is_empty() {
+        anyhow::bail!("{}: no images", args.data.display());
+    }
+    let started = std::time::Instant::now();
+    let bar = progress_bar(set.ids.len());
+    let mut labels = Vec::with_capacity(set.ids.len());
+    for chunk in set.images.chunks(CHUNK * IMAGE_PIXELS) {
+        let probabilities = model.probabilities(chunk)?;
+        labels.extend(
+            probabilities
+                .iter()
+                .map(|p| fmnist_runtime::metrics::argmax(p)),
+        );
+        bar.inc(probabilities.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    predict::write_submission(&args.out, &set.ids, &labels)?;
+    eprintln!(
+        "{}: {} predictions by {name} (ids: {}), {seconds:.2} s",
+        args.out.display(),
+        labels.len(),
+        set.id_source
+    );
+    Ok(0)
 }
 
 /// Images per model call in `eval` and `predict`.
@@ -430,6 +505,68 @@ fn emit(text: &str) -> anyhow::Result<u8> {
         _ => Ok(0),
     }
 }
+
+/// How standard input is named in `classify`'s output and errors.
+const STDIN_NAME: &str = "<stdin>";
+
+/// Whether `path` is `-`, standard input.
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// One image's pixels, prepared for the model; an error is one line naming the file.
+fn read_image(file: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], String> {
+    if is_stdin(file) {
+        return read_stdin_image(invert).map_err(|e| format!("{e:#}"));
+    }
+    regular_file(file).map_err(|e| format!("{e:#}"))?;
+    preprocess::load(file, invert).map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+}
+
+/// Reads one image from standard input, at most [`preprocess::MAX_FILE_BYTES`] as for a
+/// file, and prepares it exactly as a file: through a private temporary file and
+/// [`preprocess::load`], so that the same decoders, limits and preparation apply.
+fn read_stdin_image(invert: Invert) -> anyhow::Result<[u8; IMAGE_PIXELS]> {
+    use std::io::Read;
+    let cap = preprocess::MAX_FILE_BYTES;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("{STDIN_NAME}: cannot read: {e}"))?;
+    if bytes.len() as u64 > cap {
+        anyhow::bail!("{STDIN_NAME}: more than the {cap} bytes read as an image");
+    }
+    if bytes.is_empty() {
+        anyhow::bail!("{STDIN_NAME}: empty, no image");
+    }
+    let mut file = tempfile::NamedTempFile::new()
+        .map_err(|e| anyhow::anyhow!("{STDIN_NAME}: cannot make a temporary file: {e}"))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.flush())
+        .map_err(|e| anyhow::anyhow!("{STDIN_NAME}: cannot write a temporary file: {e}"))?;
+    let temporary = file.path().display().to_string();
+    preprocess::load(file.path(), invert).map_err(|e| {
+        // The decoder's message names the temporary file; the user gave standard input.
+        anyhow::anyhow!(
+            "{}",
+            format!("{:#}", anyhow::Error::new(e)).replace(&temporary, STDIN_NAME)
+        )
+    })
+}
+
+/// A usage error found after parsing (exit code 2).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// Refuses anything but a regular file (or a link to one) before it is opened, as the
 /// dataset readers do.

@@ -277,3 +277,256 @@ fn eval_of_a_few_images_says_dash_for_classes_without_images() {
     let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(document["classes"][3]["recall"].is_null(), "{document}");
 }
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name)
+}
+
+/// The first `count` test images.
+fn test_images(count: usize) -> Vec<Vec<u8>> {
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let test = load_split(Path::new(&dir), Split::Test).expect("the dataset is installed");
+    (0..count).map(|i| test.image(i).to_vec()).collect()
+}
+
+/// `runtime classify --no-invert --json FILES`: the label of each file, in order.
+fn classify_labels(model: &Path, files: &[PathBuf]) -> Vec<u64> {
+    let mut args = vec!["classify", "--no-invert", "--json", "--model", path(model)];
+    args.extend(files.iter().map(|f| path(f)));
+    let output = runtime(&args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    document["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["label"].as_u64().unwrap())
+        .collect()
+}
+
+fn csv_row(lead: Option<&str>, pixels: &[u8]) -> String {
+    let pixels: Vec<String> = pixels.iter().map(u8::to_string).collect();
+    match lead {
+        Some(lead) => format!("{lead},{}\n", pixels.join(",")),
+        None => format!("{}\n", pixels.join(",")),
+    }
+}
+
+fn pixel_header() -> String {
+    (1..=784)
+        .map(|i| format!("pixel{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn predict_writes_the_labels_classify_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = test_images(40);
+    let files: Vec<PathBuf> = images
+        .iter()
+        .enumerate()
+        .map(|(i, pixels)| {
+            let file = dir.path().join(format!("{i:03}.png"));
+            GrayImage::from_raw(28, 28, pixels.clone())
+                .unwrap()
+                .save(&file)
+                .unwrap();
+            file
+        })
+        .collect();
+    for model in [shipped("cnn.q8"), shipped("edge.onnx")] {
+        let expected = classify_labels(&model, &files);
+        // The competition's unlabelled test file: an id column (here from 1001), no labels.
+        let mut csv = format!("id,{}\n", pixel_header());
+        for (i, pixels) in images.iter().enumerate() {
+            csv.push_str(&csv_row(Some(&(1001 + i).to_string()), pixels));
+        }
+        let data = dir.path().join("test_data.csv");
+        std::fs::write(&data, csv).unwrap();
+        let out = dir.path().join("submission.csv");
+        let output = runtime(&[
+            "predict",
+            "--model",
+            path(&model),
+            "--data",
+            path(&data),
+            "--out",
+            path(&out),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let written = std::fs::read_to_string(&out).unwrap();
+        let mut lines = written.lines();
+        assert_eq!(lines.next(), Some("id,label"));
+        let rows: Vec<(u64, u64)> = lines
+            .map(|l| {
+                let (id, label) = l.split_once(',').unwrap();
+                (id.parse().unwrap(), label.parse().unwrap())
+            })
+            .collect();
+        let ids: Vec<u64> = (1001..1041).collect();
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            expected,
+            "{}",
+            model.display()
+        );
+    }
+    // No temporary file is left beside the submission.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn predict_numbers_labelled_csv_and_idx_rows_from_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = test_images(12);
+    let mut csv = format!("label,{}\n", pixel_header());
+    let mut idx = Vec::new();
+    idx.extend_from_slice(&[0, 0, 8, 3]);
+    idx.extend_from_slice(&12u32.to_be_bytes());
+    idx.extend_from_slice(&28u32.to_be_bytes());
+    idx.extend_from_slice(&28u32.to_be_bytes());
+    for pixels in &images {
+        csv.push_str(&csv_row(Some("0"), pixels));
+        idx.extend_from_slice(pixels);
+    }
+    let labelled = dir.path().join("labelled.csv");
+    std::fs::write(&labelled, csv).unwrap();
+    let images_idx = dir.path().join("images-idx3-ubyte");
+    std::fs::write(&images_idx, idx).unwrap();
+    let mut outputs = Vec::new();
+    for data in [&labelled, &images_idx] {
+        let out = dir.path().join("out.csv");
+        let output = runtime(&["predict", "--data", path(data), "--out", path(&out)]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let written = std::fs::read_to_string(&out).unwrap();
+        let ids: Vec<&str> = written
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(ids, (0..12).map(|i| i.to_string()).collect::<Vec<_>>());
+        outputs.push(written);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn predict_names_the_file_and_line_of_a_bad_row_and_keeps_the_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = test_images(3);
+    let mut csv = format!("id,{}\n", pixel_header());
+    csv.push_str(&csv_row(Some("1"), &images[0]));
+    let mut bad = images[1].clone();
+    bad[100] = 0;
+    let bad_row = csv_row(Some("2"), &bad).replacen(",0,", ",300,", 1);
+    csv.push_str(&bad_row);
+    let data = dir.path().join("bad.csv");
+    std::fs::write(&data, csv).unwrap();
+    let out = dir.path().join("submission.csv");
+    std::fs::write(&out, "old").unwrap();
+    let output = runtime(&["predict", "--data", path(&data), "--out", path(&out)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("bad.csv") && stderr.contains("line 3") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
+    // An output in a directory that does not exist: one line naming it, exit 1.
+    let missing = dir.path().join("no/such/dir/submission.csv");
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        format!("id,{}\n{}", pixel_header(), csv_row(Some("7"), &images[2])),
+    )
+    .unwrap();
+    let output = runtime(&["predict", "--data", path(&good), "--out", path(&missing)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("submission.csv"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn classify_reads_stdin_as_it_reads_a_file_and_times_inference() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("photo.jpg");
+    // A product photo (dark on white, 200x200 JPEG): the whole preparation is exercised.
+    let trouser = real_image(1);
+    let big = image::imageops::resize(&trouser, 200, 200, image::imageops::FilterType::Triangle);
+    DynamicImage::ImageRgb8(ImageBuffer::from_fn(200, 200, |x, y| {
+        let v = 255 - big.get_pixel(x, y).0[0];
+        Rgb([v, v, v])
+    }))
+    .save(&file)
+    .unwrap();
+    let from_file = runtime(&["classify", "--json", "--top", "10", path(&file)]);
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let stdin_run = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A refusal may close the pipe early; that is not this writer's failure.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let bytes = std::fs::read(&file).unwrap();
+    let from_stdin = stdin_run(&["classify", "--json", "--top", "10", "-"], &bytes);
+    assert!(from_stdin.status.success(), "{}", text(&from_stdin.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&from_stdin.stdout).unwrap();
+    assert_eq!(a["results"][0]["top"], b["results"][0]["top"]);
+    assert_eq!(b["results"][0]["class"], "Trouser");
+
+    // --timing: the model call's time per image, in microseconds.
+    let timed = stdin_run(&["classify", "--timing", "-"], &bytes);
+    let line = text(&timed.stdout);
+    let micros: f64 = line
+        .split("(inference ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(" us)\n"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    assert!(
+        line.starts_with("<stdin>: Trouser") && micros > 0.0,
+        "{line}"
+    );
+    let timed = runtime(&["classify", "--json", "--timing", path(&file)]);
+    let document: serde_json::Value = serde_json::from_slice(&timed.stdout).unwrap();
+    assert!(document["results"][0]["inference_us"].as_f64().unwrap() > 0.0);
+
+    // Not an image, and more than the 64 MiB a file may have: one line each, exit 1.
+    let output = stdin_run(&["classify", "-"], b"hello");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("error: <stdin>: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let output = stdin_run(&["classify", "-"], &vec![0u8; (64 << 20) + 1]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("<stdin>: more than"), "{stderr}");
+    let output = runtime(&["classify", "-", "-"]);
+    assert_eq!(output.status.code(), Some(2));
+}

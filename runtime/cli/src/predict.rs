@@ -1,0 +1,149 @@
+//! `runtime predict`: a competition submission (`id,label`) for every image of a data file.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use fmnist_runtime::dataset::{self, Split};
+use fmnist_runtime::IMAGE_PIXELS;
+
+/// The images to predict and the id of each.
+pub struct Unlabelled {
+    /// 28x28 u8 images back to back.
+    pub images: Vec<u8>,
+    /// One id per image: the CSV's `id` column as written, or the row index from 0.
+    pub ids: Vec<String>,
+    /// Where the ids come from, for the summary line.
+    pub id_source: &'static str,
+}
+
+/// Loads `path`: a CSV file (`id,pixel1..pixel784` as the competition's test data,
+/// `label,pixel1..`, or pixels alone), an IDX image file (raw or gzipped), or a data
+/// directory (its test images). Ids are the CSV's `id` column when it has one, otherwise
+/// the row (image) index counted from 0.
+pub fn load(path: &Path) -> anyhow::Result<Unlabelled> {
+    if path.is_dir() {
+        let set = dataset::load_split(path, Split::Test)?;
+        return Ok(indexed(set.images));
+    }
+    dataset::regular_file(path)?;
+    if is_idx(path)? {
+        return Ok(indexed(dataset::read_idx_images(path)?));
+    }
+    let set = dataset::read_csv(path)?;
+    if set.labels.is_some() {
+        return Ok(indexed(set.images));
+    }
+    let ids = csv_ids(path)?;
+    let count = set.images.len() / IMAGE_PIXELS;
+    match ids {
+        None => Ok(indexed(set.images)),
+        Some(ids) if ids.len() == count => Ok(Unlabelled {
+            images: set.images,
+            ids,
+            id_source: "the id column",
+        }),
+        Some(ids) => anyhow::bail!(
+            "{}: changed while it was read ({} ids, {count} images)",
+            path.display(),
+            ids.len()
+        ),
+    }
+}
+
+fn indexed(images: Vec<u8>) -> Unlabelled {
+    let ids = (0..images.len() / IMAGE_PIXELS)
+        .map(|i| i.to_string())
+        .collect();
+    Unlabelled {
+        images,
+        ids,
+        id_source: "row indices from 0",
+    }
+}
+
+/// Whether the file starts as an IDX image file (magic `00 00 08 03`) or a gzip stream
+/// (which the IDX reader inflates; the CSV reader does not read gzip).
+fn is_idx(path: &Path) -> anyhow::Result<bool> {
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let mut read = 0;
+    while read < head.len() {
+        match file.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => anyhow::bail!("{}: cannot read: {e}", path.display()),
+        }
+    }
+    Ok(head[..read].starts_with(&[0x1f, 0x8b]) || head[..read] == [0, 0, 8, 3])
+}
+
+/// The `id` column of a CSV file the dataset reader has accepted without labels: `None`
+/// when its rows are pixels alone (784 columns). Lines are counted as the reader counts
+/// them, so that an error names the same line.
+fn csv_ids(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut rows = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty());
+    let Some((_, header)) = rows.next() else {
+        return Ok(None);
+    };
+    if header.split(',').count() == IMAGE_PIXELS {
+        return Ok(None);
+    }
+    let mut ids = Vec::new();
+    for (line, row) in rows {
+        let id = row.split(',').next().unwrap_or("").trim();
+        if id.is_empty() {
+            anyhow::bail!("{}: line {line}: the id is empty", path.display());
+        }
+        ids.push(id.to_string());
+    }
+    Ok(Some(ids))
+}
+
+/// Writes `id,label` rows to `out` atomically: a temporary file beside it, renamed over it
+/// once complete, so that an interrupted run leaves the old file or none.
+pub fn write_submission(out: &Path, ids: &[String], labels: &[usize]) -> anyhow::Result<()> {
+    let dir = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let failed = |what: &str, e: std::io::Error| anyhow::anyhow!("{}: {what}: {e}", out.display());
+    if out.is_dir() {
+        anyhow::bail!("{}: a directory, not a file to write", out.display());
+    }
+    let mut builder = tempfile::Builder::new();
+    // A new file's usual mode (0666 less the umask), not the temporary file's 0600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let file = builder
+        .prefix(".submission-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| failed("cannot create a file in its directory", e))?;
+    let mut writer = BufWriter::new(file);
+    let written = (|| {
+        writeln!(writer, "id,label")?;
+        for (id, label) in ids.iter().zip(labels) {
+            writeln!(writer, "{id},{label}")?;
+        }
+        writer.flush()
+    })();
+    written.map_err(|e| failed("cannot write", e))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| failed("cannot write", e.into_error()))?;
+    file.as_file()
+        .sync_all()
+        .map_err(|e| failed("cannot write", e))?;
+    file.persist(out)
+        .map_err(|e| failed("cannot rename the finished file to it", e.error))?;
+    Ok(())
+}
