@@ -11,6 +11,7 @@ use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
 use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 
+mod describe;
 mod predict;
 mod report;
 
@@ -48,10 +49,11 @@ enum Command {
     Eval(EvalArgs),
     /// Predict every image of a data file and write a submission CSV (`id,label`).
     Predict(PredictArgs),
-    /// What a model file holds: kind, format, layers, sizes, recorded accuracy.
+    /// What a model file holds: kind, format, inputs and outputs, layers, sizes, recorded
+    /// accuracy.
     Info {
-        /// The model file (int8 blob or ONNX).
-        file: PathBuf,
+        /// The model file (int8 blob or ONNX) [default: the built-in edge model].
+        file: Option<PathBuf>,
     },
 }
 
@@ -139,12 +141,15 @@ fn main() -> ExitCode {
             std::process::exit(i32::from(EXIT_FAILURE));
         }
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::Classify(args) => classify(&args),
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
-        Command::Info { file } => info(&file),
+        Command::Info { file } => info(file.as_deref()),
     });
     let Ok(result) = result else {
         let what = PANIC
@@ -164,6 +169,50 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `--help` and `--version` as clap prints them; a usage error as one line on stderr (clap's
+/// first line, then the usage it shows), exit code 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout is no failure here either.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            eprintln!(
+                "error: a command is needed (classify, eval, predict, info); see 'runtime --help'"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        _ => {}
+    }
+    // clap's message, over several lines (the arguments missing, a tip), then its usage.
+    let rendered = error.render().to_string();
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more"))
+        .collect();
+    let message: Vec<&str> = lines
+        .iter()
+        .take_while(|l| !l.starts_with("Usage: "))
+        .copied()
+        .collect();
+    let message = if message.is_empty() {
+        "error: bad usage".to_string()
+    } else {
+        message.join(" ")
+    };
+    let usage = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("; usage: {u}"))
+        .unwrap_or_default();
+    eprintln!("{message}{usage} (see --help)");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// The model's bytes and the name to show for it.
@@ -413,9 +462,10 @@ fn progress_bar(len: usize) -> indicatif::ProgressBar {
     }
 }
 
-fn info(file: &Path) -> anyhow::Result<u8> {
-    let bytes = read_file(file)?;
-    let name = file.display().to_string();
+fn info(file: Option<&Path>) -> anyhow::Result<u8> {
+    let (bytes, name) = model_bytes(&ModelArg {
+        model: file.map(Path::to_path_buf),
+    })?;
     let model = load(&bytes, &name)?;
     let mut text = String::new();
     writeln!(text, "file: {name} ({} bytes)", bytes.len())?;
@@ -459,7 +509,7 @@ fn info(file: &Path) -> anyhow::Result<u8> {
             for layer in &m.layers {
                 let line = match layer {
                     fmnist_runtime::blob::Layer::Conv(c) => format!(
-                        "Conv {}->{} {}x{} pad {} on {}x{} ({:?})",
+                        "Conv {}->{} {}x{} pad {} on {}x{} ({})",
                         c.in_channels,
                         c.out_channels,
                         c.kernel,
@@ -467,12 +517,14 @@ fn info(file: &Path) -> anyhow::Result<u8> {
                         c.padding,
                         c.in_height,
                         c.in_width,
-                        c.requant.output
+                        activation(c.requant.output)
                     ),
                     fmnist_runtime::blob::Layer::Linear(l) => {
                         format!(
-                            "Linear {}->{} ({:?})",
-                            l.inputs, l.outputs, l.requant.output
+                            "Linear {}->{} ({})",
+                            l.inputs,
+                            l.outputs,
+                            activation(l.requant.output)
                         )
                     }
                     fmnist_runtime::blob::Layer::MaxPool { size } => {
@@ -484,15 +536,32 @@ fn info(file: &Path) -> anyhow::Result<u8> {
             }
         }
         Classifier::Onnx(onnx) => {
-            writeln!(text, "format: ONNX (tract)")?;
+            writeln!(text, "format: ONNX (run through tract)")?;
             let mut keys: Vec<_> = onnx.metadata().iter().collect();
             keys.sort();
-            for (key, value) in keys {
-                writeln!(text, "{key}: {value}")?;
+            if !keys.is_empty() {
+                writeln!(text, "metadata:")?;
             }
+            for (key, value) in keys {
+                writeln!(text, "  {key}: {value}")?;
+            }
+            text.push_str(&describe::onnx(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?);
         }
     }
     emit(&text)
+}
+
+/// What follows a layer's accumulation, in words.
+fn activation(output: fmnist_runtime::blob::Output) -> String {
+    use fmnist_runtime::blob::Output;
+    match output {
+        Output::Relu => "ReLU, u8 output".into(),
+        Output::LeakyRelu { slope_q15 } => format!(
+            "LeakyReLU with slope {}, i8 output",
+            f64::from(slope_q15) / 32768.0
+        ),
+        Output::Logits => "i32 logits".into(),
+    }
 }
 
 /// Writes `text` to stdout; a reader that has gone (a closed pipe: `| head -1`) ends the

@@ -530,3 +530,78 @@ fn classify_reads_stdin_as_it_reads_a_file_and_times_inference() {
     let output = runtime(&["classify", "-", "-"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn info_describes_the_builtin_model_and_onnx_graphs() {
+    let builtin = runtime(&["info"]);
+    assert!(builtin.status.success(), "{}", text(&builtin.stderr));
+    let file = runtime(&["info", path(&shipped("edge.q8"))]);
+    let strip_first = |o: &Output| {
+        text(&o.stdout)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Only the first line (the file's name) differs.
+    assert_eq!(strip_first(&builtin), strip_first(&file));
+    let stdout = text(&builtin.stdout);
+    assert!(
+        stdout.contains("built in") && stdout.contains("Conv "),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('{') && !stdout.contains("Relu"),
+        "{stdout}"
+    );
+
+    let output = runtime(&["info", path(&shipped("cnn.onnx"))]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for wanted in [
+        "inputs:",
+        "outputs:",
+        "opset: ",
+        "layers (",
+        "Conv",
+        "float32 [",
+    ] {
+        assert!(stdout.contains(wanted), "{wanted}: {stdout}");
+    }
+    let output_line = stdout
+        .lines()
+        .skip_while(|l| *l != "outputs:")
+        .nth(1)
+        .unwrap();
+    assert!(output_line.ends_with(", 10]"), "{output_line}");
+}
+
+#[test]
+fn a_truncated_blob_is_called_truncated_and_usage_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = std::fs::read(shipped("edge.q8")).unwrap();
+    let half = dir.path().join("half.q8");
+    std::fs::write(&half, &blob[..blob.len() / 2]).unwrap();
+    let output = runtime(&["info", path(&half)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("half.q8") && stderr.contains("truncated or corrupt"),
+        "{stderr}"
+    );
+    for args in [
+        &["classify", "--bogus", "x.png"][..],
+        &["eval", "--limit", "many"],
+        &["predict", "--data", "x.csv"],
+        &["classify"],
+        &[],
+    ] {
+        let output = runtime(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    let help = runtime(&["predict", "--help"]);
+    assert!(help.status.success() && text(&help.stdout).contains("--out"));
+}
