@@ -5,15 +5,16 @@
 use core::arch::x86_64::*;
 
 use super::pack::{Packed, LANES};
-use super::source::prepare;
+use super::source::{prepare, Source};
 use crate::classes::CLASS_COUNT;
 
 /// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
-/// weight registers and 1 input register, 15 of AVX2's 16.
+/// weight registers and 1 input register, 15 of AVX2's 16. Tiles of 5 pixels cost as
+/// much per pixel and waste less on some layers (7 x 7 = 49 pixels: 50 slots, not 54).
 const PIXELS: usize = 6;
 
-/// A convolution with ReLU output, 6 pixels x 8 channels at a time, over the source
-/// `prepare` builds in `scratch`, widened to 16 bits in the rest of `scratch`.
+/// A convolution with ReLU output, 6 (or 5) pixels x 8 channels at a time, over the
+/// source `prepare` builds in `scratch`, widened to 16 bits in the rest of `scratch`.
 ///
 /// # Safety
 /// The CPU has AVX2.
@@ -23,7 +24,25 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
     // load.
     let wide = widen(source.reads, source.reads.len(), rest);
-    for (first, count, starts) in source.tiles::<PIXELS>() {
+    // Tile slots (computed pixels), plus about one pixel's work per tile for its setup
+    // and requantization.
+    let cost = |p: usize| source.pixels().div_ceil(p) * (p + 1);
+    if cost(PIXELS - 1) < cost(PIXELS) {
+        conv_tiles::<{ PIXELS - 1 }>(packed, &source, wide, output);
+    } else {
+        conv_tiles::<PIXELS>(packed, &source, wide, output);
+    }
+}
+
+/// Every output pixel of `source`, `P` at a time, 8 channels at a time.
+#[target_feature(enable = "avx2")]
+fn conv_tiles<const P: usize>(
+    packed: &Packed,
+    source: &Source<'_>,
+    wide: &[u8],
+    output: &mut [u8],
+) {
+    for (first, count, starts) in source.tiles::<P>() {
         for channel in (0..packed.channels).step_by(8) {
             let sums = tile(packed, wide, &starts, channel);
             let keep = 8.min(packed.channels - channel);

@@ -29,6 +29,11 @@ impl Source<'_> {
         }
     }
 
+    /// How many output pixels the layer has.
+    pub fn pixels(&self) -> usize {
+        self.pixels
+    }
+
     /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
     /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
     pub fn tiles<const P: usize>(&self) -> impl Iterator<Item = (usize, usize, [usize; P])> + '_ {
