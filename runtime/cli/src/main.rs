@@ -440,7 +440,7 @@ fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    predict::write_submission(&args.out, &set.ids, &labels)?;
+    predict::write_submission(&args.out, &args.data, &set.ids, &labels)?;
     eprintln!(
         "{}: {} predictions by {name} (ids: {}), {seconds:.2} s",
         args.out.display(),

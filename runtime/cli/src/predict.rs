@@ -76,6 +76,12 @@ fn is_idx(path: &Path) -> anyhow::Result<bool> {
             Err(e) => anyhow::bail!("{}: cannot read: {e}", path.display()),
         }
     }
+    if head[..read] == [0, 0, 8, 1] {
+        anyhow::bail!(
+            "{}: an IDX label file; predict needs the images (an *-images-idx3-ubyte file)",
+            path.display()
+        );
+    }
     Ok(head[..read].starts_with(&[0x1f, 0x8b]) || head[..read] == [0, 0, 8, 3])
 }
 
@@ -110,7 +116,13 @@ fn csv_ids(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
 
 /// Writes `id,label` rows to `out` atomically: a temporary file beside it, renamed over it
 /// once complete, so that an interrupted run leaves the old file or none.
-pub fn write_submission(out: &Path, ids: &[String], labels: &[usize]) -> anyhow::Result<()> {
+/// `data` is the file read: it is never overwritten.
+pub fn write_submission(
+    out: &Path,
+    data: &Path,
+    ids: &[String],
+    labels: &[usize],
+) -> anyhow::Result<()> {
     let dir = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -118,6 +130,14 @@ pub fn write_submission(out: &Path, ids: &[String], labels: &[usize]) -> anyhow:
     let failed = |what: &str, e: std::io::Error| anyhow::anyhow!("{}: {what}: {e}", out.display());
     if out.is_dir() {
         anyhow::bail!("{}: a directory, not a file to write", out.display());
+    }
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), data.canonicalize()) {
+        if a == b {
+            anyhow::bail!(
+                "{}: is the --data file itself; write the predictions elsewhere",
+                out.display()
+            );
+        }
     }
     let mut builder = tempfile::Builder::new();
     // A new file's usual mode (0666 less the umask), not the temporary file's 0600.

@@ -441,14 +441,32 @@ fn predict_names_the_file_and_line_of_a_bad_row_and_keeps_the_old_output() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
+    // The input is never the output; eval on unlabelled data points to predict.
+    let good = dir.path().join("good.csv");
+    let good_csv = format!("id,{}\n{}", pixel_header(), csv_row(Some("7"), &images[2]));
+    std::fs::write(&good, &good_csv).unwrap();
+    let output = runtime(&["predict", "--data", path(&good), "--out", path(&good)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), good_csv);
+    let output = runtime(&["eval", "--data", path(&good)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("good.csv") && stderr.contains("runtime predict"),
+        "{stderr}"
+    );
+    // An IDX label file is not images.
+    let labels = dir.path().join("t10k-labels-idx1-ubyte");
+    std::fs::write(&labels, [0, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
+    let output = runtime(&["predict", "--data", path(&labels), "--out", path(&out)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("IDX label file"),
+        "{}",
+        text(&output.stderr)
+    );
     // An output in a directory that does not exist: one line naming it, exit 1.
     let missing = dir.path().join("no/such/dir/submission.csv");
-    let good = dir.path().join("good.csv");
-    std::fs::write(
-        &good,
-        format!("id,{}\n{}", pixel_header(), csv_row(Some("7"), &images[2])),
-    )
-    .unwrap();
     let output = runtime(&["predict", "--data", path(&good), "--out", path(&missing)]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
