@@ -623,3 +623,38 @@ fn a_truncated_blob_is_called_truncated_and_usage_errors_are_one_line() {
     let help = runtime(&["predict", "--help"]);
     assert!(help.status.success() && text(&help.stdout).contains("--out"));
 }
+
+#[test]
+fn predict_on_the_test_set_agrees_with_eval() {
+    // A data directory: its 10,000 test images, ids 0..9999 in file order. The labels
+    // predict writes, scored against the true ones, give eval's count of correct images.
+    let data = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let test = load_split(Path::new(&data), Split::Test).expect("the dataset is installed");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("submission.csv");
+    let model = shipped("cnn.q8");
+    let output = runtime(&[
+        "predict",
+        "--model",
+        path(&model),
+        "--data",
+        &data,
+        "--out",
+        path(&out),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let written = std::fs::read_to_string(&out).unwrap();
+    let mut correct = 0u64;
+    let mut rows = 0usize;
+    for (i, line) in written.lines().skip(1).enumerate() {
+        let (id, label) = line.split_once(',').unwrap();
+        assert_eq!(id, i.to_string());
+        correct += u64::from(label.parse::<u8>().unwrap() == test.labels[i]);
+        rows += 1;
+    }
+    assert_eq!(rows, test.len());
+    let output = runtime(&["eval", "--model", path(&model), "--data", &data, "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["correct"].as_u64(), Some(correct));
+}
