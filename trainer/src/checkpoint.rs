@@ -1,17 +1,30 @@
 //! A run directory: the model weights (`model.mpk`), what produced them (`run.json`), the
 //! per-epoch metrics (`metrics.csv`) and their plot (`curves.png`). Every file is written
 //! atomically after each epoch.
+//!
+//! Nothing read back is trusted: `run.json` records the SHA-256 of `model.mpk`, and
+//! `resume.state` carries the SHA-256 of its own contents; both are verified before
+//! anything is decoded. Files are read only when they are regular files of plausible size;
+//! the recorded recipe and options pass the command line's validation; the weights' record
+//! is decoded under a guard that turns any failure of the decoder, a panic included, into
+//! an error naming the file, and every tensor's shape is checked against the model kind
+//! (the optimiser's moments too, see [`restore_optimizer`]).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use burn::module::Module;
+use anyhow::{anyhow, bail, Context};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::{AdaptorRecord, AdaptorRecordV1};
+use burn::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use sha2::{Digest, Sha256};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::{read_regular, write_atomic};
 use crate::model::{Classifier, Layer, LayerSpec, ModelKind};
-use crate::recipe::Recipe;
+use crate::recipe::{OptimizerKind, Recipe};
 
 /// The weights file inside a run directory.
 pub const MODEL_FILE: &str = "model.mpk";
@@ -21,6 +34,21 @@ pub const RUN_FILE: &str = "run.json";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// The loss and accuracy plot inside a run directory.
 pub const CURVES_FILE: &str = "curves.png";
+
+/// The largest `model.mpk` read (the largest model kind's is about 410 KB).
+pub const MAX_MODEL_BYTES: u64 = 16 << 20;
+/// The largest `run.json` read (about 200 bytes per epoch).
+pub const MAX_RUN_BYTES: u64 = 16 << 20;
+/// The largest `resume.state` read (weights, two moments per weight and `run.json`).
+pub const MAX_RESUME_BYTES: u64 = 64 << 20;
+
+/// The SHA-256 of `bytes` in lowercase hexadecimal.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// One epoch's figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,8 +69,10 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
-/// What a run directory says about its model.
+/// What a run directory says about its model. Unknown fields are refused, so that a
+/// damaged field name is an error rather than a field silently missing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunInfo {
     /// The model kind.
     pub model: ModelKind,
@@ -66,6 +96,10 @@ pub struct RunInfo {
     /// continues with (absent in runs of older trainers and runs made through the library).
     #[serde(default)]
     pub options: Option<crate::fit::FitOptions>,
+    /// The SHA-256 of the `model.mpk` written with this description (lowercase hex), set by
+    /// [`save`]; absent in runs of trainers before checksums, which are not loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
 }
 
 impl RunInfo {
@@ -88,17 +122,82 @@ impl RunInfo {
             test_accuracy: None,
             command,
             options: None,
+            model_sha256: None,
         }
+    }
+
+    /// Refuses a description no run could have written: a recipe the command line would
+    /// refuse, epochs out of order or beyond the recipe's, options that name another model
+    /// kind, seed or recipe than the run's, a malformed checksum.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.recipe
+            .validate()
+            .map_err(|e| anyhow!("its recipe is invalid ({e})"))?;
+        if self.epochs.len() > self.recipe.epochs {
+            bail!(
+                "it records {} epochs of a {}-epoch recipe",
+                self.epochs.len(),
+                self.recipe.epochs
+            );
+        }
+        if let Some((index, m)) = self
+            .epochs
+            .iter()
+            .enumerate()
+            .find(|(index, m)| m.epoch != index + 1)
+        {
+            bail!("its epoch {} is numbered {}", index + 1, m.epoch);
+        }
+        if let Some(options) = &self.options {
+            if options.model != self.model {
+                bail!(
+                    "its options name the {} model, the run is a {} run",
+                    options.model.name(),
+                    self.model.name()
+                );
+            }
+            if options.seed != self.seed {
+                bail!(
+                    "its options give seed {}, the run has seed {}",
+                    options.seed,
+                    self.seed
+                );
+            }
+            match options.recipe.apply(options.model) {
+                Err(e) => bail!("its options are invalid ({e})"),
+                Ok(recipe) if recipe != self.recipe => {
+                    bail!("its options give another recipe than the run's")
+                }
+                Ok(_) => {}
+            }
+        }
+        if let Some(sha) = &self.model_sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                bail!("its model_sha256 is not a SHA-256 in hexadecimal");
+            }
+        }
+        Ok(())
     }
 }
 
-/// Writes the model and the run description into `dir`.
-pub fn save<B: Backend>(dir: &Path, model: &Classifier<B>, info: &RunInfo) -> anyhow::Result<()> {
-    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .record(model.clone().into_record(), ())
-        .context("cannot serialise the model")?;
+/// Writes the model and the run description into `dir`, recording the model's checksum in
+/// `info`.
+pub fn save<B: Backend>(
+    dir: &Path,
+    model: &Classifier<B>,
+    info: &mut RunInfo,
+) -> anyhow::Result<()> {
+    let bytes = model_bytes(model)?;
+    info.model_sha256 = Some(sha256_hex(&bytes));
     write_atomic(&dir.join(MODEL_FILE), &bytes)?;
     save_info(dir, info)
+}
+
+/// The bytes of a model's `model.mpk`.
+pub fn model_bytes<B: Backend>(model: &Classifier<B>) -> anyhow::Result<Vec<u8>> {
+    NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .record(model.clone().into_record(), ())
+        .context("cannot serialise the model")
 }
 
 /// Writes only `run.json` (after the test accuracy is known, for instance).
@@ -107,52 +206,98 @@ pub fn save_info(dir: &Path, info: &RunInfo) -> anyhow::Result<()> {
     write_atomic(&dir.join(RUN_FILE), &json)
 }
 
-/// Loads a run directory: its description and its model, checked against the model kind.
+/// A run description from the bytes of a `run.json`, validated ([`RunInfo::validate`]).
+pub fn info_from_bytes(bytes: &[u8]) -> anyhow::Result<RunInfo> {
+    let info: RunInfo = serde_json::from_slice(bytes).context("not a valid run description")?;
+    info.validate().context("not a valid run description")?;
+    Ok(info)
+}
+
+/// Reads and validates the `run.json` of a run directory.
+pub fn load_info(dir: &Path) -> anyhow::Result<RunInfo> {
+    let run_path = dir.join(RUN_FILE);
+    if std::fs::symlink_metadata(&run_path).is_err() {
+        bail!(
+            "{}: cannot read (is {} a run directory from `trainer fit`?)",
+            run_path.display(),
+            dir.display()
+        );
+    }
+    let bytes = read_regular(&run_path, MAX_RUN_BYTES)?;
+    info_from_bytes(&bytes).with_context(|| run_path.display().to_string())
+}
+
+/// Checks the bytes of a `model.mpk` against the checksum its run description records.
+pub fn verify_model(bytes: &[u8], info: &RunInfo) -> anyhow::Result<()> {
+    match &info.model_sha256 {
+        None => bail!(
+            "{RUN_FILE} records no checksum of {MODEL_FILE} (a run of a trainer before \
+             checksums): the weights cannot be verified; train the run again"
+        ),
+        Some(sha) if *sha != sha256_hex(bytes) => bail!(
+            "checksum mismatch: not the file {RUN_FILE} was written with (corrupt, or from \
+             another run)"
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Loads a run directory: its description and its model, each verified (see the module
+/// documentation).
 pub fn load<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> anyhow::Result<(RunInfo, Classifier<B>)> {
-    let run_path = dir.join(RUN_FILE);
-    let text = std::fs::read(&run_path).with_context(|| {
-        format!(
-            "{}: cannot read (is {} a run directory from `trainer fit`?)",
-            run_path.display(),
-            dir.display()
-        )
-    })?;
-    let info: RunInfo = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not a valid run description", run_path.display()))?;
+    let info = load_info(dir)?;
     let model_path: PathBuf = dir.join(MODEL_FILE);
-    let bytes = std::fs::read(&model_path)
-        .with_context(|| format!("{}: cannot read", model_path.display()))?;
+    let bytes = read_regular(&model_path, MAX_MODEL_BYTES)?;
+    verify_model(&bytes, &info).with_context(|| model_path.display().to_string())?;
     let model = model_from_bytes(&bytes, info.model, device)
-        .with_context(|| format!("{}", model_path.display()))?;
+        .with_context(|| model_path.display().to_string())?;
     Ok((info, model))
 }
 
-/// A model of kind `kind` from the bytes of a `model.mpk`, checked against the kind.
+/// Runs `decode`, turning a panic inside it into an error (quietly: the panic hook is
+/// swapped out meanwhile, `trainer`'s own would end the process). burn's record decoding
+/// panics on some malformed input (an invalid parameter id, a tensor whose data does not
+/// fill its shape, layer kinds that differ from the model's).
+pub fn guarded<T>(decode: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _swap = HOOK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    std::panic::set_hook(hook);
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(anyhow!("the decoder failed ({})", what.replace('\n', " ")))
+    })
+}
+
+/// A model of kind `kind` from the bytes of a `model.mpk`, decoded under [`guarded`] and
+/// checked against the kind.
 pub fn model_from_bytes<B: Backend>(
     bytes: &[u8],
     kind: ModelKind,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
-    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .load(bytes.to_vec(), device)
-        .map_err(|e| anyhow::anyhow!("not a {} model: {e}", kind.name()))?;
-    // burn's load_record panics when the record's layer kinds or count differ from the
-    // model's; such a file is bad input, so the panic becomes an error (quietly).
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let model = guarded(|| {
+        let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+            .load(bytes.to_vec(), device)
+            .map_err(|e| anyhow!("{e}"))?;
         let fresh = {
             let _rng = crate::model::lock_backend_rng();
             Classifier::new(kind, device)
         };
-        fresh.load_record(record)
-    }));
-    std::panic::set_hook(hook);
-    let model = loaded
-        .map_err(|_| anyhow::anyhow!("its layers are not those of the {} model", kind.name()))?;
+        Ok(fresh.load_record(record))
+    })
+    .map_err(|e| anyhow!("not a valid {} model: {e:#}", kind.name()))?;
     check_shapes(&model, kind)
         .with_context(|| format!("weights do not fit the {} model", kind.name()))?;
     Ok(model)
@@ -178,8 +323,11 @@ pub struct ResumeState {
 
 /// The resume state's file inside a run directory.
 pub const RESUME_FILE: &str = "resume.state";
-const RESUME_VERSION: u32 = 1;
+/// Version 2: the magic bytes, the version byte, the SHA-256 of the rest, then the
+/// postcard-encoded [`ResumeState`]. Version 1 (no checksum) is recognised and refused.
+const RESUME_VERSION: u32 = 2;
 const RESUME_MAGIC: &[u8; 8] = b"FMRESUME";
+const DIGEST_BYTES: usize = 32;
 
 /// Writes the resume state of the epoch just completed.
 pub fn save_resume<B: Backend>(
@@ -188,47 +336,213 @@ pub fn save_resume<B: Backend>(
     optimizer: Vec<u8>,
     info: &RunInfo,
 ) -> anyhow::Result<()> {
+    write_atomic(
+        &dir.join(RESUME_FILE),
+        &resume_bytes(model_bytes(model)?, optimizer, info)?,
+    )
+}
+
+/// The bytes of a `resume.state` holding `model` (the bytes of its `model.mpk`), the
+/// optimiser's record and the run description (whose `model_sha256` is set to the model's).
+pub fn resume_bytes(model: Vec<u8>, optimizer: Vec<u8>, info: &RunInfo) -> anyhow::Result<Vec<u8>> {
+    let mut info = info.clone();
+    info.model_sha256 = Some(sha256_hex(&model));
     let state = ResumeState {
         version: RESUME_VERSION,
-        info: serde_json::to_string(info).context("cannot serialise the run description")?,
-        model: NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-            .record(model.clone().into_record(), ())
-            .context("cannot serialise the model")?,
+        info: serde_json::to_string(&info).context("cannot serialise the run description")?,
+        model,
         optimizer,
         path: PathBuf::new(),
     };
-    let mut bytes = RESUME_MAGIC.to_vec();
-    bytes.extend(postcard::to_stdvec(&state).context("cannot serialise the resume state")?);
-    write_atomic(&dir.join(RESUME_FILE), &bytes)
+    let payload = postcard::to_stdvec(&state).context("cannot serialise the resume state")?;
+    Ok(resume_envelope(&payload))
 }
 
-/// Reads the resume state of a run directory and its run description.
+/// A `resume.state` file around `payload` (a postcard-encoded [`ResumeState`]): the magic
+/// bytes, the version, the payload's SHA-256, the payload.
+pub fn resume_envelope(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = RESUME_MAGIC.to_vec();
+    bytes.push(RESUME_VERSION as u8);
+    bytes.extend(Sha256::digest(payload));
+    bytes.extend(payload);
+    bytes
+}
+
+/// Reads the resume state of a run directory and its run description, verified: the
+/// checksum, the version, the description ([`RunInfo::validate`]) and the weights'
+/// checksum against it. The weights and the optimiser state are decoded later, by
+/// [`model_from_bytes`] and [`restore_optimizer`].
 pub fn load_resume(dir: &Path) -> anyhow::Result<(RunInfo, ResumeState)> {
     let path = dir.join(RESUME_FILE);
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
+    if std::fs::symlink_metadata(&path).is_err() {
+        bail!(
             "{}: cannot read (is {} a run directory from `trainer fit` with at least one \
              complete epoch?)",
             path.display(),
             dir.display()
-        )
-    })?;
-    let payload = bytes
-        .strip_prefix(RESUME_MAGIC)
-        .with_context(|| format!("{}: not a resume state (bad magic bytes)", path.display()))?;
-    let mut state: ResumeState = postcard::from_bytes(payload)
-        .with_context(|| format!("{}: truncated or corrupt resume state", path.display()))?;
-    if state.version != RESUME_VERSION {
-        bail!(
-            "{}: resume state version {}, this trainer reads version {RESUME_VERSION}",
-            path.display(),
-            state.version
         );
     }
-    let info: RunInfo = serde_json::from_str(&state.info)
-        .with_context(|| format!("{}: the run description does not parse", path.display()))?;
+    let bytes = read_regular(&path, MAX_RESUME_BYTES)?;
+    let (info, mut state) =
+        resume_from_bytes(&bytes).with_context(|| path.display().to_string())?;
     state.path = path;
     Ok((info, state))
+}
+
+/// [`load_resume`] on the bytes of a `resume.state`.
+pub fn resume_from_bytes(bytes: &[u8]) -> anyhow::Result<(RunInfo, ResumeState)> {
+    let rest = bytes
+        .strip_prefix(RESUME_MAGIC)
+        .context("not a resume state (bad magic bytes)")?;
+    let corrupt = "truncated or corrupt resume state";
+    match rest.first() {
+        Some(1) => {
+            // Version 1 is postcard from the first byte on, without a checksum.
+            postcard::from_bytes::<ResumeState>(rest).context(corrupt)?;
+            bail!(
+                "resume state version 1, written by a trainer before checksums: it cannot be \
+                 verified, so it is not resumed; start the run again"
+            );
+        }
+        Some(&version) if u32::from(version) == RESUME_VERSION => {}
+        Some(version) => {
+            bail!("resume state version {version}, this trainer reads version {RESUME_VERSION}")
+        }
+        None => bail!(corrupt),
+    }
+    let rest = &rest[1..];
+    if rest.len() < DIGEST_BYTES {
+        bail!(corrupt);
+    }
+    let (digest, payload) = rest.split_at(DIGEST_BYTES);
+    if Sha256::digest(payload).as_slice() != digest {
+        bail!("checksum mismatch: the resume state is corrupt");
+    }
+    let state: ResumeState = postcard::from_bytes(payload).context(corrupt)?;
+    if state.version != RESUME_VERSION {
+        bail!(corrupt);
+    }
+    let info: RunInfo =
+        serde_json::from_str(&state.info).context("the run description does not parse")?;
+    info.validate().context("the run description is invalid")?;
+    if info.model_sha256.as_deref() != Some(sha256_hex(&state.model).as_str()) {
+        bail!("the weights are not those its run description records");
+    }
+    Ok((info, state))
+}
+
+/// The moments of an optimiser's state for one parameter, as shapes.
+pub trait MomentShapes<B: Backend>: SimpleOptimizer<B> {
+    /// The step count and the shapes of every moment tensor of `record`.
+    fn moments(record: &AdaptorRecordV1<Self, B>) -> (usize, Vec<Vec<usize>>);
+}
+
+macro_rules! moment_shapes {
+    ($optimizer:ty) => {
+        impl<B: Backend> MomentShapes<B> for $optimizer {
+            fn moments(record: &AdaptorRecordV1<Self, B>) -> (usize, Vec<Vec<usize>>) {
+                macro_rules! of {
+                    ($state:expr) => {{
+                        let m = &$state.momentum;
+                        let mut shapes =
+                            vec![m.moment_1.dims().to_vec(), m.moment_2.dims().to_vec()];
+                        shapes.extend(m.max_moment_2.as_ref().map(|t| t.dims().to_vec()));
+                        (m.time, shapes)
+                    }};
+                }
+                match record {
+                    AdaptorRecordV1::Rank0(s) => of!(s),
+                    AdaptorRecordV1::Rank1(s) => of!(s),
+                    AdaptorRecordV1::Rank2(s) => of!(s),
+                    AdaptorRecordV1::Rank3(s) => of!(s),
+                    AdaptorRecordV1::Rank4(s) => of!(s),
+                    AdaptorRecordV1::Rank5(s) => of!(s),
+                    AdaptorRecordV1::Rank6(s) => of!(s),
+                    AdaptorRecordV1::Rank7(s) => of!(s),
+                    AdaptorRecordV1::Rank8(s) => of!(s),
+                }
+            }
+        }
+    };
+}
+moment_shapes!(Adam);
+moment_shapes!(AdamW);
+
+/// Every float parameter of a module: its id and shape.
+struct ParamShapes(std::collections::HashMap<ParamId, Vec<usize>>);
+
+impl<B: Backend> ModuleVisitor<B> for ParamShapes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.insert(param.id, param.val().dims().to_vec());
+    }
+}
+
+/// `optim` with the state decoded from `bytes` (the optimiser's record, as `resume.state`
+/// holds it), under [`guarded`], after checking it against `model`: every entry belongs to
+/// one of the model's parameters, its moments have that parameter's shape, and its step
+/// count is at most `max_steps` (the steps the run has taken). A moment of another shape
+/// would panic in the first step.
+pub fn restore_optimizer<B, S>(
+    optim: OptimizerAdaptor<S, Classifier<B>, B>,
+    bytes: &[u8],
+    model: &Classifier<B>,
+    max_steps: usize,
+    device: &B::Device,
+) -> anyhow::Result<OptimizerAdaptor<S, Classifier<B>, B>>
+where
+    B: AutodiffBackend,
+    S: SimpleOptimizer<B::InnerBackend> + MomentShapes<B::InnerBackend>,
+{
+    let record: <OptimizerAdaptor<S, Classifier<B>, B> as Optimizer<Classifier<B>, B>>::Record =
+        guarded(|| {
+            NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+                .load(bytes.to_vec(), device)
+                .map_err(|e| anyhow!("{e}"))
+        })?;
+    let mut params = ParamShapes(Default::default());
+    model.visit(&mut params);
+    for (id, entry) in record.iter() {
+        let AdaptorRecord::V1(entry) = entry;
+        let Some(shape) = params.0.get(id) else {
+            bail!("it holds a moment of parameter {id}, which the model does not have");
+        };
+        let (time, moments) = S::moments(entry);
+        if let Some(bad) = moments.iter().find(|m| *m != shape) {
+            bail!("a moment of parameter {id} has shape {bad:?}, the parameter {shape:?}");
+        }
+        if time > max_steps {
+            bail!("parameter {id} has taken {time} steps, the run only {max_steps}");
+        }
+    }
+    Ok(optim.load_record(record))
+}
+
+/// Checks the optimiser state of a resume state (its bytes, `bytes`) against `model`, with
+/// the optimiser `recipe` names: see [`restore_optimizer`].
+pub fn check_optimizer<B: AutodiffBackend>(
+    bytes: &[u8],
+    recipe: &Recipe,
+    model: &Classifier<B>,
+    max_steps: usize,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    match recipe.optimizer {
+        OptimizerKind::Adam => {
+            let optim = AdamConfig::new().init::<B, Classifier<B>>();
+            restore_optimizer(optim, bytes, model, max_steps, device).map(drop)
+        }
+        OptimizerKind::Adamw => {
+            let optim = AdamWConfig::new().init::<B, Classifier<B>>();
+            restore_optimizer(optim, bytes, model, max_steps, device).map(drop)
+        }
+    }
+}
+
+/// The training steps a run has taken after `info.epochs.len()` epochs of `train_images`.
+pub fn steps_taken(info: &RunInfo, train_images: usize) -> usize {
+    info.epochs
+        .len()
+        .saturating_mul(train_images.div_ceil(info.recipe.batch.max(1)))
 }
 
 /// A model whose layers do not match its kind's definition.

@@ -11,6 +11,7 @@ use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 use crate::backend::DeviceKind;
 use crate::checkpoint::{self, ResumeState, RunInfo};
 use crate::export::{self, Exports};
+use crate::fsutil;
 use crate::model::{summary_text, ModelKind};
 use crate::recipe::RecipeOverrides;
 use crate::train::{self, Output, Splits};
@@ -89,15 +90,40 @@ pub fn prepare(
     resume: Option<(RunInfo, ResumeState)>,
 ) -> anyhow::Result<Prepared> {
     usage::check_device(options.device)?;
-    // Refuse a path we cannot write before an hour of training, not after.
-    for path in options.export.iter().chain(&options.export_q8) {
-        usage::check_writable(path)?;
-    }
     let recipe = options
         .recipe
         .apply(options.model)
         .map_err(UsageError::from)?;
+    // Refuse a path we cannot write before an hour of training, not after: each is proven
+    // writable by creating and removing a probe file.
+    for path in options.export.iter().chain(&options.export_q8) {
+        usage::check_writable(path)?;
+    }
     let out = options.out_dir();
+    let created = fsutil::probe_dir(&out)?;
+    let removed = fsutil::remove_temporaries(&out)?;
+    if removed > 0 {
+        println!(
+            "removed {removed} temporary file(s) a killed run left in {}",
+            out.display()
+        );
+    }
+    let prepared = prepare_in(options, command, progress, resume, recipe, out);
+    if prepared.is_err() {
+        // Nothing was written: leave no empty run directory behind.
+        fsutil::remove_created(&created);
+    }
+    prepared
+}
+
+fn prepare_in(
+    options: &FitOptions,
+    command: String,
+    progress: bool,
+    resume: Option<(RunInfo, ResumeState)>,
+    recipe: crate::recipe::Recipe,
+    out: PathBuf,
+) -> anyhow::Result<Prepared> {
     let (train_set, test) = load_train_test(options)?;
     let (train_split, val_split) = train_set.split_last(options.val);
     if train_split.is_empty() {
@@ -131,7 +157,8 @@ pub fn prepare(
     }
     info.train_images = train_split.len();
     info.val_images = val_split.len();
-    println!("{}", summary_text(options.model));
+    // The run's own model kind (a resumed run's options are checked to name it too).
+    println!("{}", summary_text(info.model));
     let r = &info.recipe;
     println!(
         "recipe: {:?}, {} epochs, batch {}, lr {}, {:?} schedule, weight decay {}, label smoothing {}, augment {}",
@@ -200,6 +227,24 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     )?;
     println!("run directory: {}", prepared.output.dir.display());
     Ok(())
+}
+
+/// Opens the run in `dir` to continue it ([`crate::rundir::open_resume`]: every file
+/// verified, what can be repaired from `resume.state` repaired) and says what was repaired
+/// and where the run continues. Returns the options to continue with, the run description
+/// and the resume state.
+pub fn resume(dir: &Path) -> anyhow::Result<(FitOptions, (RunInfo, ResumeState))> {
+    let resume = crate::rundir::open_resume(dir)?;
+    for note in &resume.notes {
+        println!("{note}");
+    }
+    println!(
+        "resuming {} after epoch {} of {}",
+        dir.display(),
+        resume.info.epochs.len(),
+        resume.info.recipe.epochs
+    );
+    Ok((resume.options, (resume.info, resume.state)))
 }
 
 /// The options to continue the run in `dir` with: those it was started with (from its

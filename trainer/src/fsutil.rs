@@ -1,10 +1,15 @@
 //! Files the tools write are written atomically: a temporary file in the same directory,
 //! synced, then renamed over the target, so a crash never leaves a half-written file.
+//! Files the tools read back are read only when they are regular files of plausible size,
+//! and output paths are proven writable (a probe file created and removed) before any work.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+
+/// The prefix of [`write_atomic`]'s temporary files (what a killed process leaves behind).
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Writes `bytes` to `path` atomically, creating the parent directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -15,7 +20,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
     // tempfile creates 0600; the tools' outputs are ordinary files.
@@ -35,6 +40,152 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads `path` whole if it is a regular file (following symbolic links) of at most `max`
+/// bytes: a named pipe would block, a device (a link to `/dev/zero`) read without end.
+pub fn read_regular(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    fmnist_runtime::dataset::regular_file(path)?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    // What was opened, not what the name pointed to a moment ago.
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if !metadata.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    if metadata.len() > max {
+        bail!(
+            "{}: {} bytes, more than the {max} such a file can have",
+            path.display(),
+            metadata.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    (&mut file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{}: grew past {max} bytes while read", path.display());
+    }
+    Ok(bytes)
+}
+
+/// Proves that a file can be written at `path` (as [`write_atomic`] writes it) without
+/// writing it: `path` is not a directory, its directory exists, a temporary file can be
+/// created in it, and (when `path` does not exist yet) a file of that very name can be
+/// created. Everything created is removed.
+pub fn probe_file(path: &Path) -> Result<(), crate::usage::UsageError> {
+    use crate::usage::UsageError;
+    if path.is_dir() {
+        return Err(UsageError::IsDirectory(path.to_path_buf()));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(UsageError::NoDirectory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    let not_writable = |error: std::io::Error| UsageError::NotWritable {
+        path: path.to_path_buf(),
+        reason: os_reason(error),
+    };
+    probe_in(dir).map_err(not_writable)?;
+    if std::fs::symlink_metadata(path).is_err() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(not_writable)?;
+        std::fs::remove_file(path).map_err(not_writable)?;
+    }
+    Ok(())
+}
+
+/// Proves that the run directory `dir` can be written: creates it if needed and a probe
+/// file in it. Returns the directories it created (outermost first), which
+/// [`remove_created`] takes away again if the run ends before writing anything.
+pub fn probe_dir(dir: &Path) -> Result<Vec<PathBuf>, crate::usage::UsageError> {
+    use crate::usage::UsageError;
+    let not_writable = |error: std::io::Error| UsageError::NotWritable {
+        path: dir.to_path_buf(),
+        reason: os_reason(error),
+    };
+    if let Ok(metadata) = std::fs::metadata(dir) {
+        if !metadata.is_dir() {
+            return Err(UsageError::NotADirectory(dir.to_path_buf()));
+        }
+        probe_in(dir).map_err(not_writable)?;
+        return Ok(Vec::new());
+    }
+    let mut created: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    created.reverse();
+    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    if let Err(error) = probe_in(dir) {
+        remove_created(&created);
+        return Err(not_writable(error));
+    }
+    Ok(created)
+}
+
+/// Removes the directories [`probe_dir`] created, innermost first, as long as they are
+/// empty.
+pub fn remove_created(created: &[PathBuf]) {
+    for dir in created.iter().rev() {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+/// What the operating system said, without the probe's temporary name.
+fn os_reason(error: std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => error.to_string(),
+    }
+}
+
+fn probe_in(dir: &Path) -> std::io::Result<()> {
+    let mut probe = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    probe.write_all(b"probe")?;
+    probe.close()
+}
+
+/// Removes the temporary files a killed [`write_atomic`] left in `dir` (regular files
+/// named `.tmp-*`); returns how many.
+pub fn remove_temporaries(dir: &Path) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    for entry in entries.flatten() {
+        let is_temp = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+        if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!(
+                    "{}: cannot remove the temporary file",
+                    entry.path().display()
+                )
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +199,45 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn reads_only_regular_files_of_plausible_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_regular(&path, 5).unwrap(), b"12345");
+        let error = read_regular(&path, 4).unwrap_err().to_string();
+        assert!(error.contains("more than the 4"), "{error}");
+        let error = read_regular(dir.path(), 100).unwrap_err().to_string();
+        assert!(error.contains("a directory"), "{error}");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("zero");
+            std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+            let error = read_regular(&link, 100).unwrap_err().to_string();
+            assert!(error.contains("a device"), "{error}");
+        }
+    }
+
+    #[test]
+    fn probes_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.onnx");
+        probe_file(&file).unwrap();
+        let run = dir.path().join("a/b");
+        let created = probe_dir(&run).unwrap();
+        assert_eq!(created, [dir.path().join("a"), run.clone()]);
+        assert!(run.is_dir());
+        remove_created(&created);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let long = dir.path().join("x".repeat(300));
+        assert!(probe_file(&long).is_err());
+        assert!(probe_dir(&long).is_err());
+        std::fs::write(&file, b"").unwrap();
+        assert!(probe_dir(&file).is_err());
+        std::fs::write(dir.path().join(".tmp-abc"), b"left").unwrap();
+        assert_eq!(remove_temporaries(dir.path()).unwrap(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

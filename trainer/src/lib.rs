@@ -2,7 +2,8 @@
 //!
 //! One concern per module: [`model`] defines every model kind once, [`batch`] feeds it,
 //! [`recipe`] says how it is trained, [`train`] trains and evaluates, [`fit`] runs
-//! `trainer fit` from its options, [`checkpoint`] keeps a run directory, [`export`] writes
+//! `trainer fit` from its options, [`checkpoint`] keeps a run directory and [`rundir`]
+//! checks one before it is resumed, [`export`] writes
 //! ONNX and int8 blobs, [`plot`] draws what people would rather look at than read,
 //! [`usage`] names the mistakes in how the tools were called.
 
@@ -17,6 +18,7 @@ pub mod fsutil;
 pub mod model;
 pub mod plot;
 pub mod recipe;
+pub mod rundir;
 pub mod synthetic;
 pub mod train;
 pub mod usage;

@@ -268,15 +268,8 @@ fn fit(args: FitArgs, given: Vec<String>) -> anyhow::Result<()> {
             if !given.is_empty() {
                 return Err(UsageError::OptionsWithResume(given).into());
             }
-            let (info, state) = checkpoint::load_resume(dir)?;
-            let options = fit::resume_options(dir, &info, &state)?;
-            println!(
-                "resuming {} after epoch {} of {}",
-                dir.display(),
-                info.epochs.len(),
-                info.recipe.epochs
-            );
-            (options, Some((info, state)))
+            let (options, resume) = fit::resume(dir)?;
+            (options, Some(resume))
         }
     };
     let mut prepared = fit::prepare(&options, command, progress, resume)?;
@@ -355,6 +348,7 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    check_writable(&args.out)?;
     let set = dataset::load_split(&args.data.data, Split::Train)?.truncated(100);
     let predictions = match &args.model {
         Some(dir) => {

@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -104,50 +105,44 @@ fn train<B: AutodiffBackend>(
         Some(state) => checkpoint::model_from_bytes(&state.model, info.model, device)
             .with_context(|| format!("{}: bad model state", state.path.display()))?,
     };
+    let steps = checkpoint::steps_taken(info, splits.train.len());
     match info.recipe.optimizer {
         OptimizerKind::Adam => {
             let optim = AdamConfig::new()
                 .with_epsilon(1e-8)
                 .init::<B, Classifier<B>>();
-            run_epochs(
-                model,
-                restore(optim, state, device)?,
-                info,
-                splits,
-                out,
-                device,
-            )
+            let optim = restore(optim, state, &model, steps, device)?;
+            run_epochs(model, optim, info, splits, out, device)
         }
         OptimizerKind::Adamw => {
             let optim = AdamWConfig::new()
                 .with_epsilon(1e-8)
                 .with_weight_decay(info.recipe.weight_decay as f32)
                 .init::<B, Classifier<B>>();
-            run_epochs(
-                model,
-                restore(optim, state, device)?,
-                info,
-                splits,
-                out,
-                device,
-            )
+            let optim = restore(optim, state, &model, steps, device)?;
+            run_epochs(model, optim, info, splits, out, device)
         }
     }
 }
 
-/// The optimiser with the moments of `state`, if any.
-fn restore<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
-    optim: O,
+/// The optimiser with the moments of `state`, if any, checked against `model` (see
+/// [`checkpoint::restore_optimizer`]).
+fn restore<B, S>(
+    optim: OptimizerAdaptor<S, Classifier<B>, B>,
     state: Option<&checkpoint::ResumeState>,
+    model: &Classifier<B>,
+    max_steps: usize,
     device: &B::Device,
-) -> anyhow::Result<O> {
+) -> anyhow::Result<OptimizerAdaptor<S, Classifier<B>, B>>
+where
+    B: AutodiffBackend,
+    S: SimpleOptimizer<B::InnerBackend> + checkpoint::MomentShapes<B::InnerBackend>,
+{
     let Some(state) = state else {
         return Ok(optim);
     };
-    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .load(state.optimizer.clone(), device)
-        .map_err(|e| anyhow::anyhow!("{}: bad optimiser state: {e}", state.path.display()))?;
-    Ok(optim.load_record(record))
+    checkpoint::restore_optimizer(optim, &state.optimizer, model, max_steps, device)
+        .with_context(|| format!("{}: bad optimiser state", state.path.display()))
 }
 
 fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
@@ -266,7 +261,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 
 fn save_epoch<B: Backend>(
     model: &Classifier<B>,
-    info: &RunInfo,
+    info: &mut RunInfo,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     checkpoint::save(dir, model, info)?;

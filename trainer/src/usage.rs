@@ -21,6 +21,17 @@ pub enum UsageError {
         /// Its missing directory.
         dir: PathBuf,
     },
+    /// An output path where nothing can be written (permissions, a name too long, ...).
+    #[error("{}: cannot write there: {reason}", .path.display())]
+    NotWritable {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// A run directory named by something that is not a directory.
+    #[error("{}: exists and is not a directory", .0.display())]
+    NotADirectory(PathBuf),
     /// `--val` takes every training image.
     #[error("--val {0} leaves no training images")]
     NoTrainingImages(usize),
@@ -45,16 +56,9 @@ pub fn check_device(device: DeviceKind) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// An output file must not be a directory, and its directory must exist.
+/// An output file must not be a directory, its directory must exist, and a file must be
+/// creatable there: proven by creating and removing a probe file
+/// ([`crate::fsutil::probe_file`]), before any work.
 pub fn check_writable(path: &Path) -> Result<(), UsageError> {
-    if path.is_dir() {
-        return Err(UsageError::IsDirectory(path.to_path_buf()));
-    }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(UsageError::NoDirectory {
-            path: path.to_path_buf(),
-            dir: dir.to_path_buf(),
-        }),
-        _ => Ok(()),
-    }
+    crate::fsutil::probe_file(path)
 }

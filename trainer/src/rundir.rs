@@ -1,0 +1,186 @@
+//! Resuming a run directory: `resume.state` is verified whole (checksum, description,
+//! weights, optimiser state) and checked against the rest of the directory before anything
+//! is trained.
+//!
+//! `resume.state` is written last after every epoch, so it is the one source the rest is
+//! checked against: `run.json` must describe the same run (model kind, seed, recipe,
+//! options, data sizes, the epochs both hold); if it describes another run, resume refuses
+//! and says which file disagrees. A `run.json` or `model.mpk` that is missing, unreadable,
+//! corrupt, or of another epoch of the same run (a run killed between writing them) is
+//! rewritten from `resume.state`, and resume says so. Temporary files a killed run left are
+//! removed when the run is prepared ([`crate::fit::prepare`]).
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::backend::CpuTrain;
+use crate::checkpoint::{
+    self, ResumeState, RunInfo, MAX_MODEL_BYTES, METRICS_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE,
+};
+use crate::fit::{self, FitOptions};
+use crate::fsutil::{read_regular, write_atomic};
+
+/// A run to continue, checked, with what had to be repaired to continue it.
+pub struct Resume {
+    /// The options the run was started with, writing into its directory.
+    pub options: FitOptions,
+    /// The run description of its last complete epoch.
+    pub info: RunInfo,
+    /// Its resume state.
+    pub state: ResumeState,
+    /// What was repaired, one line each.
+    pub notes: Vec<String>,
+}
+
+/// Opens the run in `dir` for `trainer fit --resume`: see the module documentation.
+pub fn open_resume(dir: &Path) -> anyhow::Result<Resume> {
+    let (info, state) = checkpoint::load_resume(dir)?;
+    let options = fit::resume_options(dir, &info, &state)?;
+    check_state(&info, &state)?;
+    let notes = reconcile(dir, &info, &state)?;
+    Ok(Resume {
+        options,
+        info,
+        state,
+        notes,
+    })
+}
+
+/// Decodes the weights and the optimiser state of `state` (on the CPU backend) and checks
+/// them against the model kind, so that nothing fails once training has started.
+fn check_state(info: &RunInfo, state: &ResumeState) -> anyhow::Result<()> {
+    let device = Default::default();
+    let model = checkpoint::model_from_bytes::<CpuTrain>(&state.model, info.model, &device)
+        .with_context(|| format!("{}: bad model state", state.path.display()))?;
+    let steps = if info.train_images == 0 {
+        usize::MAX
+    } else {
+        checkpoint::steps_taken(info, info.train_images)
+    };
+    checkpoint::check_optimizer::<CpuTrain>(&state.optimizer, &info.recipe, &model, steps, &device)
+        .with_context(|| format!("{}: bad optimiser state", state.path.display()))
+}
+
+/// How `run` (from `run.json`) differs from `info` (from `resume.state`) in what makes a
+/// run that run, if it does.
+pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
+    let field = |what: &str, ours: String, theirs: String| {
+        Some(format!("its {what} is {ours}, {RUN_FILE} says {theirs}"))
+    };
+    if run.model != info.model {
+        return field(
+            "model kind",
+            info.model.name().into(),
+            run.model.name().into(),
+        );
+    }
+    if run.seed != info.seed {
+        return field("seed", info.seed.to_string(), run.seed.to_string());
+    }
+    if run.recipe != info.recipe {
+        return field(
+            "recipe",
+            format!("{:?}", info.recipe),
+            format!("{:?}", run.recipe),
+        );
+    }
+    if run.options != info.options {
+        return Some(format!("its options are not those {RUN_FILE} records"));
+    }
+    if (run.train_images, run.val_images) != (info.train_images, info.val_images) {
+        return field(
+            "data",
+            format!("{} + {} images", info.train_images, info.val_images),
+            format!("{} + {}", run.train_images, run.val_images),
+        );
+    }
+    if run.backend != info.backend {
+        return field("backend", info.backend.clone(), run.backend.clone());
+    }
+    let both = run.epochs.len().min(info.epochs.len());
+    if let Some(epoch) = (0..both).find(|&e| run.epochs[e] != info.epochs[e]) {
+        return Some(format!(
+            "its epoch {} has other figures than {RUN_FILE}'s",
+            epoch + 1
+        ));
+    }
+    None
+}
+
+/// Checks `run.json` and `model.mpk` against the resume state; rewrites from it what is
+/// missing, damaged or of another epoch, refuses what belongs to another run. Returns what
+/// was rewritten.
+fn reconcile(dir: &Path, info: &RunInfo, state: &ResumeState) -> anyhow::Result<Vec<String>> {
+    let run_path = dir.join(RUN_FILE);
+    let model_path = dir.join(MODEL_FILE);
+    let epoch = info.epochs.len();
+    let model_file = read_regular(&model_path, MAX_MODEL_BYTES);
+    let run_file = if std::fs::symlink_metadata(&run_path).is_err() {
+        Err(anyhow!("{}: missing", run_path.display()))
+    } else {
+        checkpoint::load_info(dir)
+    };
+    let mut notes = Vec::new();
+    let from_state = format!("rewritten from {RESUME_FILE} (epoch {epoch})");
+    let rewrite_run = match &run_file {
+        Ok(run) => {
+            if let Some(difference) = difference(run, info) {
+                let model_agrees = model_file
+                    .as_ref()
+                    .is_ok_and(|bytes| checkpoint::verify_model(bytes, run).is_ok());
+                bail!(
+                    "{}: not the run in {}: {difference}{}; refusing to resume (move the \
+                     file that does not belong away)",
+                    state.path.display(),
+                    dir.display(),
+                    if model_agrees {
+                        format!(" (and {MODEL_FILE} is the one {RUN_FILE} records)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if run.epochs.len() != epoch || run.model_sha256 != info.model_sha256 {
+                notes.push(format!(
+                    "{}: records {} epoch(s), {RESUME_FILE} {epoch} (the run stopped between \
+                     writing them); {from_state}",
+                    run_path.display(),
+                    run.epochs.len()
+                ));
+                true
+            } else {
+                false
+            }
+        }
+        Err(error) => {
+            notes.push(format!("{error:#}; {from_state}"));
+            true
+        }
+    };
+    let model_ok = model_file
+        .as_ref()
+        .is_ok_and(|bytes| Some(checkpoint::sha256_hex(bytes)) == info.model_sha256);
+    if !model_ok {
+        let why = match &model_file {
+            Err(error) => format!("{error:#}"),
+            Ok(_) => format!(
+                "{}: not the weights of {RESUME_FILE}'s epoch {epoch} (corrupt, or \
+                 written after it)",
+                model_path.display()
+            ),
+        };
+        write_atomic(&model_path, &state.model)?;
+        notes.push(format!("{why}; {from_state}"));
+    }
+    if rewrite_run {
+        checkpoint::save_info(dir, info)?;
+        write_atomic(
+            &dir.join(METRICS_FILE),
+            checkpoint::metrics_csv(&info.epochs).as_bytes(),
+        )?;
+        crate::plot::curves(&dir.join(checkpoint::CURVES_FILE), &info.epochs)
+            .context("cannot draw curves.png")?;
+    }
+    Ok(notes)
+}

@@ -1,0 +1,499 @@
+//! A run directory you can trust: every broken or foreign file of a run directory, built
+//! here, gives a one-line error naming the file (or is repaired from `resume.state`, saying
+//! so), never a panic, never exit 0 with a broken run, never an error found only after
+//! training. One test per defect of issue 19; each makes tiny runs on generated data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fmnist_trainer::checkpoint::{self, ResumeState, RunInfo};
+use fmnist_trainer::model::ModelKind;
+use fmnist_trainer::synthetic;
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs the trainer; a run that takes over a minute (a read that blocks) is killed and
+/// fails the test.
+fn trainer(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the trainer binary runs");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().expect("kill");
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "trainer {args:?} did not finish in 60 s: {}",
+                text(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Data for tiny runs: 80 training images (60 fitted, 20 validated) and 20 test images.
+fn dataset() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 80, 20).unwrap();
+    data
+}
+
+fn fit_args<'a>(data: &'a Path, out: &'a Path, model: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "fit",
+        "--model",
+        model,
+        "--epochs",
+        epochs,
+        "--batch",
+        "20",
+        "--lr",
+        "3e-3",
+        "--val",
+        "20",
+        "--test-limit",
+        "20",
+        "--no-progress",
+        "--data",
+        path(data),
+        "--out",
+        path(out),
+    ]
+}
+
+/// A finished run of `model` in `data/name`.
+fn run(data: &Path, name: &str, model: &str) -> PathBuf {
+    let out = data.join(name);
+    let output = trainer(&fit_args(data, &out, model, "1"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    out
+}
+
+/// A failure with exit code `code` and one line on stderr that names `file` and says
+/// `what`, without a panic.
+fn assert_refused(output: &Output, code: i32, file: &str, what: &str) {
+    let message = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{message}");
+    assert!(
+        !message.contains("internal error") && !message.contains("panicked"),
+        "{message}"
+    );
+    assert!(message.contains(file), "names {file}: {message}");
+    assert!(message.contains(what), "says {what:?}: {message}");
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+}
+
+fn eval(run: &Path, data: &Path) -> Output {
+    trainer(&["eval", "--checkpoint", path(run), "--data", path(data)])
+}
+
+/// `eval`, `export` and `show` on a run directory: each must refuse it the same way.
+fn assert_every_reader_refuses(run: &Path, data: &Path, file: &str, what: &str) {
+    assert_refused(&eval(run, data), 1, file, what);
+    let onnx = data.join("out.onnx");
+    let output = trainer(&["export", "--checkpoint", path(run), "--onnx", path(&onnx)]);
+    assert_refused(&output, 1, file, what);
+    assert!(!onnx.exists());
+    let grid = data.join("grid.png");
+    let output = trainer(&[
+        "show",
+        "--out",
+        path(&grid),
+        "--data",
+        path(data),
+        "--model",
+        path(run),
+    ]);
+    assert_refused(&output, 1, file, what);
+}
+
+/// The run description and resume state of `run`'s `resume.state`, decoded without any of
+/// the loader's checks (so that tests can break them).
+fn state_parts(run: &Path) -> (RunInfo, ResumeState) {
+    let bytes = std::fs::read(run.join(checkpoint::RESUME_FILE)).unwrap();
+    // magic (8 bytes), version (1), SHA-256 (32), then the postcard payload.
+    let state: ResumeState = postcard::from_bytes(&bytes[8 + 1 + 32..]).unwrap();
+    let info = serde_json::from_str(&state.info).unwrap();
+    (info, state)
+}
+
+/// Writes a `resume.state` with a valid checksum around `info` and `state`: the damage is
+/// inside, where only the decoding can find it.
+fn write_state(run: &Path, info: &RunInfo, mut state: ResumeState) {
+    state.info = serde_json::to_string(info).unwrap();
+    let payload = postcard::to_stdvec(&state).unwrap();
+    std::fs::write(
+        run.join(checkpoint::RESUME_FILE),
+        checkpoint::resume_envelope(&payload),
+    )
+    .unwrap();
+}
+
+/// Where the parameter ids of a `model.mpk` (MessagePack `"id"` then a 13-character
+/// string) start.
+fn param_ids(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\xa2id\xad")
+        .map(|(i, _)| i + 4)
+        .collect()
+}
+
+fn resume(run: &Path) -> Output {
+    trainer(&["fit", "--resume", path(run), "--no-progress"])
+}
+
+/// Defect 1: One changed byte in a parameter id: `Invalid id.` panicked inside burn's recorder.
+#[test]
+fn a_corrupt_parameter_id_is_an_error_not_a_panic() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let model_path = run.join(checkpoint::MODEL_FILE);
+    let good = std::fs::read(&model_path).unwrap();
+    let mut bad = good.clone();
+    let id = param_ids(&bad)[0];
+    bad[id] = b'!';
+    std::fs::write(&model_path, &bad).unwrap();
+    // The checksum finds it first...
+    assert_every_reader_refuses(&run, data.path(), "model.mpk", "checksum mismatch");
+    // ... and with the checksum updated to match, the guarded decoding does.
+    let mut info: RunInfo =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    info.model_sha256 = Some(checkpoint::sha256_hex(&bad));
+    checkpoint::save_info(&run, &info).unwrap();
+    assert_every_reader_refuses(&run, data.path(), "model.mpk", "Invalid id");
+
+    // The same byte in the weights that resume.state holds.
+    let (mut info, mut state) = state_parts(&run);
+    let id = param_ids(&state.model)[0];
+    state.model[id] = b'!';
+    info.model_sha256 = Some(checkpoint::sha256_hex(&state.model));
+    write_state(&run, &info, state);
+    assert_refused(&resume(&run), 1, "resume.state", "bad model state");
+}
+
+/// Defect 2: A moment tensor of the wrong shape in the optimiser state panicked in the first
+/// Adam step ("incompatible shapes").
+#[test]
+fn an_optimiser_state_of_the_wrong_shape_is_refused_before_training() {
+    let data = dataset();
+    let run = data.path().join("mlp");
+    let output = trainer(&fit_args(data.path(), &run, "mlp", "1"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Continue a 2-epoch run from its first epoch: change the recipe in both places.
+    let (mut info, mut state) = state_parts(&run);
+    info.recipe.epochs = 2;
+    if let Some(options) = &mut info.options {
+        options.recipe.epochs = Some(2);
+    }
+    // Swap the moments of the first layer's weight [784, 128] and bias [128]: the keys of
+    // the optimiser's record are the parameter ids.
+    let ids: Vec<Vec<u8>> = param_ids(&state.model)
+        .iter()
+        .map(|&i| state.model[i..i + 13].to_vec())
+        .collect();
+    let (weight, bias) = (&ids[0], &ids[1]);
+    let find = |bytes: &[u8], id: &[u8]| {
+        bytes
+            .windows(13)
+            .position(|w| w == id)
+            .expect("the optimiser state has the parameter's moments")
+    };
+    let (w, b) = (find(&state.optimizer, weight), find(&state.optimizer, bias));
+    state.optimizer[w..w + 13].copy_from_slice(bias);
+    state.optimizer[b..b + 13].copy_from_slice(weight);
+    write_state(&run, &info, state);
+    checkpoint::save_info(&run, &info).unwrap();
+    let output = resume(&run);
+    assert_refused(&output, 1, "resume.state", "bad optimiser state");
+    assert!(
+        text(&output.stderr).contains("shape"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!text(&output.stdout).contains("Epoch: 2"));
+}
+
+/// Defect 3: The recipe read back was never validated: batch 0 divided by zero, label smoothing
+/// 1.5 panicked in burn, a negative learning rate trained to 10% with exit 0.
+#[test]
+fn the_recipe_read_back_is_validated_like_the_command_line() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let (good_info, good_state) = state_parts(&run);
+    type Break = fn(&mut RunInfo);
+    let cases: [(Break, &str); 3] = [
+        (
+            |info| {
+                info.recipe.batch = 0;
+                info.options.as_mut().unwrap().recipe.batch = Some(0);
+            },
+            "--batch must be at least 1",
+        ),
+        (
+            |info| {
+                info.recipe.label_smoothing = 1.5;
+                info.options.as_mut().unwrap().recipe.label_smoothing = Some(1.5);
+            },
+            "--label-smoothing must be in [0, 1)",
+        ),
+        (
+            |info| {
+                info.recipe.lr = -1e-3;
+                info.options.as_mut().unwrap().recipe.lr = Some(-1e-3);
+            },
+            "--lr must be a positive number",
+        ),
+    ];
+    for (break_it, what) in cases {
+        let mut info = good_info.clone();
+        break_it(&mut info);
+        write_state(&run, &info, good_state.clone());
+        let output = resume(&run);
+        assert_refused(&output, 1, "resume.state", what);
+        assert!(!text(&output.stdout).contains("Epoch:"));
+        // The same recipe in run.json: eval refuses it too.
+        write_state(&run, &good_info, good_state.clone());
+        checkpoint::save_info(&run, &info).unwrap();
+        assert_refused(&eval(&run, data.path()), 1, "run.json", what);
+        checkpoint::save_info(&run, &good_info).unwrap();
+    }
+    // Only the recipe, not the options that gave it: they disagree.
+    let mut info = good_info.clone();
+    info.recipe.lr = 0.5;
+    write_state(&run, &info, good_state);
+    assert_refused(&resume(&run), 1, "resume.state", "another recipe");
+}
+
+/// Defect 4: Resume trusted resume.state over the rest: a cnn run's resume.state in an mlp run's
+/// directory resumed with exit 0 and wrote a cnn run.json next to the mlp model.mpk; a
+/// finished run with a corrupt model.mpk resumed with exit 0 and kept the broken file.
+#[test]
+fn resume_checks_resume_state_against_the_run_directory() {
+    let data = dataset();
+    let mlp = run(data.path(), "mlp", "mlp");
+    let cnn = run(data.path(), "cnn", "cnn");
+    let mlp_run_json = std::fs::read(mlp.join("run.json")).unwrap();
+    std::fs::copy(cnn.join("resume.state"), mlp.join("resume.state")).unwrap();
+    let output = resume(&mlp);
+    assert_refused(&output, 1, "resume.state", "model kind is cnn");
+    assert!(text(&output.stderr).contains("run.json says mlp"));
+    assert_eq!(std::fs::read(mlp.join("run.json")).unwrap(), mlp_run_json);
+    assert_eq!(
+        eval(&mlp, data.path()).status.code(),
+        Some(0),
+        "the mlp run is untouched"
+    );
+
+    // A finished cnn run whose model.mpk is corrupt: repaired from resume.state.
+    let model_path = cnn.join("model.mpk");
+    let good = std::fs::read(&model_path).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x40;
+    std::fs::write(&model_path, &bad).unwrap();
+    assert_refused(
+        &eval(&cnn, data.path()),
+        1,
+        "model.mpk",
+        "checksum mismatch",
+    );
+    let output = resume(&cnn);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let said = text(&output.stdout);
+    assert!(
+        said.contains("model.mpk") && said.contains("rewritten from resume.state"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&model_path).unwrap(), good);
+    assert!(eval(&cnn, data.path()).status.success());
+
+    // A missing run.json is rewritten too; a consistent directory is not touched.
+    std::fs::remove_file(cnn.join("run.json")).unwrap();
+    let output = resume(&cnn);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("run.json: missing; rewritten"));
+    let output = resume(&cnn);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stdout).contains("rewritten"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(eval(&cnn, data.path()).status.success());
+}
+
+/// Defect 5: One flipped byte in the weight data of model.mpk gave other results with exit 0.
+#[test]
+fn a_flipped_weight_byte_is_found_by_the_checksum() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    assert!(eval(&run, data.path()).status.success());
+    let model_path = run.join(checkpoint::MODEL_FILE);
+    let mut bytes = std::fs::read(&model_path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&model_path, &bytes).unwrap();
+    assert_every_reader_refuses(&run, data.path(), "model.mpk", "checksum mismatch");
+
+    // A run.json without the checksum (a run of an older trainer) is not trusted either.
+    let mut info: RunInfo =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    info.model_sha256 = None;
+    checkpoint::save_info(&run, &info).unwrap();
+    assert_refused(&eval(&run, data.path()), 1, "model.mpk", "no checksum");
+    // A damaged field name is not a missing field.
+    let json = text(&std::fs::read(run.join("run.json")).unwrap()).replace("\"seed\"", "\"sead\"");
+    std::fs::write(run.join("run.json"), json).unwrap();
+    assert_refused(&eval(&run, data.path()), 1, "run.json", "unknown field");
+}
+
+/// Defect 6: Output paths were refused only after work: `--out` an existing file, in an
+/// unwritable place or with a name too long, after epoch 1; `--export` in an existing but
+/// unwritable directory, after all training.
+#[test]
+fn every_output_path_is_proven_writable_before_any_work() {
+    let data = dataset();
+    let file = data.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let long = data.path().join("x".repeat(300));
+    for (out, what) in [
+        (file.clone(), "not a directory"),
+        (long.clone(), "cannot write there"),
+        (PathBuf::from("/proc/self/run"), "cannot write there"),
+    ] {
+        let output = trainer(&fit_args(data.path(), &out, "mlp", "1"));
+        assert_refused(&output, 2, path(&out), what);
+        assert!(!text(&output.stdout).contains("Epoch:"));
+    }
+    let run = data.path().join("run");
+    for flag in ["--export", "--export-q8"] {
+        for target in [
+            PathBuf::from("/proc/self/model.out"),
+            data.path().join("y".repeat(300)),
+        ] {
+            let mut args = fit_args(data.path(), &run, "mlp", "1");
+            args.extend([flag, path(&target)]);
+            let output = trainer(&args);
+            assert_refused(&output, 2, path(&target), "cannot write there");
+            assert!(!text(&output.stdout).contains("Epoch:"));
+            assert!(!run.exists(), "nothing written");
+        }
+    }
+    // A read-only directory (not for root, who may write anywhere).
+    let read_only = data.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    set_mode(&read_only, 0o555);
+    if std::fs::write(read_only.join("probe"), b"").is_err() {
+        let target = read_only.join("model.onnx");
+        let mut args = fit_args(data.path(), &run, "mlp", "1");
+        args.extend(["--export", path(&target)]);
+        assert_refused(&trainer(&args), 2, path(&target), "cannot write there");
+        let output = trainer(&fit_args(data.path(), &read_only, "mlp", "1"));
+        assert_refused(&output, 2, path(&read_only), "cannot write there");
+    }
+    set_mode(&read_only, 0o755);
+
+    let run = self::run(data.path(), "done", "mlp");
+    let logits = PathBuf::from("/proc/self/logits.csv");
+    let output = trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+        "--logits",
+        path(&logits),
+    ]);
+    assert_refused(&output, 2, "logits.csv", "cannot write there");
+    assert!(!text(&output.stdout).contains("accuracy"));
+}
+
+fn set_mode(dir: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Defect 7: A killed run left `.tmp-*` files, and resume never removed them.
+#[test]
+fn resume_removes_the_temporary_files_of_a_killed_run() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    // What a run killed inside `write_atomic` leaves: a partial model.mpk.
+    for name in [".tmp-a1b2c3", ".tmp-XyZ789"] {
+        std::fs::write(run.join(name), vec![7u8; 1_200_000]).unwrap();
+    }
+    let output = resume(&run);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("removed 2 temporary file(s)"));
+    let left: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Defect 8: Unbounded reads: model.mpk as a named pipe blocked forever, as a link to /dev/zero
+/// read until memory ran out.
+#[test]
+fn run_files_are_read_only_if_regular_and_of_plausible_size() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let model_path = run.join(checkpoint::MODEL_FILE);
+    let good = std::fs::read(&model_path).unwrap();
+    std::fs::remove_file(&model_path).unwrap();
+    let status = Command::new("mkfifo").arg(&model_path).status().unwrap();
+    assert!(status.success());
+    assert_refused(&eval(&run, data.path()), 1, "model.mpk", "a named pipe");
+    std::fs::remove_file(&model_path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &model_path).unwrap();
+    assert_refused(&eval(&run, data.path()), 1, "model.mpk", "a device");
+    // Resume repairs it from resume.state instead.
+    let output = resume(&run);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read(&model_path).unwrap(), good);
+
+    // A run.json or resume.state of implausible size.
+    let run_json = run.join("run.json");
+    let saved = std::fs::read(&run_json).unwrap();
+    let file = std::fs::File::create(&run_json).unwrap();
+    file.set_len(checkpoint::MAX_RUN_BYTES + 1).unwrap();
+    assert_refused(&eval(&run, data.path()), 1, "run.json", "more than");
+    std::fs::write(&run_json, saved).unwrap();
+    let state = run.join(checkpoint::RESUME_FILE);
+    std::fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
+    assert_refused(&resume(&run), 1, "resume.state", "a device");
+}
+
+/// Defect 9: A resume whose saved options name another model kind printed that kind's layers
+/// while it trained the run's own model.
+#[test]
+fn saved_options_that_name_another_model_kind_are_refused() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let (mut info, state) = state_parts(&run);
+    info.options.as_mut().unwrap().model = ModelKind::Cnn;
+    write_state(&run, &info, state);
+    let output = resume(&run);
+    assert_refused(&output, 1, "resume.state", "options name the cnn model");
+    assert!(
+        !text(&output.stdout).contains("Conv"),
+        "{}",
+        text(&output.stdout)
+    );
+}
