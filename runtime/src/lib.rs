@@ -60,6 +60,6 @@ pub mod preprocess;
 
 pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
 #[cfg(feature = "std")]
-pub use engine::fast::{FastPlan, Isa};
+pub use engine::fast::{FastPlan, Isa, MIN_IMAGES_PER_THREAD};
 pub use engine::{BlobError, EngineError, Limits, Logits, Plan};
 pub use metrics::Confusion;

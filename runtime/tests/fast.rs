@@ -93,6 +93,36 @@ fn assert_same_logits(bytes: &[u8], pixels: &[u8], what: &str) {
             );
         }
     }
+    // On several threads (shares of unequal length with 3): the same logits, in order.
+    let fast = FastPlan::new(plan);
+    for threads in [2, 3] {
+        let all = fast.classify_all(pixels, threads).expect("classifies");
+        assert!(
+            all == portable,
+            "{what}: classify_all on {threads} threads ({}) differs from one by one",
+            fast.isa().name()
+        );
+    }
+}
+
+#[test]
+fn classify_all_refuses_a_partial_last_image_and_takes_none() {
+    let plan = Plan::new(include_bytes!("../../models/cnn.q8")).expect("valid blob");
+    let fast = FastPlan::new(plan);
+    let pixels = images(&mut Rng(7), 40);
+    // 39 whole images and 100 bytes of a 40th, split over 3 threads: the error names the
+    // short piece, whichever thread met it.
+    let short = &pixels[..39 * IMAGE_PIXELS + 100];
+    assert_eq!(
+        fast.classify_all(short, 3),
+        Err(fmnist_runtime::EngineError::BadInput { given: 100 })
+    );
+    assert_eq!(fast.classify_all(&[], 2), Ok(Vec::new()));
+    // More threads asked than there are images for: the same answers.
+    assert_eq!(
+        fast.classify_all(&pixels, 8).expect("classifies"),
+        fast.classify_all(&pixels, 1).expect("classifies")
+    );
 }
 
 #[test]
