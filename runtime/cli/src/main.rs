@@ -295,7 +295,11 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
                 .probabilities(&pixels)
                 .map_err(|e| format!("{shown_name}: {:#}", anyhow::Error::new(e)))?;
             let micros = started.elapsed().as_secs_f64() * 1e6;
-            Ok((probabilities[0], micros))
+            let first = probabilities
+                .first()
+                .copied()
+                .ok_or_else(|| format!("{shown_name}: the model gave no output"))?;
+            Ok((first, micros))
         });
         match outcome {
             Ok((probabilities, micros)) => {
