@@ -89,6 +89,17 @@ fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {
             group.finish();
         }
     }
+    // The best kernels on every core (`FastPlan::classify_all`, one arena per thread).
+    let fast = FastPlan::new(plan);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut group = c.benchmark_group(format!("{kind}/batch256"));
+    group.throughput(Throughput::Elements(256));
+    let input = &pixels[..256 * IMAGE_PIXELS];
+    group.bench_function(
+        BenchmarkId::new(format!("int8-{cores}-threads"), fast.isa().name()),
+        |b| b.iter(|| black_box(fast.classify_all(black_box(input), 0).expect("classifies"))),
+    );
+    group.finish();
 }
 
 fn tract(c: &mut Criterion, kind: &str, pixels: &[u8]) {

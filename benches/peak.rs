@@ -3,6 +3,13 @@
 //! accumulators (enough to hide their latency). benches/README.md states the GMAC/s every
 //! path reaches against these.
 //!
+//! On AVX2 cores it also measures the clock (a chain of dependent adds) and the steps an
+//! int8 kernel can be built from: `vpmaddwd` + `vpaddd` (exact for any i8 weights: the
+//! engine's AVX2 tier) and `vpmaddubsw` + `vpmaddwd` + `vpaddd` (the byte-wise step, whose
+//! 16-bit pair sums saturate unless the weights are kept to 7 bits, as oneDNN does on
+//! AVX2), each on 12 independent accumulators, in inline assembly so that nothing is
+//! hoisted.
+//!
 //! ```text
 //! cargo bench --bench peak
 //! ```
@@ -50,6 +57,164 @@ mod x86 {
     }
 }
 
+/// The AVX2 probes: each runs its step `iterations` times on 12 accumulators.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::asm;
+
+    /// 12 dependent scalar adds per iteration: 12 cycles.
+    pub fn clock(iterations: u64) {
+        // SAFETY: register arithmetic only.
+        unsafe {
+            asm!(
+                "2:",
+                "add {a}, 1", "add {a}, 1", "add {a}, 1", "add {a}, 1",
+                "add {a}, 1", "add {a}, 1", "add {a}, 1", "add {a}, 1",
+                "add {a}, 1", "add {a}, 1", "add {a}, 1", "add {a}, 1",
+                "dec {n}", "jnz 2b",
+                n = inout(reg) iterations => _, a = inout(reg) 0u64 => _,
+                options(nostack, nomem),
+            );
+        }
+    }
+
+    macro_rules! step {
+        ($name:ident, $($line:literal),+) => {
+            /// # Safety
+            /// The CPU has AVX2.
+            pub unsafe fn $name(iterations: u64) {
+                // SAFETY: register arithmetic only, on AVX2 registers the caller has.
+                unsafe {
+                    asm!(
+                        "vpcmpeqw ymm12, ymm12, ymm12", "vpcmpeqw ymm13, ymm13, ymm13",
+                        "vpcmpeqw ymm14, ymm14, ymm14",
+                        "2:",
+                        $($line),+,
+                        "dec {n}", "jnz 2b",
+                        n = inout(reg) iterations => _,
+                        out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                        out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                        out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                        out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                        options(nostack, nomem),
+                    );
+                }
+            }
+        };
+    }
+
+    // 16 multiply-accumulates per pair (8 lanes x 2 products).
+    step!(
+        exact,
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm0, ymm0, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm1, ymm1, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm2, ymm2, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm3, ymm3, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm4, ymm4, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm5, ymm5, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm6, ymm6, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm7, ymm7, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm8, ymm8, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm9, ymm9, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm10, ymm10, ymm15",
+        "vpmaddwd ymm15, ymm12, ymm13",
+        "vpaddd ymm11, ymm11, ymm15"
+    );
+
+    // 32 multiply-accumulates per triple (32 byte products).
+    step!(
+        bytewise,
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm0, ymm0, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm1, ymm1, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm2, ymm2, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm3, ymm3, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm4, ymm4, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm5, ymm5, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm6, ymm6, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm7, ymm7, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm8, ymm8, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm9, ymm9, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm10, ymm10, ymm15",
+        "vpmaddubsw ymm15, ymm12, ymm13",
+        "vpmaddwd ymm15, ymm15, ymm14",
+        "vpaddd ymm11, ymm11, ymm15"
+    );
+}
+
+/// Seconds per call of `run(iterations)`: the best of many short runs, so that a busy
+/// machine's other processes are left out.
+fn best_seconds(iterations: u64, run: impl Fn(u64)) -> f64 {
+    (0..400)
+        .map(|_| {
+            let started = Instant::now();
+            run(iterations);
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_steps() {
+    const ITERATIONS: u64 = 100_000;
+    let clock = 12.0 * ITERATIONS as f64 / best_seconds(ITERATIONS, avx2::clock);
+    println!("clock (dependent adds): {:.2} GHz", clock / 1e9);
+    for (name, macs, run) in [
+        (
+            "vpmaddwd + vpaddd ymm (exact int8, the AVX2 tier)",
+            16.0,
+            avx2::exact as unsafe fn(u64),
+        ),
+        (
+            "vpmaddubsw + vpmaddwd + vpaddd ymm (7-bit weights)",
+            32.0,
+            avx2::bytewise,
+        ),
+    ] {
+        // SAFETY: the caller checked AVX2.
+        let seconds = best_seconds(ITERATIONS, |n| unsafe { run(n) });
+        let steps = 12.0 * ITERATIONS as f64 / seconds;
+        println!(
+            "{name}: {:.2} steps per cycle = {:.1} MAC per cycle = {:.0} GMAC/s",
+            steps / clock,
+            steps * macs / clock,
+            steps * macs / 1e9
+        );
+    }
+}
+
 fn rate(name: &str, macs_per_instruction: f64, run: impl Fn(u64) -> f64) {
     const ITERATIONS: u64 = 20_000_000;
     let best = (0..3)
@@ -70,6 +235,9 @@ fn rate(name: &str, macs_per_instruction: f64, run: impl Fn(u64) -> f64) {
 fn main() {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            avx2_steps();
+        }
         if std::arch::is_x86_feature_detected!("avx512vnni") {
             // SAFETY: feature detected above.
             rate("vpdpbusd zmm (int8)", 64.0, |n| {
