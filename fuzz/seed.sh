@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from real files: the shipped blobs and ONNX files, the sample
-# PNGs, and small IDX (raw and gzipped) and CSV files cut from the Debian dataset.
+# PNGs, small IDX (raw and gzipped) and CSV files cut from the Debian dataset, and the
+# files of a one-epoch cnn run directory (written by the trainer's replay test).
 set -euo pipefail
 cd "$(dirname "$0")"
 data="${FMNIST_DATA:-/usr/share/datasets/fashion-mnist}"
-mkdir -p corpus/blob corpus/dataset corpus/image corpus/onnx
+mkdir -p corpus/blob corpus/dataset corpus/image corpus/onnx corpus/rundir
 
 # blob: mode byte 0 + a whole blob; mode byte 1 + its payload (the envelope stripped).
 python3 - "$@" <<'PY'
@@ -53,4 +54,7 @@ PY
 
 cp ../models/samples/*.png corpus/image/
 cp ../models/cnn.onnx corpus/onnx/
+# rundir: model.mpk, resume.state (payload and whole) and run.json, each after its mode byte.
+FMNIST_WRITE_SEEDS="$(pwd)/corpus/rundir" \
+    cargo test --manifest-path ../Cargo.toml -p fmnist-trainer --test fuzz_regressions -q
 echo "corpora seeded in $(pwd)/corpus"
