@@ -20,7 +20,7 @@ const PIXELS: usize = 6;
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
-    let (source, rest) = prepare(packed, input, scratch, |s, d| copy(s, d));
+    let (source, rest) = prepare(packed, input, scratch, |s, d| d.copy_from_slice(s));
     // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
     // load.
     let wide = widen(source.reads, source.reads.len(), rest);
@@ -124,37 +124,6 @@ pub(super) unsafe fn logits(
     super::finish_logits(packed, &acc, logits);
 }
 
-/// `dst.copy_from_slice(src)` inline: the copies `prepare` makes are rows and kernel-row
-/// pieces of a few to a few hundred bytes, too short for a call to `memcpy` to pay. Two
-/// overlapping moves cover a length between one and two move sizes.
-#[target_feature(enable = "avx2")]
-fn copy(src: &[u8], dst: &mut [u8]) {
-    assert_eq!(src.len(), dst.len());
-    let len = src.len();
-    // `N` bytes from `src[at..]` to `dst[at..]`.
-    fn fixed<const N: usize>(src: &[u8], dst: &mut [u8], at: usize) {
-        dst[at..at + N].copy_from_slice(&src[at..at + N]);
-    }
-    match len {
-        0 => {}
-        1..4 => dst.copy_from_slice(&src[..len]),
-        4..8 => {
-            fixed::<4>(src, dst, 0);
-            fixed::<4>(src, dst, len - 4);
-        }
-        8..16 => {
-            fixed::<8>(src, dst, 0);
-            fixed::<8>(src, dst, len - 8);
-        }
-        _ => {
-            for at in (0..len - 16).step_by(16) {
-                fixed::<16>(src, dst, at);
-            }
-            fixed::<16>(src, dst, len - 16);
-        }
-    }
-}
-
 /// `bytes` as little-endian 16-bit values, zero-padded to `len` values, in the first
 /// `2 * len` bytes of `buffer`.
 #[target_feature(enable = "avx2")]
@@ -228,8 +197,9 @@ fn tile<const P: usize>(
 }
 
 /// Bias, requantization and ReLU of channels `channel..channel + 8`, as
-/// `kernels::finish` computes them (the 8 output bytes in the low half of the result), in 64-bit lanes (AVX2 has no 64-bit arithmetic
-/// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first).
+/// `kernels::finish` computes them, in 64-bit lanes (AVX2 has no 64-bit arithmetic
+/// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first). The 8
+/// output bytes are the low half of the result.
 #[target_feature(enable = "avx2")]
 fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
     assert!(channel.is_multiple_of(8));
