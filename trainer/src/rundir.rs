@@ -160,7 +160,7 @@ fn reconcile(dir: &Path, info: &RunInfo, state: &ResumeState) -> anyhow::Result<
     };
     let model_ok = model_file
         .as_ref()
-        .is_ok_and(|bytes| Some(checkpoint::sha256_hex(bytes)) == info.model_sha256);
+        .is_ok_and(|bytes| checkpoint::verify_model(bytes, info).is_ok());
     if !model_ok {
         let why = match &model_file {
             Err(error) => format!("{error:#}"),
