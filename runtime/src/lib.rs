@@ -57,6 +57,8 @@ pub mod metrics;
 pub mod onnx;
 #[cfg(feature = "image")]
 pub mod preprocess;
+#[cfg(feature = "std")]
+pub mod report;
 
 pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
 #[cfg(feature = "std")]

@@ -109,37 +109,16 @@ fn ratio(part: u32, whole: u32) -> f64 {
 
 #[cfg(feature = "std")]
 impl core::fmt::Display for Confusion {
-    /// A table: one row per true class, its counts per predicted class, and its accuracy.
+    /// The confusion matrix with class names on both axes, then precision, recall and F1
+    /// per class and the overall accuracy ([`crate::report`]).
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        use crate::classes::CLASS_NAMES;
-        write!(f, "{:>12} |", "truth \\ pred")?;
-        for c in 0..CLASS_COUNT {
-            write!(f, "{c:>6}")?;
-        }
-        writeln!(f, " | accuracy")?;
-        let accuracy = self.class_accuracy();
-        for (truth, row) in self.counts.iter().enumerate() {
-            write!(f, "{:>9} {truth:>2} |", truncate(CLASS_NAMES[truth], 9))?;
-            for count in row {
-                write!(f, "{count:>6}")?;
-            }
-            writeln!(f, " | {:>6.2}%", accuracy[truth] * 100.0)?;
-        }
         write!(
             f,
-            "overall accuracy {:.2}% ({} of {})",
-            self.accuracy() * 100.0,
-            self.correct(),
-            self.total()
+            "{}\n{}",
+            crate::report::confusion_table(self),
+            crate::report::class_table(self)
         )
     }
-}
-
-#[cfg(feature = "std")]
-fn truncate(name: &str, width: usize) -> &str {
-    name.char_indices()
-        .nth(width)
-        .map_or(name, |(i, _)| &name[..i])
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use sha2::{Digest, Sha256};
 
+use fmnist_runtime::dataset::LabeledImages;
+
 use crate::fsutil::{read_regular, write_atomic};
 use crate::model::{Classifier, Layer, LayerSpec, ModelKind};
 use crate::recipe::{OptimizerKind, Recipe};
@@ -34,6 +36,8 @@ pub const RUN_FILE: &str = "run.json";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// The loss and accuracy plot inside a run directory.
 pub const CURVES_FILE: &str = "curves.png";
+/// The weights of the epoch with the best validation accuracy so far.
+pub const BEST_FILE: &str = "best.mpk";
 
 /// The largest `model.mpk` read (the largest model kind's is about 410 KB).
 pub const MAX_MODEL_BYTES: u64 = 16 << 20;
@@ -100,6 +104,46 @@ pub struct RunInfo {
     /// [`save`]; absent in runs of trainers before checksums, which are not loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_sha256: Option<String>,
+    /// The SHA-256 of the training and validation images and labels the run trained on
+    /// (see [`data_sha256`]); a resumed run must find the same data, wherever it now lies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
+    /// The epoch with the best validation accuracy so far, whose weights are in
+    /// [`BEST_FILE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Best>,
+    /// The commands that continued the run (`trainer fit --resume ...`), each with the epoch
+    /// it continued after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<String>,
+}
+
+/// The best epoch of a run so far, by validation accuracy (the first of equals).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Best {
+    /// Its 1-based number.
+    pub epoch: usize,
+    /// Its validation accuracy.
+    pub val_acc: f64,
+    /// The SHA-256 of [`BEST_FILE`] (lowercase hex).
+    pub sha256: String,
+}
+
+/// The SHA-256 (lowercase hex) of a run's data: the training split's images and labels,
+/// then the validation split's, with their counts; the order of images matters.
+pub fn data_sha256(train: &LabeledImages, val: &LabeledImages) -> String {
+    let mut hasher = Sha256::new();
+    for set in [train, val] {
+        hasher.update((set.len() as u64).to_le_bytes());
+        hasher.update(&set.images);
+        hasher.update(&set.labels);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl RunInfo {
@@ -123,7 +167,40 @@ impl RunInfo {
             command,
             options: None,
             model_sha256: None,
+            data_sha256: None,
+            best: None,
+            resumed: Vec::new(),
         }
+    }
+
+    /// The epoch with the best validation accuracy (the first of equals), if any.
+    pub fn best_epoch(&self) -> Option<&EpochMetrics> {
+        self.epochs
+            .iter()
+            .fold(None, |best: Option<&EpochMetrics>, m| match best {
+                Some(b) if b.val_acc >= m.val_acc => Some(b),
+                _ => Some(m),
+            })
+    }
+
+    /// Epochs since the best one: how long validation accuracy has not improved.
+    pub fn epochs_since_best(&self) -> usize {
+        self.best_epoch()
+            .map_or(0, |best| self.epochs.len().saturating_sub(best.epoch))
+    }
+
+    /// Whether the run stopped early: `--patience` epochs without improvement.
+    pub fn stopped_early(&self) -> bool {
+        let patience = self.options.as_ref().and_then(|o| o.patience);
+        patience.is_some_and(|p| {
+            self.epochs.len() < self.recipe.epochs && self.epochs_since_best() >= p
+        })
+    }
+
+    /// Whether there is nothing left to train: every epoch of the recipe done, or stopped
+    /// early.
+    pub fn finished(&self) -> bool {
+        self.epochs.len() >= self.recipe.epochs || self.stopped_early()
     }
 
     /// Refuses a description no run could have written: a recipe the command line would
@@ -171,9 +248,26 @@ impl RunInfo {
                 Ok(_) => {}
             }
         }
-        if let Some(sha) = &self.model_sha256 {
-            if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                bail!("its model_sha256 is not a SHA-256 in hexadecimal");
+        let is_sha = |sha: &str| {
+            sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        for (name, sha) in [
+            ("model_sha256", self.model_sha256.as_deref()),
+            ("data_sha256", self.data_sha256.as_deref()),
+            ("best.sha256", self.best.as_ref().map(|b| b.sha256.as_str())),
+        ] {
+            if sha.is_some_and(|sha| !is_sha(sha)) {
+                bail!("its {name} is not a SHA-256 in hexadecimal");
+            }
+        }
+        if let Some(best) = &self.best {
+            let recorded = self.epochs.get(best.epoch.wrapping_sub(1));
+            if recorded.is_none_or(|m| m.val_acc != best.val_acc) {
+                bail!(
+                    "its best epoch ({}) is not one of its epochs or has another validation \
+                     accuracy",
+                    best.epoch
+                );
             }
         }
         Ok(())
@@ -187,9 +281,13 @@ pub fn save<B: Backend>(
     model: &Classifier<B>,
     info: &mut RunInfo,
 ) -> anyhow::Result<()> {
-    let bytes = model_bytes(model)?;
-    info.model_sha256 = Some(sha256_hex(&bytes));
-    write_atomic(&dir.join(MODEL_FILE), &bytes)?;
+    save_bytes(dir, &model_bytes(model)?, info)
+}
+
+/// [`save`] of a model already serialised by [`model_bytes`].
+pub fn save_bytes(dir: &Path, bytes: &[u8], info: &mut RunInfo) -> anyhow::Result<()> {
+    info.model_sha256 = Some(sha256_hex(bytes));
+    write_atomic(&dir.join(MODEL_FILE), bytes)?;
     save_info(dir, info)
 }
 
@@ -254,6 +352,46 @@ pub fn load<B: Backend>(
     verify_model(&bytes, &info).with_context(|| model_path.display().to_string())?;
     let model = model_from_bytes(&bytes, info.model, device)
         .with_context(|| model_path.display().to_string())?;
+    Ok((info, model))
+}
+
+/// Loads the best epoch's weights of a run ([`BEST_FILE`]), verified against the checksum
+/// its description `info` records.
+pub fn load_best<B: Backend>(
+    dir: &Path,
+    info: &RunInfo,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    let path = dir.join(BEST_FILE);
+    let Some(best) = &info.best else {
+        bail!(
+            "{}: {RUN_FILE} records no best epoch (a run of a trainer before best \
+             checkpoints, or one whose {BEST_FILE} was lost)",
+            path.display()
+        );
+    };
+    let bytes = read_regular(&path, MAX_MODEL_BYTES)?;
+    if sha256_hex(&bytes) != best.sha256 {
+        bail!(
+            "{}: checksum mismatch: not the weights of epoch {} that {RUN_FILE} records",
+            path.display(),
+            best.epoch
+        );
+    }
+    model_from_bytes(&bytes, info.model, device).with_context(|| path.display().to_string())
+}
+
+/// [`load`], or with `best` the description and the best epoch's weights ([`load_best`]).
+pub fn load_run<B: Backend>(
+    dir: &Path,
+    best: bool,
+    device: &B::Device,
+) -> anyhow::Result<(RunInfo, Classifier<B>)> {
+    if !best {
+        return load(dir, device);
+    }
+    let info = load_info(dir)?;
+    let model = load_best(dir, &info, device)?;
     Ok((info, model))
 }
 

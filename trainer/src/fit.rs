@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 
 use crate::backend::DeviceKind;
-use crate::checkpoint::{self, ResumeState, RunInfo};
+use crate::checkpoint::{self, ResumeState, RunInfo, BEST_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE};
 use crate::export::{self, Exports};
 use crate::fsutil;
 use crate::model::{summary_text, ModelKind};
@@ -38,7 +38,8 @@ pub struct FitOptions {
     /// The last N training images are the validation split.
     #[arg(long, default_value_t = 1000)]
     pub val: usize,
-    /// Use only the first N training images (before the validation split); for quick runs.
+    /// Train on only the first N training images; the validation split stays the last
+    /// --val images of the training file. For quick runs.
     #[arg(long)]
     pub train_limit: Option<usize>,
     /// Evaluate only the first N test images at the end.
@@ -53,6 +54,11 @@ pub struct FitOptions {
     /// Also write the trained model as an int8 blob for the runtime (see `trainer export`).
     #[arg(long, value_name = "FILE")]
     pub export_q8: Option<PathBuf>,
+    /// Stop early when validation accuracy has not improved for N epochs; the test and the
+    /// exports then use the best epoch's weights (kept as best.mpk in every run).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
 }
 
 impl FitOptions {
@@ -61,6 +67,180 @@ impl FitOptions {
         self.out
             .clone()
             .unwrap_or_else(|| Path::new("runs").join(self.model.name()))
+    }
+
+    /// Copies the option with clap id `id` from `from`; false for an id that is not one of
+    /// these options.
+    fn copy_option(&mut self, from: &FitOptions, id: &str) -> bool {
+        let (to, r, f) = (&mut *self, &from.recipe, from);
+        match id {
+            "model" => to.model = f.model,
+            "epochs" => to.recipe.epochs = r.epochs,
+            "batch" => to.recipe.batch = r.batch,
+            "lr" => to.recipe.lr = r.lr,
+            "optimizer" => to.recipe.optimizer = r.optimizer,
+            "weight_decay" => to.recipe.weight_decay = r.weight_decay,
+            "schedule" => to.recipe.schedule = r.schedule,
+            "label_smoothing" => to.recipe.label_smoothing = r.label_smoothing,
+            "no_augment" => to.recipe.no_augment = r.no_augment,
+            "augment" => to.recipe.augment = r.augment,
+            "seed" => to.seed = f.seed,
+            "out" => to.out.clone_from(&f.out),
+            "data" => to.data.clone_from(&f.data),
+            "val" => to.val = f.val,
+            "train_limit" => to.train_limit = f.train_limit,
+            "test_limit" => to.test_limit = f.test_limit,
+            "device" => to.device = f.device,
+            "export" => to.export.clone_from(&f.export),
+            "export_q8" => to.export_q8.clone_from(&f.export_q8),
+            "patience" => to.patience = f.patience,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Clears what [`CHANGEABLE_ON_RESUME`] lets change, and the run directory (a run may
+    /// be moved): what is left is the same in every file of one run.
+    pub fn forget_changeable(&mut self) {
+        self.recipe.epochs = None;
+        self.data = PathBuf::new();
+        self.export = None;
+        self.export_q8 = None;
+        self.test_limit = None;
+        self.patience = None;
+        self.out = None;
+    }
+
+    /// Whether `self` and `other` train the same run: the same model, effective recipe
+    /// (apart from its length), seed, data selection, device and run directory.
+    fn same_run(&self, other: &FitOptions) -> bool {
+        let recipe = |o: &FitOptions| {
+            o.recipe.apply(o.model).ok().map(|mut r| {
+                r.epochs = 0;
+                r
+            })
+        };
+        let dir = |o: &FitOptions| {
+            let dir = o.out_dir();
+            std::fs::canonicalize(&dir).unwrap_or(dir)
+        };
+        self.model == other.model
+            && recipe(self) == recipe(other)
+            && (self.seed, self.val, self.train_limit, self.device)
+                == (other.seed, other.val, other.train_limit, other.device)
+            && dir(self) == dir(other)
+    }
+}
+
+/// The options `trainer fit --resume` lets change: the run's length (`--epochs`, to extend
+/// it), where its data now lies (`--data`, checked by checksum), what happens at the end
+/// (`--export`, `--export-q8`, `--test-limit`) and `--patience`.
+pub const CHANGEABLE_ON_RESUME: [&str; 6] = [
+    "epochs",
+    "data",
+    "export",
+    "export_q8",
+    "test_limit",
+    "patience",
+];
+
+/// The options to continue a run with: the run's own (`stored`), with the options given on
+/// the command line (`given`, of which `ids` lists the clap ids and how each was written)
+/// that [`CHANGEABLE_ON_RESUME`] allows. Any other option given must say what the run
+/// already does, or it is refused, named as written.
+pub fn merge_resume_options(
+    stored: &FitOptions,
+    given: &FitOptions,
+    ids: &[(String, String)],
+) -> Result<FitOptions, UsageError> {
+    let mut merged = stored.clone();
+    for (id, shown) in ids {
+        let mut one = stored.clone();
+        if !one.copy_option(given, id) {
+            return Err(UsageError::ChangedOnResume(shown.clone()));
+        }
+        if CHANGEABLE_ON_RESUME.contains(&id.as_str()) {
+            merged.copy_option(given, id);
+        } else if !one.same_run(stored) {
+            return Err(UsageError::ChangedOnResume(shown.clone()));
+        }
+    }
+    Ok(merged)
+}
+
+/// Whether `dir` holds a run: any of `run.json`, `model.mpk`, `resume.state`.
+pub fn holds_run(dir: &Path) -> bool {
+    [RUN_FILE, MODEL_FILE, RESUME_FILE]
+        .iter()
+        .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
+}
+
+/// The files of a run in its directory, which `--force` removes.
+const RUN_FILES: [&str; 6] = [
+    RUN_FILE,
+    MODEL_FILE,
+    RESUME_FILE,
+    BEST_FILE,
+    checkpoint::METRICS_FILE,
+    checkpoint::CURVES_FILE,
+];
+
+/// The directory of a new run. `--out` that holds a run is refused unless `force` (the old
+/// run's files are then removed when the new run is ready to train); without `--out`, the
+/// first of `runs/<model>`, `runs/<model>-2`, ... that holds no run, saying so when it is
+/// not the first.
+pub fn new_run_dir(options: &FitOptions, force: bool) -> Result<PathBuf, UsageError> {
+    match &options.out {
+        Some(dir) => {
+            if holds_run(dir) && !force {
+                return Err(UsageError::RunExists {
+                    dir: dir.clone(),
+                    what: describe_run(dir),
+                });
+            }
+            Ok(dir.clone())
+        }
+        None => {
+            let base = options.out_dir();
+            let dir = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        base.clone()
+                    } else {
+                        PathBuf::from(format!("{}-{n}", base.display()))
+                    }
+                })
+                .find(|dir| !holds_run(dir))
+                .unwrap_or(base.clone());
+            if dir != base {
+                crate::say!(
+                    "{} holds an earlier run; this run goes to {}",
+                    base.display(),
+                    dir.display()
+                );
+            }
+            Ok(dir)
+        }
+    }
+}
+
+/// "a finished run (5 of 5 epochs)", "an unfinished run (2 of 5 epochs)", or "the files of
+/// a run" when its `run.json` cannot be read.
+fn describe_run(dir: &Path) -> String {
+    match checkpoint::load_info(dir) {
+        Ok(info) if info.finished() => format!(
+            "a finished {} run ({} of {} epochs)",
+            info.model.name(),
+            info.epochs.len(),
+            info.recipe.epochs
+        ),
+        Ok(info) => format!(
+            "an unfinished {} run ({} of {} epochs)",
+            info.model.name(),
+            info.epochs.len(),
+            info.recipe.epochs
+        ),
+        Err(_) => "the files of a run".into(),
     }
 }
 
@@ -78,16 +258,21 @@ pub struct Prepared {
     pub output: Output,
     /// Files to export to at the end.
     pub exports: Exports,
+    /// The directories [`prepare`] created for the run (removed again when the run ends
+    /// before its first epoch is saved).
+    pub created: Vec<PathBuf>,
 }
 
 /// Checks `options` (usage errors before any data is read), loads the data and describes
-/// the run: a fresh one started by `command`, or the continuation of `resume`. Prints the
-/// model, recipe and data.
+/// the run: a fresh one started by `command` in `options.out` (which [`new_run_dir`] chose;
+/// with `force`, the files of a run already there are removed once the data is loaded), or
+/// the continuation of `resume`. Prints the model, recipe and data.
 pub fn prepare(
     options: &FitOptions,
     command: String,
     progress: bool,
     resume: Option<(RunInfo, ResumeState)>,
+    force: bool,
 ) -> anyhow::Result<Prepared> {
     usage::check_device(options.device)?;
     let recipe = options
@@ -101,19 +286,42 @@ pub fn prepare(
     }
     let out = options.out_dir();
     let created = fsutil::probe_dir(&out)?;
-    let removed = fsutil::remove_temporaries(&out)?;
+    report_temporaries(&out)?;
+    let fresh = resume.is_none();
+    let prepared = prepare_in(options, command, progress, resume, recipe, out.clone());
+    match prepared {
+        Ok(mut prepared) => {
+            if fresh && force && holds_run(&out) {
+                crate::say!("replacing the run in {} (--force)", out.display());
+                for file in RUN_FILES {
+                    let path = out.join(file);
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        std::fs::remove_file(&path)
+                            .with_context(|| format!("{}: cannot remove", path.display()))?;
+                    }
+                }
+            }
+            prepared.created = created;
+            Ok(prepared)
+        }
+        Err(error) => {
+            // Nothing was written: leave no empty run directory behind.
+            fsutil::remove_created(&created);
+            Err(error)
+        }
+    }
+}
+
+/// Removes the temporary files a killed run left in `dir`, saying so.
+fn report_temporaries(dir: &Path) -> anyhow::Result<()> {
+    let removed = fsutil::remove_temporaries(dir)?;
     if removed > 0 {
-        println!(
+        crate::say!(
             "removed {removed} temporary file(s) a killed run left in {}",
-            out.display()
+            dir.display()
         );
     }
-    let prepared = prepare_in(options, command, progress, resume, recipe, out);
-    if prepared.is_err() {
-        // Nothing was written: leave no empty run directory behind.
-        fsutil::remove_created(&created);
-    }
-    prepared
+    Ok(())
 }
 
 fn prepare_in(
@@ -124,11 +332,11 @@ fn prepare_in(
     recipe: crate::recipe::Recipe,
     out: PathBuf,
 ) -> anyhow::Result<Prepared> {
-    let (train_set, test) = load_train_test(options)?;
-    let (train_split, val_split) = train_set.split_last(options.val);
+    let (train_split, val_split, test) = load_data(options)?;
     if train_split.is_empty() {
         return Err(UsageError::NoTrainingImages(options.val).into());
     }
+    let data_sha256 = checkpoint::data_sha256(&train_split, &val_split);
     let (mut info, state) = match resume {
         Some((info, state)) => (info, Some(state)),
         None => {
@@ -155,19 +363,35 @@ fn prepare_in(
             val_split.len()
         );
     }
+    if info
+        .data_sha256
+        .as_ref()
+        .is_some_and(|sha| *sha != data_sha256)
+    {
+        bail!(
+            "{}: not the data the run trained on (the checksum of its {} + {} images differs \
+             from the one {RUN_FILE} records)",
+            options.data.display(),
+            train_split.len(),
+            val_split.len()
+        );
+    }
+    info.data_sha256 = Some(data_sha256);
     info.train_images = train_split.len();
     info.val_images = val_split.len();
     // The run's own model kind (a resumed run's options are checked to name it too).
-    println!("{}", summary_text(info.model));
-    let r = &info.recipe;
-    println!(
-        "recipe: {:?}, {} epochs, batch {}, lr {}, {:?} schedule, weight decay {}, label smoothing {}, augment {}",
-        r.optimizer, r.epochs, r.batch, r.lr, r.schedule, r.weight_decay, r.label_smoothing, r.augment
-    );
-    println!(
-        "data: {} train, {} validation, {} test images from {}; backend {}; run directory {}",
+    crate::say!("{}", summary_text(info.model));
+    crate::say!("recipe: {}", info.recipe);
+    crate::say!(
+        "data: {} train, {} validation (the last {} of the training file{}), {} test images \
+         from {}; backend {}; run directory {}",
         train_split.len(),
         val_split.len(),
+        val_split.len(),
+        match options.train_limit {
+            Some(limit) => format!("; --train-limit {limit} takes the first {limit} of the rest"),
+            None => String::new(),
+        },
         test.len(),
         options.data.display(),
         info.backend,
@@ -186,35 +410,65 @@ fn prepare_in(
             onnx: options.export.clone(),
             q8: options.export_q8.clone(),
         },
+        created: Vec::new(),
     })
 }
 
 /// Trains (or continues) a prepared run on backend `B`, tests it, records the test
-/// accuracy in `run.json`, prints the results and writes the exports.
+/// accuracy in `run.json`, prints the results and writes the exports. A run stopped early
+/// by `--patience` is tested and exported with its best epoch's weights.
 pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let info = &mut prepared.info;
-    let model = match &prepared.state {
-        None => train::fit::<B>(info, &prepared.splits, &prepared.output, device)?,
-        Some(state) => train::resume::<B>(info, state, &prepared.splits, &prepared.output, device)?,
+    let before = info.epochs.len();
+    let trained = match &prepared.state {
+        None => train::fit::<B>(info, &prepared.splits, &prepared.output, device),
+        Some(state) => train::resume::<B>(info, state, &prepared.splits, &prepared.output, device),
     };
-    let trained = started.elapsed().as_secs_f64();
+    let model = match trained {
+        Ok(model) => model,
+        Err(error) => {
+            if info.epochs.is_empty() {
+                // No epoch was saved: leave no empty run directory behind.
+                fsutil::remove_created(&prepared.created);
+            }
+            return Err(error);
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let ran = info.epochs.len() - before;
     let model = burn::module::AutodiffModule::valid(&model);
+    let model = if info.stopped_early() {
+        let best = info.best.as_ref().map_or(0, |b| b.epoch);
+        crate::say!(
+            "stopped early: validation accuracy did not improve for {} epochs; testing and \
+             exporting epoch {best}'s weights ({BEST_FILE})",
+            info.epochs_since_best()
+        );
+        checkpoint::load_best::<B::InnerBackend>(&prepared.output.dir, info, device)?
+    } else {
+        model
+    };
     let evaluation = train::evaluate(&model, &prepared.test, device);
     info.test_accuracy = Some(evaluation.confusion.accuracy());
     checkpoint::save_info(&prepared.output.dir, info)?;
-    println!(
-        "trained {} epochs in {:.1} s ({:.1} s/epoch)",
-        info.epochs.len(),
-        trained,
-        trained / info.epochs.len().max(1) as f64
+    let (first, last) = (before + 1, info.epochs.len());
+    crate::say!(
+        "trained {} in {seconds:.1} s ({:.1} s/epoch)",
+        match ran {
+            1 => format!("1 epoch (epoch {last})"),
+            _ if before == 0 => format!("{ran} epochs"),
+            _ => format!("{ran} epochs ({first}-{last})"),
+        },
+        seconds / ran.max(1) as f64
     );
-    println!(
+    crate::say!(
         "test: loss {:.4}\n{}",
-        evaluation.loss, evaluation.confusion
+        evaluation.loss,
+        evaluation.confusion
     );
     if let Some(line) = train::confusions_line(&evaluation.confusion) {
-        println!("{line}");
+        crate::say!("{line}");
     }
     export::write_all(
         &model,
@@ -225,26 +479,113 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
         &prepared.test,
         device,
     )?;
-    println!("run directory: {}", prepared.output.dir.display());
+    crate::say!("run directory: {}", prepared.output.dir.display());
     Ok(())
 }
 
 /// Opens the run in `dir` to continue it ([`crate::rundir::open_resume`]: every file
-/// verified, what can be repaired from `resume.state` repaired) and says what was repaired
-/// and where the run continues. Returns the options to continue with, the run description
-/// and the resume state.
-pub fn resume(dir: &Path) -> anyhow::Result<(FitOptions, (RunInfo, ResumeState))> {
+/// verified, what can be repaired from `resume.state` repaired) and says what was repaired.
+pub fn open(dir: &Path) -> anyhow::Result<crate::rundir::Resume> {
     let resume = crate::rundir::open_resume(dir)?;
+    report_temporaries(dir)?;
     for note in &resume.notes {
-        println!("{note}");
+        crate::say!("{note}");
     }
-    println!(
-        "resuming {} after epoch {} of {}",
+    Ok(resume)
+}
+
+/// What `trainer fit --resume` does with an opened run and the options to continue it with
+/// (see [`merge_resume_options`]).
+pub enum Continuation {
+    /// Train on: the options, the run description (its recipe extended to `--epochs`), the
+    /// resume state.
+    Train(FitOptions, RunInfo, ResumeState),
+    /// Every epoch is done, or the run stopped early: nothing to train (said on stdout).
+    Finished,
+}
+
+/// Continues the run `resume` with `options`: `--epochs` beyond the run's extends it
+/// (schedules that depend on the run's length are stretched over the new length, and
+/// the first new epoch's learning rate is printed); fewer epochs than it has trained are
+/// refused; a run with nothing left to train is reported, not trained again. `command`
+/// is recorded in the run's `resumed` list.
+pub fn continue_run(
+    resume: crate::rundir::Resume,
+    options: FitOptions,
+    command: &str,
+    dir: &Path,
+) -> anyhow::Result<Continuation> {
+    let mut info = resume.info;
+    let done = info.epochs.len();
+    let epochs = options
+        .recipe
+        .apply(options.model)
+        .map_err(UsageError::from)?
+        .epochs;
+    if epochs < done {
+        return Err(UsageError::FewerEpochs { epochs, done }.into());
+    }
+    if epochs != info.recipe.epochs {
+        let steps = info.train_images.div_ceil(info.recipe.batch).max(1);
+        let ended = info.epochs.last().map_or(info.recipe.lr, |m| m.lr);
+        let mut extended = info.recipe.clone();
+        extended.epochs = epochs;
+        crate::say!(
+            "extending the run from {} to {epochs} epochs{}",
+            info.recipe.epochs,
+            if extended.schedule == crate::recipe::Schedule::Constant {
+                String::new()
+            } else {
+                format!(
+                    "; the {} schedule now spans {epochs} epochs: epoch {} starts at lr {} \
+                     (epoch {done} ended at {})",
+                    extended.schedule,
+                    done + 1,
+                    crate::recipe::format_lr(extended.lr_at(done * steps, epochs * steps)),
+                    crate::recipe::format_lr(ended)
+                )
+            }
+        );
+        info.recipe = extended;
+    }
+    info.options = Some(options.clone());
+    if info.finished() {
+        let how = if info.stopped_early() {
+            format!(
+                "stopped early after epoch {done} (--patience {}: no improvement since epoch \
+                 {}); give a larger --patience to train on",
+                options.patience.unwrap_or(0),
+                info.best_epoch().map_or(0, |m| m.epoch)
+            )
+        } else {
+            format!(
+                "has trained all {done} epochs; extend it with `trainer fit --resume {} \
+                 --epochs N`",
+                dir.display()
+            )
+        };
+        crate::say!(
+            "{}: nothing to train: the run {how}{}",
+            dir.display(),
+            info.test_accuracy
+                .map(|a| format!(" (test accuracy {:.2}%)", 100.0 * a))
+                .unwrap_or_default()
+        );
+        if options.export.is_some() || options.export_q8.is_some() {
+            crate::say!(
+                "to export it: trainer export --checkpoint {} --onnx FILE --q8 FILE",
+                dir.display()
+            );
+        }
+        return Ok(Continuation::Finished);
+    }
+    info.resumed.push(format!("{command} (after epoch {done})"));
+    crate::say!(
+        "resuming {} after epoch {done} of {}",
         dir.display(),
-        resume.info.epochs.len(),
-        resume.info.recipe.epochs
+        info.recipe.epochs
     );
-    Ok((resume.options, (resume.info, resume.state)))
+    Ok(Continuation::Train(options, info, resume.state))
 }
 
 /// The options to continue the run in `dir` with: those it was started with (from its
@@ -268,8 +609,13 @@ pub fn resume_options(
     })
 }
 
-fn load_train_test(options: &FitOptions) -> anyhow::Result<(LabeledImages, LabeledImages)> {
-    let train = dataset::load_split(&options.data, Split::Train)?;
+/// The training split (the first `--train-limit` images before the validation split), the
+/// validation split (the last `--val` images of the training file, whatever the limit) and
+/// the test images (the first `--test-limit`).
+fn load_data(
+    options: &FitOptions,
+) -> anyhow::Result<(LabeledImages, LabeledImages, LabeledImages)> {
+    let (train, val) = dataset::load_split(&options.data, Split::Train)?.split_last(options.val);
     let train = match options.train_limit {
         Some(limit) => train.truncated(limit),
         None => train,
@@ -279,5 +625,5 @@ fn load_train_test(options: &FitOptions) -> anyhow::Result<(LabeledImages, Label
         Some(limit) => test.truncated(limit),
         None => test,
     };
-    Ok((train, test))
+    Ok((train, val, test))
 }

@@ -9,6 +9,16 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that ignores a closed standard output: `trainer fit | head` keeps training
+/// (and saving every epoch) after the reader has gone, instead of dying on a broken pipe.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;

@@ -19,7 +19,7 @@ use fmnist_trainer::fit::{self, FitOptions};
 use fmnist_trainer::model::{summary_text, ModelKind};
 use fmnist_trainer::train;
 use fmnist_trainer::usage::{check_writable, UsageError};
-use fmnist_trainer::{fsutil, plot, recipe};
+use fmnist_trainer::{fsutil, plot, recipe, say};
 
 /// Exit code for bad usage (clap's own, too).
 const EXIT_USAGE: u8 = 2;
@@ -76,11 +76,18 @@ struct FitArgs {
     /// No progress bars (they are off anyway when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
-    /// Continue the run in DIR (killed, interrupted or diverged) from its last complete
-    /// epoch, with the options it was started with and the same data order, weights and
-    /// optimiser state; only --no-progress may be given with it.
+    /// Continue the run in DIR (killed, interrupted, diverged or finished) from its last
+    /// complete epoch, with the options it was started with and the same data order,
+    /// weights and optimiser state. --epochs N extends it to N epochs; --data may name
+    /// where the same data now lies (checked by checksum); --export, --export-q8,
+    /// --test-limit and --patience may be given; other options must repeat the run's own.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Replace the run an explicit --out holds (by default such a --out is refused;
+    /// without --out, a run goes to the first of runs/<model>, runs/<model>-2, ... that
+    /// holds no run).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -95,6 +102,9 @@ struct EvalArgs {
     /// A run directory written by `trainer fit`.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Use the run's best epoch by validation accuracy (best.mpk), not its last.
+    #[arg(long)]
+    best: bool,
     /// A data directory (its test split is used) or a CSV file with a label column.
     #[arg(long, default_value = DEFAULT_DATA_DIR, conflicts_with = "images")]
     data: PathBuf,
@@ -110,18 +120,26 @@ struct EvalArgs {
     /// Also write every image's logits to this CSV file (label, then 10 logits per row).
     #[arg(long, value_name = "FILE")]
     logits: Option<PathBuf>,
+    /// Print the results as one JSON document (accuracy, loss, per-class figures,
+    /// confusion matrix, images/s) instead of tables.
+    #[arg(long)]
+    json: bool,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceKind,
 }
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("outputs").required(true).multiple(true).args(["onnx", "q8"]))]
 struct ExportArgs {
     /// A run directory written by `trainer fit`.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Export the run's best epoch by validation accuracy (best.mpk), not its last.
+    #[arg(long)]
+    best: bool,
     /// The ONNX file to write (opset 13, input `image` [N,1,28,28] = pixels/255, output `logits` [N,10]).
-    #[arg(long, value_name = "FILE", required_unless_present = "q8")]
+    #[arg(long, value_name = "FILE")]
     onnx: Option<PathBuf>,
     /// The int8 blob to write for the runtime (calibrated on training images, checked on
     /// the validation split and the test set).
@@ -175,8 +193,14 @@ fn main() -> ExitCode {
         eprintln!("error: internal error ({what}); please report it");
         std::process::exit(i32::from(EXIT_FAILURE));
     }));
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(error) => return usage_error(&error),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -190,6 +214,40 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `--help` and `--version` as clap prints them; a usage error as one line on stderr:
+/// clap's message (its lines joined), then the usage line it shows. Exit code 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
+        eprintln!(
+            "error: a command is needed (fit, eval, show, export, samples, info); see 'trainer --help'"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let rendered = error.render().to_string();
+    let (mut message, mut usage) = (Vec::new(), None);
+    for line in rendered.lines().map(str::trim) {
+        if let Some(line) = line.strip_prefix("Usage: ") {
+            usage = Some(line);
+        } else if !(line.is_empty() || line.starts_with("tip:") || line.starts_with("For more")) {
+            message.push(line);
+        }
+    }
+    let usage = usage.map(|u| format!("; usage: {u}")).unwrap_or_default();
+    eprintln!("{}{usage} (see --help)", message.join(" "));
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
@@ -208,26 +266,26 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let test = dataset::load_split(&data.data, Split::Test)?;
             for (file, index) in plot::samples(&out, &test)? {
                 let name = fmnist_runtime::CLASS_NAMES[usize::from(test.labels[index])];
-                println!("{}: test image {index} ({name})", file.display());
+                say!("{}: test image {index} ({name})", file.display());
             }
             Ok(())
         }
         Command::Info { model } => {
-            println!("{}", summary_text(model));
+            say!("{}", summary_text(model));
             Ok(())
         }
     }
 }
 
-/// The options of `trainer fit` given on the command line other than `--resume` and
-/// `--no-progress`, as written (`--epochs 9`).
-fn options_given(matches: &ArgMatches) -> Vec<String> {
+/// The options of `trainer fit` given on the command line other than `--resume`,
+/// `--force` and `--no-progress`: their clap ids, and each as written (`--epochs 9`).
+fn options_given(matches: &ArgMatches) -> Vec<(String, String)> {
     let command = Cli::command();
     let Some(fit) = command.find_subcommand("fit") else {
         return Vec::new();
     };
     fit.get_arguments()
-        .filter(|arg| !matches!(arg.get_id().as_str(), "resume" | "no_progress"))
+        .filter(|arg| !matches!(arg.get_id().as_str(), "resume" | "no_progress" | "force"))
         .filter(|arg| {
             matches!(matches.try_get_raw(arg.get_id().as_str()), Ok(Some(_)))
                 && matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
@@ -236,7 +294,7 @@ fn options_given(matches: &ArgMatches) -> Vec<String> {
             let id = arg.get_id().as_str();
             let flag = format!("--{}", arg.get_long().unwrap_or(id));
             if !arg.get_action().takes_values() {
-                return flag;
+                return (id.to_string(), flag);
             }
             let values: Vec<String> = matches
                 .get_raw(id)
@@ -244,12 +302,12 @@ fn options_given(matches: &ArgMatches) -> Vec<String> {
                 .flatten()
                 .map(|v| v.to_string_lossy().into_owned())
                 .collect();
-            format!("{flag} {}", values.join(" "))
+            (id.to_string(), format!("{flag} {}", values.join(" ")))
         })
         .collect()
 }
 
-fn fit(args: FitArgs, given: Vec<String>) -> anyhow::Result<()> {
+fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
     // Ctrl-C stops training before the next batch; the run keeps its last complete epoch.
     // A second Ctrl-C ends the process at once.
     let _ = ctrlc::set_handler(|| {
@@ -263,16 +321,24 @@ fn fit(args: FitArgs, given: Vec<String>) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(" ");
     let (options, resume) = match &args.resume {
-        None => (args.options, None),
+        None => {
+            let out = fit::new_run_dir(&args.options, args.force)?;
+            let options = FitOptions {
+                out: Some(out),
+                ..args.options
+            };
+            (options, None)
+        }
         Some(dir) => {
-            if !given.is_empty() {
-                return Err(UsageError::OptionsWithResume(given).into());
+            let resume = fit::open(dir)?;
+            let options = fit::merge_resume_options(&resume.options, &args.options, &given)?;
+            match fit::continue_run(resume, options, &command, dir)? {
+                fit::Continuation::Finished => return Ok(()),
+                fit::Continuation::Train(options, info, state) => (options, Some((info, state))),
             }
-            let (options, resume) = fit::resume(dir)?;
-            (options, Some(resume))
         }
     };
-    let mut prepared = fit::prepare(&options, command, progress, resume)?;
+    let mut prepared = fit::prepare(&options, command, progress, resume, args.force)?;
     on_backend!(options.device, B, device => fit::run::<B>(&mut prepared, &device))
 }
 
@@ -280,7 +346,8 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     if let Some(path) = &args.logits {
         check_writable(path)?;
     }
-    let (info, model) = checkpoint::load::<B::InnerBackend>(&args.checkpoint, device)?;
+    let (info, model) =
+        checkpoint::load_run::<B::InnerBackend>(&args.checkpoint, args.best, device)?;
     let (set, source) = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => (dataset::load_idx_pair(images, labels)?, images.clone()),
         _ => (
@@ -295,26 +362,62 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     if set.is_empty() {
         bail!("{}: no images to evaluate", source.display());
     }
-    println!(
-        "model: {} from {} (trained {} epochs)",
-        info.model.name(),
-        args.checkpoint.display(),
-        info.epochs.len()
-    );
+    let weights = match (&info.best, args.best) {
+        (Some(best), true) => format!("best epoch {} of {}", best.epoch, info.epochs.len()),
+        _ => match info.epochs.len() {
+            1 => "trained 1 epoch".to_string(),
+            n => format!("trained {n} epochs"),
+        },
+    };
+    let started = std::time::Instant::now();
     let evaluation = train::evaluate(&model, &set, device);
+    let seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &args.logits {
         fsutil::write_atomic(path, evaluation.logits_csv(&set.labels).as_bytes())?;
     }
-    println!(
-        "data: {} images from {}\nloss {:.4}\n{}",
+    let confusion = &evaluation.confusion;
+    if args.json {
+        let document = serde_json::json!({
+            "checkpoint": args.checkpoint.display().to_string(),
+            "model": info.model.name(),
+            "epochs": info.epochs.len(),
+            "best": args.best,
+            "epoch": match (&info.best, args.best) {
+                (Some(best), true) => best.epoch,
+                _ => info.epochs.len(),
+            },
+            "data": source.display().to_string(),
+            "images": set.len(),
+            "correct": confusion.correct(),
+            "accuracy": confusion.accuracy(),
+            "loss": evaluation.loss,
+            "classes": fmnist_runtime::report::class_figures(confusion),
+            "confusion_matrix": confusion.counts,
+            "seconds": seconds,
+            "images_per_second": set.len() as f64 / seconds,
+        });
+        say!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(());
+    }
+    say!(
+        "model: {} from {} ({weights})",
+        info.model.name(),
+        args.checkpoint.display(),
+    );
+    say!(
+        "data: {} images from {}\nloss {:.4}\n\n{confusion}",
         set.len(),
         source.display(),
         evaluation.loss,
-        evaluation.confusion
     );
-    if let Some(line) = train::confusions_line(&evaluation.confusion) {
-        println!("{line}");
+    if let Some(line) = train::confusions_line(confusion) {
+        say!("{line}");
     }
+    say!(
+        "{} images in {seconds:.2} s ({:.0} images/s)",
+        set.len(),
+        set.len() as f64 / seconds
+    );
     Ok(())
 }
 
@@ -324,11 +427,15 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     }
     let device = Default::default();
     let (info, model) =
-        checkpoint::load::<fmnist_trainer::backend::Cpu>(&args.checkpoint, &device)?;
+        checkpoint::load_run::<fmnist_trainer::backend::Cpu>(&args.checkpoint, args.best, &device)?;
     println!(
-        "{} model from {}",
+        "{} model from {}{}",
         info.model.name(),
-        args.checkpoint.display()
+        args.checkpoint.display(),
+        match (&info.best, args.best) {
+            (Some(best), true) => format!(" (best epoch {} of {})", best.epoch, info.epochs.len()),
+            _ => String::new(),
+        }
     );
     let (calibration, val, test) = if args.q8.is_some() {
         let (train, val) = dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);

@@ -117,6 +117,64 @@ impl Recipe {
     }
 }
 
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Adam => "Adam",
+            OptimizerKind::Adamw => "AdamW",
+        })
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Schedule::Constant => "constant",
+            Schedule::OneCycle => "one-cycle",
+            Schedule::Cosine => "cosine",
+        })
+    }
+}
+
+/// How the tools print a learning rate or another positive figure that spans many orders
+/// of magnitude: plainly between 0.001 and 10000 (`0.003`), in scientific notation
+/// otherwise (`1e-4`, `1e30`).
+pub fn format_lr(value: f64) -> String {
+    if value == 0.0 || (1e-3..1e4).contains(&value.abs()) {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
+}
+
+/// One line, as `trainer fit` prints it: "AdamW, 36 epochs, batch 128, lr 0.003 one-cycle,
+/// weight decay 0.05, label smoothing 0.1, augmentation".
+impl std::fmt::Display for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, {} epoch{}, batch {}, lr {} {}",
+            self.optimizer,
+            self.epochs,
+            if self.epochs == 1 { "" } else { "s" },
+            self.batch,
+            format_lr(self.lr),
+            self.schedule
+        )?;
+        if self.optimizer == OptimizerKind::Adamw {
+            write!(f, ", weight decay {}", format_lr(self.weight_decay))?;
+        }
+        if self.label_smoothing > 0.0 {
+            write!(f, ", label smoothing {}", self.label_smoothing)?;
+        }
+        f.write_str(if self.augment {
+            ", augmentation (shifts, flips)"
+        } else {
+            ", no augmentation"
+        })
+    }
+}
+
 /// A recipe no run can train with (exit code 2 from `trainer`: it is the user's usage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecipeError {
@@ -199,6 +257,25 @@ mod tests {
         assert!((lr(150) - recipe.lr).abs() < 1e-9);
         assert!(lr(100) < lr(150) && lr(500) < lr(150) && lr(999) < lr(500));
         assert!(lr(999) < recipe.lr / 100.0);
+    }
+
+    #[test]
+    fn recipes_print_as_words_not_debug_structs() {
+        let edge = Recipe::default_for(ModelKind::Edge).to_string();
+        assert_eq!(
+            edge,
+            "AdamW, 36 epochs, batch 128, lr 0.003 one-cycle, weight decay 0.05, label \
+             smoothing 0.1, augmentation (shifts, flips)"
+        );
+        let mut cnn = Recipe::default_for(ModelKind::Cnn);
+        cnn.epochs = 1;
+        assert_eq!(
+            cnn.to_string(),
+            "Adam, 1 epoch, batch 300, lr 1e-4 constant, no augmentation"
+        );
+        assert_eq!(format_lr(1e30), "1e30");
+        assert_eq!(format_lr(0.05), "0.05");
+        assert_eq!(format_lr(2.5e-5), "2.5e-5");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::backend::CpuTrain;
 use crate::checkpoint::{
-    self, ResumeState, RunInfo, MAX_MODEL_BYTES, METRICS_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE,
+    self, ResumeState, RunInfo, BEST_FILE, MAX_MODEL_BYTES, METRICS_FILE, MODEL_FILE, RESUME_FILE,
+    RUN_FILE,
 };
 use crate::fit::{self, FitOptions};
 use crate::fsutil::{read_regular, write_atomic};
@@ -35,10 +36,11 @@ pub struct Resume {
 
 /// Opens the run in `dir` for `trainer fit --resume`: see the module documentation.
 pub fn open_resume(dir: &Path) -> anyhow::Result<Resume> {
-    let (info, state) = checkpoint::load_resume(dir)?;
+    let (mut info, state) = checkpoint::load_resume(dir)?;
     let options = fit::resume_options(dir, &info, &state)?;
     check_state(&info, &state)?;
-    let notes = reconcile(dir, &info, &state)?;
+    let mut notes = reconcile(dir, &info, &state)?;
+    notes.extend(check_best(dir, &mut info, &state)?);
     Ok(Resume {
         options,
         info,
@@ -62,6 +64,45 @@ fn check_state(info: &RunInfo, state: &ResumeState) -> anyhow::Result<()> {
         .with_context(|| format!("{}: bad optimiser state", state.path.display()))
 }
 
+/// Checks `best.mpk` against the best epoch `info` records. Damaged or missing, it is
+/// rewritten from `state` when the best epoch is the last one (the state holds its
+/// weights); otherwise the record is dropped and the next epoch starts a new best, and the
+/// returned note says so.
+fn check_best(
+    dir: &Path,
+    info: &mut RunInfo,
+    state: &ResumeState,
+) -> anyhow::Result<Option<String>> {
+    let Some(best) = info.best.clone() else {
+        return Ok(None);
+    };
+    let path = dir.join(BEST_FILE);
+    let bytes = read_regular(&path, MAX_MODEL_BYTES);
+    if bytes
+        .as_ref()
+        .is_ok_and(|bytes| checkpoint::sha256_hex(bytes) == best.sha256)
+    {
+        return Ok(None);
+    }
+    let why = match bytes {
+        Err(error) => format!("{error:#}"),
+        Ok(_) => format!(
+            "{}: not the weights of epoch {} (checksum mismatch)",
+            path.display(),
+            best.epoch
+        ),
+    };
+    if best.epoch == info.epochs.len() && checkpoint::sha256_hex(&state.model) == best.sha256 {
+        write_atomic(&path, &state.model)?;
+        return Ok(Some(format!("{why}; rewritten from {RESUME_FILE}")));
+    }
+    info.best = None;
+    Ok(Some(format!(
+        "{why}; the best epoch's weights are lost, the best checkpoint starts again with the \
+         next epoch"
+    )))
+}
+
 /// How `run` (from `run.json`) differs from `info` (from `resume.state`) in what makes a
 /// run that run, if it does.
 pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
@@ -78,14 +119,23 @@ pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
     if run.seed != info.seed {
         return field("seed", info.seed.to_string(), run.seed.to_string());
     }
-    if run.recipe != info.recipe {
-        return field(
-            "recipe",
-            format!("{:?}", info.recipe),
-            format!("{:?}", run.recipe),
-        );
+    // A resume may extend the run and change where its data lies and what happens at
+    // its end: a run.json written before or after such a resume is of the same run.
+    let lengthless = |info: &RunInfo| {
+        let mut recipe = info.recipe.clone();
+        recipe.epochs = 0;
+        recipe
+    };
+    if lengthless(run) != lengthless(info) {
+        return field("recipe", info.recipe.to_string(), run.recipe.to_string());
     }
-    if run.options != info.options {
+    let fixed = |info: &RunInfo| {
+        info.options.clone().map(|mut options| {
+            options.forget_changeable();
+            options
+        })
+    };
+    if fixed(run) != fixed(info) {
         return Some(format!("its options are not those {RUN_FILE} records"));
     }
     if (run.train_images, run.val_images) != (info.train_images, info.val_images) {

@@ -47,12 +47,8 @@ pub struct Output {
 /// the run directory keeps the last complete epoch.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Training stopped because of [`INTERRUPTED`]; the run directory holds `epochs_saved`.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted during epoch {epoch}: {dir} holds the {saved} complete epoch(s); \
-     continue with `trainer fit --resume {dir}`"
-)]
+/// Training stopped because of [`INTERRUPTED`]; the run directory holds `saved` epochs.
+#[derive(Debug)]
 pub struct Interrupted {
     /// The epoch that was cut short.
     pub epoch: usize,
@@ -61,6 +57,26 @@ pub struct Interrupted {
     /// The run directory.
     pub dir: String,
 }
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Interrupted { epoch, saved, dir } = self;
+        if *saved == 0 {
+            write!(
+                f,
+                "interrupted during epoch {epoch}, before any epoch was complete: nothing was saved"
+            )
+        } else {
+            write!(
+                f,
+                "interrupted during epoch {epoch}: {dir} holds the {saved} complete epoch(s); \
+                 continue with `trainer fit --resume {dir}`"
+            )
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Trains `info.model` with `info.recipe` from a fresh initialisation, saving the run
 /// directory (and the state `--resume` needs) after every epoch. Returns the trained model.
@@ -212,11 +228,14 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
             let batch_loss = f64::from(loss.into_scalar().elem::<f32>());
             if !batch_loss.is_finite() {
                 bar.abandon();
+                let saved = match info.epochs.len() {
+                    0 => "no epoch was complete, nothing was saved".to_string(),
+                    n => format!("{} holds the last good epoch ({n})", out.dir.display()),
+                };
                 bail!(
                     "training diverged: the loss became {batch_loss} at epoch {epoch}, batch {}; \
-                     the last good checkpoint is in {} (try a lower --lr)",
-                    step_in_epoch + 1,
-                    out.dir.display()
+                     {saved} (try a lower --lr)",
+                    step_in_epoch + 1
                 );
             }
             loss_sum += batch_loss * indices.len() as f64;
@@ -241,7 +260,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
             lr,
             seconds: started.elapsed().as_secs_f64(),
         };
-        println!(
+        crate::say!(
             "Epoch: {epoch}  Loss train/val {:.4}/{:.4}  ACC train/val {:.4}/{:.4}  ({:.1} s)",
             metrics.train_loss,
             metrics.val_loss,
@@ -255,16 +274,37 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
             .record(optim.to_record(), ())
             .context("cannot serialise the optimiser state")?;
         checkpoint::save_resume(&out.dir, &model, optimizer, info)?;
+        if info.stopped_early() {
+            break;
+        }
     }
     Ok(model)
 }
 
+/// Writes the epoch just pushed onto `info.epochs`: its weights as `model.mpk`, and as
+/// `best.mpk` when its validation accuracy beats every earlier epoch's (written before
+/// `run.json`, which records both checksums), `metrics.csv` and `curves.png`.
 fn save_epoch<B: Backend>(
     model: &Classifier<B>,
     info: &mut RunInfo,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    checkpoint::save(dir, model, info)?;
+    let bytes = checkpoint::model_bytes(model)?;
+    if let Some(last) = info.epochs.last() {
+        if info
+            .best
+            .as_ref()
+            .is_none_or(|best| last.val_acc > best.val_acc)
+        {
+            crate::fsutil::write_atomic(&dir.join(checkpoint::BEST_FILE), &bytes)?;
+            info.best = Some(checkpoint::Best {
+                epoch: last.epoch,
+                val_acc: last.val_acc,
+                sha256: checkpoint::sha256_hex(&bytes),
+            });
+        }
+    }
+    checkpoint::save_bytes(dir, &bytes, info)?;
     crate::fsutil::write_atomic(
         &dir.join(checkpoint::METRICS_FILE),
         checkpoint::metrics_csv(&info.epochs).as_bytes(),
@@ -349,7 +389,8 @@ impl Evaluation {
             .iter()
             .zip(self.logits.chunks(fmnist_runtime::CLASS_COUNT))
         {
-            let row: Vec<String> = row.iter().map(|v| format!("{v:.7e}")).collect();
+            // The shortest decimal that reads back as the same f32 (`-2.9927537`).
+            let row: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
             csv += &format!("{label},{}\n", row.join(","));
         }
         csv
@@ -463,7 +504,7 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("label,logit0,") && lines[0].ends_with(",logit9"));
-        assert!(lines[2].starts_with("4,1.0000000e1,"), "{}", lines[2]);
+        assert!(lines[2].starts_with("4,10,11,12,"), "{}", lines[2]);
     }
 
     #[test]

@@ -40,9 +40,32 @@ pub enum UsageError {
         "this trainer was built without CUDA; rebuild it with `cargo build --release --features cuda`"
     )]
     NoCuda,
-    /// Options given with `--resume`, which continues with the run's own.
-    #[error("--resume continues a run with its own options; remove {}", .0.join(" "))]
-    OptionsWithResume(Vec<String>),
+    /// An option given with `--resume` that would make it another run.
+    #[error(
+        "{0}: --resume continues a run with its own options (only --epochs, --data, --export, \
+         --export-q8, --test-limit and --patience may change); remove it, or start a new run"
+    )]
+    ChangedOnResume(String),
+    /// `--resume --epochs N` with fewer epochs than the run has trained.
+    #[error("--epochs {epochs}: the run has already trained {done} epochs")]
+    FewerEpochs {
+        /// Asked for.
+        epochs: usize,
+        /// Trained.
+        done: usize,
+    },
+    /// A new run's `--out` that holds a run.
+    #[error(
+        "{}: holds {what}; continue it with `trainer fit --resume {}` (add --epochs N to \
+         extend it), give --force to replace it, or choose another --out",
+        .dir.display(), .dir.display()
+    )]
+    RunExists {
+        /// The run directory.
+        dir: PathBuf,
+        /// What it holds ("a finished mlp run (5 of 5 epochs)").
+        what: String,
+    },
     /// A recipe no run can train with.
     #[error(transparent)]
     Recipe(#[from] RecipeError),

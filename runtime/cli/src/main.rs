@@ -13,7 +13,6 @@ use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 
 mod describe;
 mod predict;
-mod report;
 
 /// The shipped `edge` int8 model, used when no `--model` is given.
 static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
@@ -394,7 +393,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
             "images": set.len(),
             "correct": confusion.correct(),
             "accuracy": confusion.accuracy(),
-            "classes": report::class_json(&confusion),
+            "classes": fmnist_runtime::report::class_figures(&confusion),
             "confusion_matrix": confusion.counts,
             "seconds": seconds,
             "images_per_second": images / seconds,
@@ -411,8 +410,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
         args.data.display()
     )?;
     writeln!(text)?;
-    writeln!(text, "{}", report::confusion_table(&confusion))?;
-    writeln!(text, "{}", report::class_table(&confusion))?;
+    writeln!(text, "{confusion}")?;
     writeln!(
         text,
         "{} images in {seconds:.2} s: {:.0} images/s, {:.1} us per image",

@@ -21,7 +21,7 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
     super::regular_file(path)?;
     let text = std::fs::read(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let text = String::from_utf8_lossy(&text);
     let error = |line: usize, problem: String| DatasetError::Csv {

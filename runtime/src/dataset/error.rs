@@ -5,12 +5,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum DatasetError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, not repeated as its source).
+        error: std::io::Error,
     },
     /// The path is not a regular file (a named pipe, socket or device would block or
     /// read without end); refused before it is opened.

@@ -68,7 +68,7 @@ fn check_count(path: &Path, count: u32, kind: &'static str) -> Result<(), Datase
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 
@@ -112,7 +112,7 @@ fn read_header(
             } else {
                 DatasetError::Io {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 }
             });
         }

@@ -189,7 +189,7 @@ pub fn load_path(path: &Path, split: Split) -> Result<LabeledImages, DatasetErro
     } else {
         Err(DatasetError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
         })
     }
 }
@@ -213,7 +213,7 @@ pub fn regular_file(path: &std::path::Path) -> Result<(), DatasetError> {
     let kind = std::fs::metadata(path)
         .map_err(|source| DatasetError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?
         .file_type();
     if kind.is_file() {

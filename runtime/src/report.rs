@@ -1,15 +1,20 @@
-//! What `runtime eval` prints: the confusion matrix with class names on both axes, the
-//! per-class figures (a classification report, as scikit-learn prints one), and the same
-//! as one JSON document.
+//! What `runtime eval` and `trainer eval` print: the confusion matrix with class names on
+//! both axes, and the per-class figures (a classification report, as scikit-learn prints
+//! one), which also serialise as JSON. `std` only.
 
 use std::fmt::Write as _;
 
-use fmnist_runtime::{Confusion, CLASS_COUNT, CLASS_NAMES};
+use crate::classes::{CLASS_COUNT, CLASS_NAMES};
+use crate::metrics::Confusion;
 
 /// One class's figures. A ratio with nothing to divide by (no image of the class, or no
 /// image predicted as it) is `None`: printed "-" and `null`, not 0.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ClassFigures {
+    /// The class's label (0..10).
+    pub label: usize,
+    /// Its name.
+    pub class: &'static str,
     /// Images of this class (the row's sum).
     pub images: u32,
     /// Images predicted as this class (the column's sum).
@@ -42,6 +47,8 @@ pub fn class_figures(confusion: &Confusion) -> [ClassFigures; CLASS_COUNT] {
             _ => None,
         };
         ClassFigures {
+            label: class,
+            class: CLASS_NAMES[class],
             images,
             predicted,
             correct,
@@ -137,26 +144,6 @@ pub fn class_table(confusion: &Confusion) -> String {
         confusion.total()
     );
     text
-}
-
-/// The per-class figures as JSON objects, in label order.
-pub fn class_json(confusion: &Confusion) -> Vec<serde_json::Value> {
-    class_figures(confusion)
-        .iter()
-        .enumerate()
-        .map(|(class, f)| {
-            serde_json::json!({
-                "label": class,
-                "class": CLASS_NAMES[class],
-                "images": f.images,
-                "predicted": f.predicted,
-                "correct": f.correct,
-                "precision": f.precision,
-                "recall": f.recall,
-                "f1": f.f1,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,401 @@
+//! Runs as users of Keras and Lightning expect them (issue 16): a finished run is never
+//! clobbered, a run can be extended and its data moved, the timing counts what ran,
+//! `--train-limit` counts training images, the best epoch is kept and `--patience` stops
+//! early, a divergence before the first epoch leaves nothing behind, and `eval` speaks
+//! JSON. Tiny runs on generated data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fmnist_trainer::checkpoint::RunInfo;
+use fmnist_trainer::synthetic;
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn trainer_in(dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command.args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("the trainer binary runs")
+}
+
+fn trainer(args: &[&str]) -> Output {
+    trainer_in(None, args)
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+fn refused(output: &Output, code: i32, what: &str) {
+    let message = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{message}");
+    assert!(message.contains(what), "{what:?} not in: {message}");
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+}
+
+/// 80 training images (60 fitted, the last 20 validated) and 20 test images.
+fn dataset() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 80, 20).unwrap();
+    data
+}
+
+/// `trainer fit` of the `mlp` (its default recipe: Adam 1e-4, constant) on `data` with
+/// `extra` options.
+fn fit_args<'a>(data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "fit",
+        "--model",
+        "mlp",
+        "--batch",
+        "20",
+        "--val",
+        "20",
+        "--no-progress",
+        "--data",
+        path(data),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn info(run: &Path) -> RunInfo {
+    serde_json::from_slice(&std::fs::read(run.join("run.json")).expect("run.json")).unwrap()
+}
+
+/// Per-epoch figures without the seconds, and the test accuracy.
+fn figures(run: &Path) -> (Vec<[f64; 5]>, Option<f64>) {
+    let info = info(run);
+    let epochs = info
+        .epochs
+        .iter()
+        .map(|m| [m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.lr])
+        .collect();
+    (epochs, info.test_accuracy)
+}
+
+#[test]
+fn a_run_is_never_clobbered() {
+    let data = dataset();
+    let run = data.path().join("run");
+    ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--out", path(&run)],
+    )));
+    let before = std::fs::read(run.join("model.mpk")).unwrap();
+    let again = trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--seed", "7", "--out", path(&run)],
+    ));
+    refused(&again, 2, "holds a finished mlp run (1 of 1 epochs)");
+    assert!(text(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(run.join("model.mpk")).unwrap(), before);
+
+    let forced = ok(trainer(&fit_args(
+        data.path(),
+        &[
+            "--epochs",
+            "1",
+            "--seed",
+            "7",
+            "--out",
+            path(&run),
+            "--force",
+        ],
+    )));
+    assert!(forced.contains("replacing the run"), "{forced}");
+    assert_eq!(info(&run).seed, 7);
+    assert_ne!(std::fs::read(run.join("model.mpk")).unwrap(), before);
+
+    // Without --out, a repeated command makes a new directory next to the first.
+    let cwd = tempfile::tempdir().unwrap();
+    let first = ok(trainer_in(
+        Some(cwd.path()),
+        &fit_args(data.path(), &["--epochs", "1"]),
+    ));
+    assert!(first.contains("run directory runs/mlp"), "{first}");
+    let second = ok(trainer_in(
+        Some(cwd.path()),
+        &fit_args(data.path(), &["--epochs", "1"]),
+    ));
+    assert!(
+        second.contains("runs/mlp holds an earlier run; this run goes to runs/mlp-2"),
+        "{second}"
+    );
+    for dir in ["runs/mlp", "runs/mlp-2"] {
+        assert_eq!(info(&cwd.path().join(dir)).epochs.len(), 1, "{dir}");
+    }
+}
+
+#[test]
+fn a_run_is_extended_to_what_a_longer_run_gives() {
+    let data = dataset();
+    let long = data.path().join("long");
+    ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "3", "--out", path(&long)],
+    )));
+
+    let short = data.path().join("short");
+    ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "2", "--out", path(&short)],
+    )));
+    // Nothing left to train: said, and nothing rewritten.
+    let model = std::fs::read(short.join("model.mpk")).unwrap();
+    let nothing = ok(trainer(&["fit", "--resume", path(&short)]));
+    assert!(
+        nothing.contains("nothing to train") && nothing.contains("--epochs N"),
+        "{nothing}"
+    );
+    assert_eq!(std::fs::read(short.join("model.mpk")).unwrap(), model);
+
+    // The data moved: the same data elsewhere is accepted (checked by checksum), the run's
+    // own options may be repeated, and --epochs extends it.
+    let moved = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(data.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), moved.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let extended = ok(trainer(&[
+        "fit",
+        "--resume",
+        path(&short),
+        "--epochs",
+        "3",
+        "--model",
+        "mlp",
+        "--lr",
+        "1e-4",
+        "--data",
+        path(moved.path()),
+    ]));
+    assert!(
+        extended.contains("extending the run from 2 to 3 epochs"),
+        "{extended}"
+    );
+    // The timing counts the one epoch that ran, not the three the run has.
+    assert!(
+        extended.contains("trained 1 epoch (epoch 3) in"),
+        "{extended}"
+    );
+    assert_eq!(figures(&short), figures(&long), "extended != longer run");
+    let record = info(&short);
+    assert_eq!(record.recipe.epochs, 3);
+    assert_eq!(record.resumed.len(), 1, "{:?}", record.resumed);
+    assert!(record.resumed[0].contains("(after epoch 2)"));
+
+    // What would make it another run is refused, named as written; so is shrinking it.
+    refused(
+        &trainer(&["fit", "--resume", path(&short), "--lr", "1e-3"]),
+        2,
+        "--lr 1e-3: --resume continues a run with its own options",
+    );
+    refused(
+        &trainer(&["fit", "--resume", path(&short), "--epochs", "2"]),
+        2,
+        "--epochs 2: the run has already trained 3 epochs",
+    );
+    // Other data under the old name is found by its checksum.
+    let images = moved.path().join("train-images-idx3-ubyte");
+    let mut bytes = std::fs::read(&images).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&images, bytes).unwrap();
+    refused(
+        &trainer(&[
+            "fit",
+            "--resume",
+            path(&short),
+            "--epochs",
+            "4",
+            "--data",
+            path(moved.path()),
+        ]),
+        1,
+        "not the data the run trained on",
+    );
+}
+
+#[test]
+fn train_limit_counts_training_images_and_validation_stays_put() {
+    let data = dataset();
+    let run = data.path().join("run");
+    let output = ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--train-limit", "30", "--out", path(&run)],
+    )));
+    assert!(output.contains("30 train, 20 validation"), "{output}");
+    let record = info(&run);
+    assert_eq!((record.train_images, record.val_images), (30, 20));
+    // A limit above what there is takes all of it; it never eats the validation split.
+    let all = data.path().join("all");
+    ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--train-limit", "500", "--out", path(&all)],
+    )));
+    let record = info(&all);
+    assert_eq!((record.train_images, record.val_images), (60, 20));
+}
+
+#[test]
+fn the_best_epoch_is_kept_and_patience_stops_early() {
+    let data = dataset();
+    let run = data.path().join("run");
+    // A learning rate too small to change any prediction: validation accuracy never
+    // improves on epoch 1's, so --patience 2 stops after epoch 3 of 8.
+    let output = ok(trainer(&fit_args(
+        data.path(),
+        &[
+            "--epochs",
+            "8",
+            "--lr",
+            "1e-12",
+            "--patience",
+            "2",
+            "--out",
+            path(&run),
+        ],
+    )));
+    assert!(output.contains("stopped early"), "{output}");
+    let record = info(&run);
+    assert_eq!(record.epochs.len(), 3);
+    let best = record.best.as_ref().expect("a best epoch");
+    assert_eq!(best.epoch, 1);
+    assert!(run.join("best.mpk").is_file());
+    let nothing = ok(trainer(&["fit", "--resume", path(&run)]));
+    assert!(nothing.contains("stopped early after epoch 3"), "{nothing}");
+
+    // `eval --best` uses best.mpk, and says so.
+    let best_eval = ok(trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--best",
+        "--data",
+        path(data.path()),
+    ]));
+    assert!(best_eval.contains("best epoch 1 of 3"), "{best_eval}");
+    // A damaged best.mpk is found by its checksum.
+    std::fs::write(run.join("best.mpk"), b"not weights").unwrap();
+    refused(
+        &trainer(&["eval", "--checkpoint", path(&run), "--best"]),
+        1,
+        "best.mpk: checksum mismatch",
+    );
+}
+
+#[test]
+fn a_divergence_before_the_first_epoch_leaves_nothing_behind() {
+    let data = dataset();
+    let run = data.path().join("new/run");
+    let output = trainer(&fit_args(
+        data.path(),
+        &["--epochs", "2", "--lr", "1e30", "--out", path(&run)],
+    ));
+    refused(&output, 1, "training diverged");
+    assert!(
+        text(&output.stderr).contains("nothing was saved"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!data.path().join("new").exists(), "an empty run directory");
+}
+
+#[test]
+fn eval_json_logits_and_output_paths() {
+    let data = dataset();
+    let run: PathBuf = data.path().join("run");
+    ok(trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--out", path(&run)],
+    )));
+    let json = ok(trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+        "--json",
+    ]));
+    let document: serde_json::Value = serde_json::from_str(&json).expect("one JSON document");
+    assert_eq!(document["images"], 20);
+    let correct = document["correct"].as_u64().unwrap();
+    assert_eq!(
+        document["accuracy"].as_f64().unwrap(),
+        correct as f64 / 20.0
+    );
+    let matrix: Vec<Vec<u64>> =
+        serde_json::from_value(document["confusion_matrix"].clone()).unwrap();
+    assert_eq!(matrix.iter().flatten().sum::<u64>(), 20);
+    assert_eq!(
+        (0..10).map(|c| matrix[c][c]).sum::<u64>(),
+        correct,
+        "the diagonal is the correct count"
+    );
+    assert_eq!(document["classes"].as_array().unwrap().len(), 10);
+    assert_eq!(document["classes"][9]["class"], "Ankle boot");
+    assert!(document["images_per_second"].as_f64().unwrap() > 0.0);
+
+    // The table names the classes in full.
+    let table = ok(trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+    ]));
+    assert!(
+        table.contains(" Ankle boot |") && table.contains("T-shirt/top |"),
+        "{table}"
+    );
+
+    // Logits as plain decimals that read back as f32; a missing directory is refused
+    // before any work, as for every output file.
+    let logits = data.path().join("logits.csv");
+    ok(trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+        "--logits",
+        path(&logits),
+    ]));
+    let csv = std::fs::read_to_string(&logits).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row.len(), 11);
+    for value in &row[1..] {
+        assert!(!value.contains('e'), "{value}");
+        value.parse::<f32>().expect("a number");
+    }
+    refused(
+        &trainer(&[
+            "eval",
+            "--checkpoint",
+            path(&run),
+            "--logits",
+            path(&data.path().join("no/dir/l.csv")),
+        ]),
+        2,
+        "does not exist",
+    );
+    // `export` without an output names both choices, on one line.
+    refused(
+        &trainer(&["export", "--checkpoint", path(&run)]),
+        2,
+        "--onnx <FILE>|--q8 <FILE>",
+    );
+}
