@@ -185,6 +185,8 @@ enum Key {
     Line(RGBColor),
     /// A dashed line: a level across every epoch.
     Dashed(RGBColor),
+    /// A thin line: a curve between epochs.
+    Thin(RGBColor),
     /// A ring: one marked point.
     Ring(RGBColor),
 }
@@ -224,6 +226,13 @@ fn legend(area: &Area<'_>, entries: &[(Key, String)]) -> anyhow::Result<()> {
                     ))
                     .or_err()?;
                 }
+            }
+            Key::Thin(color) => {
+                area.draw(&PathElement::new(
+                    [(x, y), (x + SAMPLE, y)],
+                    color.stroke_width(1),
+                ))
+                .or_err()?;
             }
             Key::Ring(color) => {
                 area.draw(&Circle::new((x + SAMPLE / 2, y), 7, color.stroke_width(2)))
@@ -309,8 +318,9 @@ fn decimals(span: f64) -> usize {
 const CURVES_SIZE: (u32, u32) = (1500, 500);
 
 /// `curves.png`: three panels per epoch: the training and validation loss, the training and
-/// validation accuracy with the best validation epoch marked (and the test accuracy once
-/// `info` has it), and the learning rate. Its title names the model kind and `run_dir`; a
+/// validation accuracy with the best validation epoch ringed (and the test accuracy as a
+/// dashed level once `info` has it), and the learning rate at the end of each epoch over
+/// the recipe's schedule step by step. Its title names the model kind and `run_dir`; a
 /// note under the panels explains a training loss above the validation loss when the
 /// recipe's label smoothing or augmentation does ([`loss_note`]). The epoch axis has half
 /// an epoch of room on each side, so a run of one epoch shows its points whole.
@@ -367,6 +377,23 @@ fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Resul
                 _ => Some(m),
             });
     let test = info.test_accuracy.filter(|a| a.is_finite());
+    // The recipe's schedule step by step, between the epochs shown and within the run
+    // planned: epoch k ends at x = k, as the rate of metrics.csv was read.
+    let schedule_end = x_range.end.min(info.recipe.epochs as f64);
+    let schedule: Vec<(f64, f64)> = if epochs.is_empty() || schedule_end <= x_range.start {
+        Vec::new()
+    } else {
+        const STEPS: usize = 10_000;
+        let planned = info.recipe.epochs.max(1) as f64;
+        (0..=300)
+            .map(|i| x_range.start + (schedule_end - x_range.start) * i as f64 / 300.0)
+            .map(|x| {
+                let step = (x / planned * STEPS as f64).round() as usize;
+                (x, info.recipe.lr_at(step.min(STEPS), STEPS))
+            })
+            .collect()
+    };
+    let schedule_color = RGBColor(180, 130, 215);
     let mut rects = Vec::new();
 
     type Series = (&'static str, Pick, RGBColor);
@@ -389,8 +416,8 @@ fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Resul
         ),
         (
             "learning rate",
-            "learning rate (end of epoch)",
-            vec![("lr", |m| m.lr, RGBColor(128, 0, 160))],
+            "learning rate",
+            vec![("end of epoch", |m| m.lr, RGBColor(128, 0, 160))],
         ),
     ];
     for (panel, (name, y_name, series)) in panels.iter().zip(panels_spec) {
@@ -413,6 +440,7 @@ fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Resul
         if learning_rate {
             // Rates are compared with zero: a constant rate is a flat line above it.
             values.push(0.0);
+            values.extend(schedule.iter().map(|&(_, lr)| lr));
         }
         let y_range = padded_range(values);
         let span = y_range.end - y_range.start;
@@ -460,6 +488,15 @@ fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Resul
             mesh.disable_x_axis().disable_y_axis();
         }
         mesh.draw().or_err()?;
+        if learning_rate && !schedule.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    schedule.iter().copied(),
+                    schedule_color.stroke_width(1),
+                ))
+                .or_err()?;
+            keys.push((Key::Thin(schedule_color), "schedule (per step)".to_string()));
+        }
         for (label, pick, color) in series {
             let points: Vec<(f64, f64)> = epochs
                 .iter()
