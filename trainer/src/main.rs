@@ -154,14 +154,25 @@ struct ExportArgs {
 
 #[derive(Args)]
 struct ShowArgs {
-    /// The PNG to write.
+    /// The picture to write: PNG for .png, JPEG for .jpg/.jpeg (other names are refused).
     #[arg(long, default_value = "grid.png")]
     out: PathBuf,
     #[command(flatten)]
     data: DataArgs,
-    /// A run directory: wrong predictions of its model are framed in red.
+    /// A run directory: each image is captioned with its model's prediction; wrong ones are
+    /// framed in red and captioned "pred X" over "true Y".
     #[arg(long, alias = "checkpoint", value_name = "RUN_DIR")]
     model: Option<PathBuf>,
+    /// The images to draw [default: test with --model, so that the model is judged on images
+    /// it was not trained on; train without, as the notebook's first figure].
+    #[arg(long, value_enum)]
+    split: Option<plot::GridSplit>,
+    /// The index in the split of the first image drawn.
+    #[arg(long, default_value_t = 0)]
+    start: usize,
+    /// How many images to draw, ten a row.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+    count: u16,
 }
 
 /// Runs `$body` with `$B` bound to the training backend of `$kind` and `$device` to its
@@ -455,19 +466,55 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    plot::PictureFormat::of(&args.out)?;
     check_writable(&args.out)?;
-    let set = dataset::load_split(&args.data.data, Split::Train)?.truncated(100);
-    let predictions = match &args.model {
-        Some(dir) => {
-            let device = Default::default();
-            let (_, model) = checkpoint::load::<fmnist_trainer::backend::Cpu>(dir, &device)?;
-            let evaluation = train::evaluate(&model, &set, &device);
-            println!("{} of {} right", evaluation.confusion.correct(), set.len());
-            Some(evaluation.predictions)
-        }
+    let split = args.split.unwrap_or(match args.model {
+        Some(_) => plot::GridSplit::Test,
+        None => plot::GridSplit::Train,
+    });
+    let device = Default::default();
+    let model = match &args.model {
+        Some(dir) => Some(checkpoint::load::<fmnist_trainer::backend::Cpu>(
+            dir, &device,
+        )?),
         None => None,
     };
-    plot::grid(&args.out, &set, predictions.as_deref())
+    let mut set = dataset::load_split(&args.data.data, split.split())?;
+    if args.start >= set.len() {
+        return Err(UsageError::StartPastEnd {
+            start: args.start,
+            split: split.name(),
+            images: set.len(),
+        }
+        .into());
+    }
+    let end = set.len().min(args.start + usize::from(args.count));
+    let pixels = fmnist_runtime::IMAGE_PIXELS;
+    set.images = set.images[args.start * pixels..end * pixels].to_vec();
+    set.labels = set.labels[args.start..end].to_vec();
+    let mut title = format!(
+        "{} images {}-{} of {}",
+        split.name(),
+        args.start,
+        end - 1,
+        args.data.data.display()
+    );
+    let predictions = match (&model, &args.model) {
+        (Some((info, model)), Some(dir)) => {
+            let evaluation = train::evaluate(model, &set, &device);
+            let right = evaluation.confusion.correct();
+            println!("{right} of {} right", set.len());
+            title.push_str(&format!(
+                "; {} model in {}: {right} of {} right (red frame: wrong; red \"pred\", black \"true\")",
+                info.model.name(),
+                dir.display(),
+                set.len()
+            ));
+            Some(evaluation.predictions)
+        }
+        _ => None,
+    };
+    plot::grid(&args.out, &set, &title, predictions.as_deref())
         .with_context(|| format!("{}: cannot write", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())

@@ -309,7 +309,7 @@ fn save_epoch<B: Backend>(
         &dir.join(checkpoint::METRICS_FILE),
         checkpoint::metrics_csv(&info.epochs).as_bytes(),
     )?;
-    plot::curves(&dir.join(checkpoint::CURVES_FILE), &info.epochs).context("cannot draw curves.png")
+    plot::curves(&dir.join(checkpoint::CURVES_FILE), info, dir).context("cannot draw curves.png")
 }
 
 fn progress_bar(enabled: bool, len: u64, prefix: &str) -> ProgressBar {

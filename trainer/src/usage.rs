@@ -69,6 +69,19 @@ pub enum UsageError {
     /// A recipe no run can train with.
     #[error(transparent)]
     Recipe(#[from] RecipeError),
+    /// A picture named with an extension other than .png, .jpg or .jpeg.
+    #[error("{}: name the picture .png (PNG) or .jpg/.jpeg (JPEG)", .0.display())]
+    PictureFormat(PathBuf),
+    /// `trainer show --start` at or past the end of the split.
+    #[error("--start {start}: the {split} split has {images} images")]
+    StartPastEnd {
+        /// The first image asked for.
+        start: usize,
+        /// The split's name.
+        split: &'static str,
+        /// Its size.
+        images: usize,
+    },
 }
 
 /// Refuses `--device cuda` in a build without CUDA before any work is done.
