@@ -452,6 +452,9 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     let evaluation = train::evaluate(&model, &prepared.test, device);
     info.test_accuracy = Some(evaluation.confusion.accuracy());
     checkpoint::save_info(&prepared.output.dir, info)?;
+    let dir = &prepared.output.dir;
+    crate::plot::curves(&dir.join(checkpoint::CURVES_FILE), info, dir)
+        .context("cannot draw curves.png")?;
     let (first, last) = (before + 1, info.epochs.len());
     crate::say!(
         "trained {} in {seconds:.1} s ({:.1} s/epoch)",
@@ -499,7 +502,7 @@ pub fn open(dir: &Path) -> anyhow::Result<crate::rundir::Resume> {
 pub enum Continuation {
     /// Train on: the options, the run description (its recipe extended to `--epochs`), the
     /// resume state.
-    Train(FitOptions, RunInfo, ResumeState),
+    Train(Box<(FitOptions, RunInfo, ResumeState)>),
     /// Every epoch is done, or the run stopped early: nothing to train (said on stdout).
     Finished,
 }
@@ -585,7 +588,7 @@ pub fn continue_run(
         dir.display(),
         info.recipe.epochs
     );
-    Ok(Continuation::Train(options, info, resume.state))
+    Ok(Continuation::Train(Box::new((options, info, resume.state))))
 }
 
 /// The options to continue the run in `dir` with: those it was started with (from its

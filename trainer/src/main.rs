@@ -49,7 +49,8 @@ enum Command {
     Fit(FitArgs),
     /// Accuracy and confusion matrix of a trained model on the test set or given files.
     Eval(EvalArgs),
-    /// Draw the first 100 training images as a 10x10 grid (the notebook's first figure).
+    /// Draw up to 100 images as a 10x10 grid (the notebook's first figure), with a model's
+    /// predictions if given.
     Show(ShowArgs),
     /// Write a trained run's model as ONNX and/or an int8 blob for the runtime.
     Export(ExportArgs),
@@ -345,7 +346,10 @@ fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
             let options = fit::merge_resume_options(&resume.options, &args.options, &given)?;
             match fit::continue_run(resume, options, &command, dir)? {
                 fit::Continuation::Finished => return Ok(()),
-                fit::Continuation::Train(options, info, state) => (options, Some((info, state))),
+                fit::Continuation::Train(run) => {
+                    let (options, info, state) = *run;
+                    (options, Some((info, state)))
+                }
             }
         }
     };
@@ -503,7 +507,7 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
         (Some((info, model)), Some(dir)) => {
             let evaluation = train::evaluate(model, &set, &device);
             let right = evaluation.confusion.correct();
-            println!("{right} of {} right", set.len());
+            say!("{right} of {} right", set.len());
             title.push_str(&format!(
                 "; {} model in {}: {right} of {} right (red frame: wrong; red \"pred\", black \"true\")",
                 info.model.name(),
@@ -516,6 +520,6 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
     };
     plot::grid(&args.out, &set, &title, predictions.as_deref())
         .with_context(|| format!("{}: cannot write", args.out.display()))?;
-    println!("wrote {}", args.out.display());
+    say!("wrote {}", args.out.display());
     Ok(())
 }
