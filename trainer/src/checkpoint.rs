@@ -695,7 +695,7 @@ pub enum ShapeMismatch {
         expected: usize,
     },
     /// A layer of another kind, or a tensor of another shape.
-    #[error("layer {index} ({layer:?}) has the wrong kind or shape")]
+    #[error("layer {index} ({layer}) has the wrong kind or shape")]
     Layer {
         /// Position of the layer.
         index: usize,

@@ -17,13 +17,14 @@ use fmnist_runtime::{CLASS_COUNT, IMAGE_SIDE};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// The notebook's MLP: Flatten, Linear(784,128), LeakyReLU, Linear(128,10). 101,770 params.
+    /// The notebook's MLP: Flatten, Linear(784,128), LeakyReLU, Linear(128,10). 101,770
+    /// params, 101,632 MACs.
     Mlp,
     /// The notebook's CNN: Conv(1,10,5x5), ReLU, Conv(10,20,5x5), ReLU, MaxPool 2x2,
-    /// Flatten, Linear(2000,10). 25,290 params.
+    /// Flatten, Linear(2000,10). 25,290 params, 2,164,000 MACs.
     Cnn,
     /// A small VGG-style CNN for microcontrollers: five 3x3 conv + batch norm + ReLU blocks,
-    /// three 2x2 max pools, one linear layer. ~75k params, ~5.5M MACs.
+    /// three 2x2 max pools, one linear layer. 97,066 params, 6,443,712 MACs.
     Edge,
 }
 
@@ -145,6 +146,30 @@ pub enum LayerSpec {
     },
 }
 
+/// "Conv 1->16 3x3 pad 1", "BatchNorm 16", "ReLU", "LeakyReLU 0.01", "MaxPool 2x2",
+/// "Flatten", "Linear 864->10".
+impl std::fmt::Display for LayerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            LayerSpec::Conv {
+                inputs,
+                outputs,
+                kernel,
+                padding,
+            } => write!(
+                f,
+                "Conv {inputs}->{outputs} {kernel}x{kernel} pad {padding}"
+            ),
+            LayerSpec::BatchNorm { features } => write!(f, "BatchNorm {features}"),
+            LayerSpec::Relu => f.write_str("ReLU"),
+            LayerSpec::LeakyRelu { slope } => write!(f, "LeakyReLU {slope}"),
+            LayerSpec::MaxPool { size } => write!(f, "MaxPool {size}x{size}"),
+            LayerSpec::Flatten => f.write_str("Flatten"),
+            LayerSpec::Linear { inputs, outputs } => write!(f, "Linear {inputs}->{outputs}"),
+        }
+    }
+}
+
 /// Activation shape between layers: `[channels, height, width]` or a flat vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -152,6 +177,29 @@ pub enum Shape {
     Map([usize; 3]),
     /// A vector of features.
     Flat(usize),
+}
+
+/// "16x28x28" (channels, height, width) or "864".
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Map([c, h, w]) => write!(f, "{c}x{h}x{w}"),
+            Shape::Flat(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `n` with thousands separators: 6443712 -> "6,443,712".
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut text = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
 }
 
 impl Shape {
@@ -202,7 +250,7 @@ pub const INPUT_SHAPE: Shape = Shape::Map([1, IMAGE_SIDE, IMAGE_SIDE]);
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChainError {
     /// A layer cannot take the output of the one before it.
-    #[error("{layer:?} (layer {index}) cannot follow an output of shape {shape:?}")]
+    #[error("{layer} (layer {index}) cannot follow an output of shape {shape}")]
     Mismatch {
         /// Position of the layer.
         index: usize,
@@ -212,7 +260,7 @@ pub enum ChainError {
         shape: Shape,
     },
     /// The last layer does not output the class logits.
-    #[error("the model ends in {0:?}, not {CLASS_COUNT} logits")]
+    #[error("the model ends in {0}, not {CLASS_COUNT} logits")]
     Ending(Shape),
 }
 
@@ -280,20 +328,27 @@ pub fn summarize(layers: &[LayerSpec]) -> Result<Vec<LayerSummary>, ChainError> 
 pub fn summary_text(kind: ModelKind) -> String {
     match summarize(&kind.layers()) {
         Ok(rows) => {
-            let mut text = format!("model {}:\n", kind.name());
+            let mut text = format!(
+                "model {}:\n  {:<26} {:>10} {:>9} {:>11}\n",
+                kind.name(),
+                "layer",
+                "output",
+                "params",
+                "MACs"
+            );
             for row in &rows {
                 text += &format!(
-                    "  {:<70} -> {:<16} params {:>7}  MACs {:>9}\n",
-                    format!("{:?}", row.layer),
-                    format!("{:?}", row.output),
-                    row.params,
-                    row.macs
+                    "  {:<26} {:>10} {:>9} {:>11}\n",
+                    row.layer.to_string(),
+                    row.output.to_string(),
+                    thousands(row.params),
+                    thousands(row.macs)
                 );
             }
             text += &format!(
                 "  total: {} parameters, {} multiply-accumulates per image",
-                rows.iter().map(|r| r.params).sum::<usize>(),
-                rows.iter().map(|r| r.macs).sum::<usize>()
+                thousands(rows.iter().map(|r| r.params).sum::<usize>()),
+                thousands(rows.iter().map(|r| r.macs).sum::<usize>())
             );
             text
         }

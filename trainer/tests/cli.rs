@@ -193,3 +193,29 @@ fn eval_of_a_broken_run_directory_is_an_error_not_a_crash() {
         stderr(&output)
     );
 }
+
+/// The figures `trainer fit --help` gives for each model kind are those `trainer info`
+/// computes from the layer list.
+#[test]
+fn the_model_table_in_the_help_is_what_info_counts() {
+    let help = stdout(&trainer(&["fit", "--help"]));
+    for kind in ["mlp", "cnn", "edge"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("- {kind}:")))
+            .unwrap_or_else(|| panic!("no {kind} line in: {help}"));
+        let info = stdout(&trainer(&["info", "--model", kind]));
+        let total = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("total: "))
+            .expect("a total line");
+        let mut numbers = total
+            .split(' ')
+            .filter(|w| w.starts_with(|c: char| c.is_ascii_digit()));
+        let (params, macs) = (numbers.next().unwrap(), numbers.next().unwrap());
+        assert!(
+            line.contains(&format!("{params} params, {macs} MACs")),
+            "{kind}: help says {line:?}, info says {total:?}"
+        );
+    }
+}
