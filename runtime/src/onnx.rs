@@ -112,10 +112,16 @@ impl OnnxClassifier {
     /// Loads `path`, checks that it maps `[N, 1, 28, 28]` floats to `[N, 10]` logits, and
     /// optimises it for one image (`N = 1`).
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
+        let read = |source| OnnxError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut crate::dataset::open_checked(path).map_err(read)?,
+            &mut bytes,
+        )
+        .map_err(read)?;
         Self::from_bytes(&bytes, path)
     }
 

@@ -107,17 +107,21 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
         path: path.to_path_buf(),
         source,
     };
-    let bytes = std::fs::metadata(path).map_err(read)?.len();
+    // What was opened is checked (a regular file, its size), not the name a moment earlier.
+    let file = crate::dataset::open_checked(path).map_err(read)?;
+    let bytes = file.metadata().map_err(read)?.len();
     if bytes > MAX_FILE_BYTES {
         return Err(ImageError::FileTooLarge {
             path: path.to_path_buf(),
             bytes,
         });
     }
-    let mut reader = ImageReader::open(path)
-        .map_err(read)?
-        .with_guessed_format()
-        .map_err(read)?;
+    let mut reader = ImageReader::new(std::io::BufReader::new(file));
+    // As `ImageReader::open`: the extension's format, unless the content says otherwise.
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader = reader.with_guessed_format().map_err(read)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);

@@ -44,8 +44,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// bytes: a named pipe would block, a device (a link to `/dev/zero`) read without end.
 pub fn read_regular(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     fmnist_runtime::dataset::regular_file(path)?;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut file = fmnist_runtime::dataset::open_checked(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     // What was opened, not what the name pointed to a moment ago.
     let metadata = file
         .metadata()

@@ -647,6 +647,8 @@ fn regular_file(path: &Path) -> anyhow::Result<()> {
 
 /// A file's bytes, once it is known to be a regular file.
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    regular_file(path)?;
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut dataset::open_regular(path)?, &mut bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }

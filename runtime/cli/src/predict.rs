@@ -65,7 +65,7 @@ fn indexed(images: Vec<u8>) -> Unlabelled {
 /// (which the IDX reader inflates; the CSV reader does not read gzip).
 fn is_idx(path: &Path) -> anyhow::Result<bool> {
     let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path)
+    let mut file = dataset::open_checked(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     let mut read = 0;
     while read < head.len() {
@@ -89,8 +89,10 @@ fn is_idx(path: &Path) -> anyhow::Result<bool> {
 /// when its rows are pixels alone (784 columns). Lines are counted as the reader counts
 /// them, so that an error names the same line.
 fn csv_ids(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    dataset::open_checked(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut rows = text
         .lines()

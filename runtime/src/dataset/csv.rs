@@ -18,10 +18,12 @@ enum Lead {
 /// Reads a Fashion-MNIST CSV file. Labels are kept when the first column is `label`
 /// (or when there is no header and rows have 785 columns); an `id` column is skipped.
 pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
-    super::regular_file(path)?;
-    let text = std::fs::read(path).map_err(|source| DatasetError::Io {
-        path: path.to_path_buf(),
-        error: source,
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut super::open_regular(path)?, &mut text).map_err(|source| {
+        DatasetError::Io {
+            path: path.to_path_buf(),
+            error: source,
+        }
     })?;
     let text = String::from_utf8_lossy(&text);
     let error = |line: usize, problem: String| DatasetError::Csv {

@@ -1,7 +1,6 @@
 //! IDX files as the upstream dataset ships them: a big-endian header, then raw u8 data.
 //! Gzipped files are recognised by their magic bytes, whatever their name.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -73,8 +72,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>, DatasetError> {
-    super::regular_file(path)?;
-    let mut file = BufReader::new(File::open(path).map_err(io_error(path))?);
+    let mut file = BufReader::new(super::open_regular(path)?);
     let mut magic = [0u8; 2];
     let gzipped = {
         use std::io::BufRead;

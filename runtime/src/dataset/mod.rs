@@ -206,9 +206,42 @@ fn find_file(dir: &Path, names: &[String]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests;
 
+/// Opens `path` for reading if it is a regular file: [`regular_file`] names what else it is,
+/// then [`open_checked`] opens it without blocking and checks what was opened.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, DatasetError> {
+    regular_file(path)?;
+    open_checked(path).map_err(|error| DatasetError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Opens `path` for reading and checks that what was opened (not the name a moment
+/// earlier) is a regular file. On Unix the open is non-blocking, so a file replaced by a
+/// named pipe between a check of its name and the open is refused here instead of blocking
+/// the reader forever (non-blocking has no effect on reading a regular file).
+pub fn open_checked(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (it was replaced after it was checked)",
+        ));
+    }
+    Ok(file)
+}
+
 /// Refuses what is not a regular file (following symbolic links) before it is opened: a
 /// named pipe would block the reader forever, a device read without end. The dataset
-/// readers call it; so does the `runtime` command for images and models.
+/// readers call it; so does the `runtime` command for images and models. Readers then open
+/// with [`open_checked`], which closes the window between this check and the open.
 pub fn regular_file(path: &std::path::Path) -> Result<(), DatasetError> {
     let kind = std::fs::metadata(path)
         .map_err(|source| DatasetError::Io {

@@ -364,3 +364,64 @@ fn named_pipes_are_refused_before_they_are_opened() {
         "{via_path}"
     );
 }
+
+/// A file swapped for a named pipe between the check of its name and the open (an
+/// attacker's race) is refused, never blocks: the readers open without blocking and check
+/// what they opened. Before this, the reader below hung in `open` within a few hundred
+/// rounds.
+#[test]
+fn a_file_swapped_for_a_named_pipe_while_it_is_opened_never_blocks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("fashion-mnist_test.csv");
+    let (regular, fifo) = (dir.path().join("regular"), dir.path().join("fifo"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    std::fs::write(&regular, "label,pixel1\n").unwrap();
+    std::fs::copy(&regular, &target).unwrap();
+
+    // The swapper flips the name between the two files, rename after rename.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, target, regular, fifo) = (stop.clone(), target.clone(), regular, fifo);
+        std::thread::spawn(move || {
+            let mut hard = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Swap in the pipe, then a fresh copy of the regular file.
+                let _ = std::fs::hard_link(&fifo, dir_tmp(&target, "p"));
+                let _ = std::fs::rename(dir_tmp(&target, "p"), &target);
+                let _ = std::fs::hard_link(&regular, dir_tmp(&target, "r"));
+                let _ = std::fs::rename(dir_tmp(&target, "r"), &target);
+                hard += 1;
+            }
+            hard
+        })
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let target = target.clone();
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                let _ = read_csv(&target);
+                let _ = open_regular(&target);
+            }
+            let _ = done.send(());
+        });
+    }
+    let outcome = finished.recv_timeout(std::time::Duration::from_secs(60));
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the swapper never ran");
+    assert!(
+        outcome.is_ok(),
+        "a reader blocked opening a named pipe ({swaps} swaps)"
+    );
+}
+
+fn dir_tmp(target: &Path, tag: &str) -> std::path::PathBuf {
+    target.with_extension(format!("swap-{tag}"))
+}
