@@ -369,7 +369,7 @@ fn a_version_1_blob_reads_as_temperature_one() {
     assert_eq!(plan.model().temperature, 1.0);
     assert_eq!(blob::version(&old), Some(1));
     let (decoded, rest) =
-        blob::decode_payload(1, &postcard::from_bytes::<Envelope>(&old).unwrap().payload).unwrap();
+        blob::decode_payload(1, postcard::from_bytes::<Envelope>(&old).unwrap().payload).unwrap();
     assert_eq!((decoded.temperature, rest), (1.0, 0));
     m.temperature = 1.0;
     assert_eq!(plan.model(), &m);
