@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use fmnist_runtime::blob::{crc32, Envelope, FORMAT_VERSION, MAGIC};
+use fmnist_runtime::blob::{crc32, Envelope, FORMAT_VERSION, FORMAT_VERSION_1, MAGIC};
 use fmnist_runtime::dataset::{read_csv, read_idx_images, read_idx_labels};
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::preprocess::{load, Invert};
@@ -19,8 +19,9 @@ const MAX_ARENA: usize = 4 << 20;
 /// The int8 blob: arbitrary bytes through `Plan::new`, then `classify` when it validates.
 /// The first byte picks the mode: odd, the rest is a model *payload* wrapped here in a
 /// valid envelope (correct magic, version and CRC-32), so that mutations reach the layer
-/// validation and the kernels instead of stopping at the checksum; even, the rest is a
-/// whole blob as a file would hold it.
+/// validation and the kernels instead of stopping at the checksum (3 modulo 4: a format 1
+/// envelope, whose payload has no temperature; 1 modulo 4: the current format); even,
+/// the rest is a whole blob as a file would hold it.
 pub fn blob(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -29,7 +30,11 @@ pub fn blob(data: &[u8]) {
     let blob = if mode % 2 == 1 {
         wrapped = postcard::to_allocvec(&Envelope {
             magic: MAGIC,
-            version: FORMAT_VERSION,
+            version: if mode % 4 == 3 {
+                FORMAT_VERSION_1
+            } else {
+                FORMAT_VERSION
+            },
             checksum: crc32(rest),
             payload: rest,
         })

@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 data="${FMNIST_DATA:-/usr/share/datasets/fashion-mnist}"
 mkdir -p corpus/blob corpus/dataset corpus/image corpus/onnx corpus/rundir
 
-# blob: mode byte 0 + a whole blob; mode byte 1 + its payload (the envelope stripped).
+# blob: mode byte 0 + a whole blob; mode byte 1 + its payload (the envelope stripped);
+# mode byte 3 + the payload as format 1 wrote it (without the temperature, its last 4 bytes).
 python3 - "$@" <<'PY'
 import pathlib
 def varint(b, i):
@@ -25,6 +26,7 @@ for name in ["edge", "cnn"]:
     _, i = varint(blob, i)         # crc32
     n, i = varint(blob, i)         # payload length
     pathlib.Path(f"corpus/blob/{name}-payload").write_bytes(b"\x01" + blob[i:i + n])
+    pathlib.Path(f"corpus/blob/{name}-payload-v1").write_bytes(b"\x03" + blob[i:i + n - 4])
 PY
 
 # dataset: 3 images and 3 labels, raw and gzipped, and a 3-row CSV.

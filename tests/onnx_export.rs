@@ -48,7 +48,7 @@ fn every_model_kind_exports_and_tract_matches_burn() {
             checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
         assert_eq!(info_loaded, info);
         let onnx_path = run.path().join("model.onnx");
-        export::write_onnx(&model, &info, &onnx_path).unwrap();
+        export::write_onnx(&model, &info, &onnx_path, Some(0.8)).unwrap();
 
         let burn_logits = train::evaluate(&model, &test, &Default::default()).logits;
         let onnx = OnnxClassifier::load(&onnx_path).unwrap();
@@ -118,7 +118,7 @@ fn a_corrupt_or_truncated_onnx_file_is_a_clear_error() {
     let info = trained_run(ModelKind::Cnn, run.path());
     let (_, model) = checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
     let path = run.path().join("model.onnx");
-    export::write_onnx(&model, &info, &path).unwrap();
+    export::write_onnx(&model, &info, &path, None).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 
     let truncated = run.path().join("truncated.onnx");

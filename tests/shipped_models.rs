@@ -87,3 +87,73 @@ fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
         assert!(worst < 1e-3, "{kind}: burn and tract differ by {worst}");
     }
 }
+
+/// The temperature the card states for `file` (its calibration table).
+fn card_temperature(file: &str) -> f64 {
+    let card = card();
+    let line = card
+        .lines()
+        .find(|l| l.starts_with(&format!("| {file} |")))
+        .unwrap_or_else(|| panic!("the card has no calibration row for {file}"));
+    line.split('|').nth(2).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn the_shipped_models_are_calibrated_as_the_card_states() {
+    use fmnist_trainer::calibrate::{ece, fit_temperature, int8_logits, onnx_logits};
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let (_, val) = load_split(Path::new(&dir), Split::Train)
+        .expect("run scripts/test.sh: it installs the dataset")
+        .split_last(1000);
+    // The edge blob: format 2, and its temperature is the one a fit on its own int8
+    // logits gives again (the fit reads raw logits), which lowers the calibration error.
+    let blob = std::fs::read(models().join("edge.q8")).unwrap();
+    assert_eq!(
+        fmnist_runtime::blob::version(&blob),
+        Some(fmnist_runtime::blob::FORMAT_VERSION)
+    );
+    let plan = FastPlan::new(Plan::new(&blob).unwrap());
+    let stored = f64::from(plan.model().temperature);
+    assert!(
+        (stored - card_temperature("edge.q8")).abs() < 1e-4,
+        "{stored}"
+    );
+    let logits = int8_logits(&plan, &val).unwrap();
+    let refit = fit_temperature(&logits, &val.labels);
+    assert!(
+        (refit - stored).abs() < 1e-3,
+        "stored {stored}, fitted again {refit}"
+    );
+    let (before, after) = (
+        ece(&logits, &val.labels, 1.0),
+        ece(&logits, &val.labels, stored),
+    );
+    assert!(after < before / 2.0, "ECE {before} -> {after}");
+    // The probabilities the engine gives are those of the temperature.
+    let mut arena = vec![0u8; plan.arena_bytes()];
+    let first = plan.classify(val.image(0), &mut arena).unwrap();
+    let expected = fmnist_runtime::metrics::softmax(&first.real().map(|l| l / stored as f32));
+    for (p, q) in first.probabilities().iter().zip(expected) {
+        assert!((p - q).abs() < 1e-6, "{p} vs {q}");
+    }
+    // The edge ONNX file: its metadata's temperature, read by the runtime, fitted again on
+    // the float logits.
+    let path = models().join("edge.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let onnx = fmnist_runtime::onnx::OnnxClassifier::from_bytes(&bytes, &path).unwrap();
+    let stored = f64::from(onnx.temperature());
+    assert!(
+        (stored - card_temperature("edge.onnx")).abs() < 1e-4,
+        "{stored}"
+    );
+    let logits = onnx_logits(&bytes, &val).unwrap();
+    let refit = fit_temperature(&logits, &val.labels);
+    assert!(
+        (refit - stored).abs() < 1e-3,
+        "stored {stored}, fitted again {refit}"
+    );
+    assert!(ece(&logits, &val.labels, stored) < ece(&logits, &val.labels, 1.0) / 2.0);
+    for kind in ["cnn.q8", "cnn.onnx"] {
+        assert!((0.05..=20.0).contains(&card_temperature(kind)), "{kind}");
+    }
+}

@@ -86,7 +86,7 @@ typedef enum FmnistStatus {
   FMNIST_STATUS_TRAILING_BYTES = 12,
   /*
    The blob's `logit_scale` or `input_scale` is not a finite positive number (or is so
-   large that logits would not be finite).
+   large that logits would not be finite), or its `temperature` is not from 0.01 to 100.
    */
   FMNIST_STATUS_BAD_SCALE = 13,
   /*
@@ -115,7 +115,8 @@ typedef struct FmnistPrediction {
    */
   uint32_t class_index;
   /*
-   Softmax probability of the class, 0..=1.
+   Softmax probability of the class, 0..=1, calibrated with the blob's temperature
+   (`softmax(logit / temperature)`).
    */
   float probability;
   /*

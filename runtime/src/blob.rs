@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! Envelope { magic: b"FMQ8", version: u16, checksum: u32 (CRC-32 of payload), payload: bytes }
-//! payload = Model { kind, class names, scales, accuracies, arena size, layers }
+//! payload = Model { kind, class names, scales, accuracies, arena size, layers, temperature }
 //! ```
+//!
+//! Version 2 added [`Model::temperature`] (the probabilities' calibration) after the
+//! layers; a version 1 payload is a version 2 payload without it, and the engine reads it
+//! as temperature 1 (uncalibrated probabilities).
 //!
 //! Deserialization borrows every tensor and string from the blob (zero-copy), so firmware
 //! can keep the blob in flash (`include_bytes!`) and spend RAM only on activations. Tensors
@@ -16,8 +20,10 @@ use crate::classes::CLASS_COUNT;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"FMQ8";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate writes (it also reads [`FORMAT_VERSION_1`]).
+pub const FORMAT_VERSION: u16 = 2;
+/// The previous format version: no [`Model::temperature`], read as temperature 1.
+pub const FORMAT_VERSION_1: u16 = 1;
 /// The most layers a blob may have.
 pub const MAX_LAYERS: usize = 32;
 
@@ -63,6 +69,10 @@ pub struct Model<'a> {
     /// The layers, in order.
     #[serde(borrow)]
     pub layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
+    /// The softmax temperature `T` fitted on the validation split (temperature scaling):
+    /// probabilities are `softmax(logits * logit_scale / T)`. It changes no class, only
+    /// how confident the probabilities are. 1 is uncalibrated.
+    pub temperature: f32,
 }
 
 /// One layer. Activations are laid out height, width, channel (HWC).
@@ -174,6 +184,72 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     !bytes.iter().fold(!0u32, |crc, &b| {
         TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8)
     })
+}
+
+/// The bytes a version 1 payload lacks: [`Model::temperature`] 1.0, as postcard writes it.
+const TEMPERATURE_ONE: [u8; 4] = 1f32.to_le_bytes();
+
+/// A postcard source reading the payload, then (for a version 1 payload) the temperature
+/// it lacks. One source for both versions, so that the model's decoder is compiled once
+/// (it is most of the engine's read-only code).
+struct Payload<'a> {
+    bytes: &'a [u8],
+    missing: &'a [u8],
+}
+
+impl<'a> postcard::de_flavors::Flavor<'a> for Payload<'a> {
+    type Remainder = usize;
+    type Source = &'a [u8];
+
+    fn pop(&mut self) -> postcard::Result<u8> {
+        self.try_take_n(1).map(|b| b[0])
+    }
+
+    fn try_take_n(&mut self, count: usize) -> postcard::Result<&'a [u8]> {
+        // A read never straddles the end of the payload: the only field after it is the
+        // temperature, read whole.
+        let source = if self.bytes.is_empty() {
+            &mut self.missing
+        } else {
+            &mut self.bytes
+        };
+        if source.len() < count {
+            return Err(postcard::Error::DeserializeUnexpectedEnd);
+        }
+        let (taken, rest) = source.split_at(count);
+        *source = rest;
+        Ok(taken)
+    }
+
+    /// The bytes left unread: the payload's own, and those of a version 1 payload that
+    /// were read as the temperature.
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.bytes.len() + TEMPERATURE_ONE.len() * usize::from(!self.missing.is_empty()))
+    }
+}
+
+/// Decodes the payload of a blob of format `version` ([`FORMAT_VERSION`], or
+/// [`FORMAT_VERSION_1`], whose model gets temperature 1). Returns the model and the
+/// number of bytes that follow it (0 in a well-formed payload). Validates nothing else:
+/// [`crate::engine::Plan::new`] does.
+pub fn decode_payload(version: u16, payload: &[u8]) -> Result<(Model<'_>, usize), postcard::Error> {
+    let mut deserializer = postcard::Deserializer::from_flavor(Payload {
+        bytes: payload,
+        missing: if version == FORMAT_VERSION_1 {
+            &TEMPERATURE_ONE
+        } else {
+            &[]
+        },
+    });
+    let model = Model::deserialize(&mut deserializer)?;
+    Ok((model, deserializer.finalize()?))
+}
+
+/// The format version a blob states, if its envelope decodes (nothing else is checked).
+pub fn version(bytes: &[u8]) -> Option<u16> {
+    postcard::take_from_bytes::<Envelope<'_>>(bytes)
+        .ok()
+        .map(|(envelope, _)| envelope.version)
 }
 
 /// Encodes a model as a blob (`std` only: the trainer's exporter uses it).

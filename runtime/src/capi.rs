@@ -55,7 +55,7 @@ pub enum FmnistStatus {
     /// Bytes follow the blob's envelope, or the model description inside it.
     TrailingBytes = 12,
     /// The blob's `logit_scale` or `input_scale` is not a finite positive number (or is so
-    /// large that logits would not be finite).
+    /// large that logits would not be finite), or its `temperature` is not from 0.01 to 100.
     BadScale = 13,
     /// The model needs more arena than 16 MiB or more than 2x10^8 multiply-accumulates per
     /// image (the engine's default limits).
@@ -79,7 +79,7 @@ const MESSAGES: [&str; 16] = [
     "the memory given is smaller than fmnist_memory_size says\0",
     "the image is not 784 bytes (28x28)\0",
     "unexpected bytes after the blob's envelope or model description\0",
-    "the blob's logit or input scale is not a usable finite positive number\0",
+    "the blob's logit scale, input scale or temperature is not a usable number\0",
     "the model needs more arena or work per image than the limits allow\0",
     "the multiply-accumulate count the blob states is not the one its layers do\0",
 ];
@@ -132,7 +132,8 @@ impl From<EngineError> for FmnistStatus {
 pub struct FmnistPrediction {
     /// Class index, 0..=9 (see `fmnist_class_name`).
     pub class_index: u32,
-    /// Softmax probability of the class, 0..=1.
+    /// Softmax probability of the class, 0..=1, calibrated with the blob's temperature
+    /// (`softmax(logit / temperature)`).
     pub probability: f32,
     /// The class's logit, dequantized.
     pub logit: f32,

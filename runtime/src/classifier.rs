@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use crate::classes::CLASS_COUNT;
 use crate::engine::fast::FastPlan;
 use crate::engine::{BlobError, EngineError, Logits, Plan};
-use crate::metrics::softmax;
 use crate::onnx::{OnnxClassifier, OnnxError};
 
 /// A loaded model of either format.
@@ -81,8 +80,17 @@ impl<'a> Classifier<'a> {
         }
     }
 
-    /// Class probabilities (softmax of the logits) of each image in `pixels` (28x28 u8
-    /// images back to back).
+    /// The softmax temperature the probabilities are calibrated with (1: uncalibrated).
+    pub fn temperature(&self) -> f32 {
+        match self {
+            Classifier::Int8(plan) => plan.model().temperature,
+            Classifier::Onnx(onnx) => onnx.temperature(),
+        }
+    }
+
+    /// Class probabilities of each image in `pixels` (28x28 u8 images back to back):
+    /// the softmax of the logits divided by the model's [`Classifier::temperature`]. The
+    /// most probable class is the largest logit's, whatever the temperature.
     pub fn probabilities(&self, pixels: &[u8]) -> Result<Vec<[f32; CLASS_COUNT]>, ClassifyError> {
         match self {
             // Every core, each with its own arena; the same results in the same order.
@@ -98,7 +106,7 @@ impl<'a> Classifier<'a> {
                     .map(|l| {
                         let mut values = [0f32; CLASS_COUNT];
                         values.copy_from_slice(l);
-                        softmax(&values)
+                        onnx.probabilities(&values)
                     })
                     .collect())
             }

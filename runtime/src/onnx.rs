@@ -81,6 +81,10 @@ pub enum InterfaceProblem {
     /// The `input_scale` metadata is not a finite positive number.
     #[error("metadata input_scale `{0}` is not a positive number")]
     InputScale(String),
+    /// The `temperature` metadata is not a number from 0.01 to 100
+    /// ([`crate::engine::MIN_TEMPERATURE`], [`crate::engine::MAX_TEMPERATURE`]).
+    #[error("metadata temperature `{0}` is not a number from 0.01 to 100")]
+    Temperature(String),
     /// The pixels given are not whole 28x28 images.
     #[error("input of {0} bytes is not a whole number of 28x28 images")]
     Pixels(usize),
@@ -106,6 +110,7 @@ pub struct OnnxClassifier {
     plan: Arc<TypedRunnableModel>,
     metadata: HashMap<String, String>,
     input_scale: f32,
+    temperature: f32,
 }
 
 impl OnnxClassifier {
@@ -183,6 +188,17 @@ impl OnnxClassifier {
                 .ok_or_else(|| error(InterfaceProblem::InputScale(text.clone())))?,
             None => crate::classes::INPUT_SCALE,
         };
+        let temperature = match metadata.get("temperature") {
+            Some(text) => text
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|t| {
+                    (crate::engine::MIN_TEMPERATURE..=crate::engine::MAX_TEMPERATURE).contains(t)
+                })
+                .ok_or_else(|| error(InterfaceProblem::Temperature(text.clone())))?,
+            None => 1.0,
+        };
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
             return Err(error(InterfaceProblem::InputsOutputs {
                 inputs: model.inputs.len(),
@@ -217,12 +233,26 @@ impl OnnxClassifier {
             plan,
             metadata,
             input_scale,
+            temperature,
         })
     }
 
     /// The file's `metadata_props`.
     pub fn metadata(&self) -> &HashMap<String, String> {
         &self.metadata
+    }
+
+    /// The softmax temperature of the file's `temperature` metadata (written by `trainer
+    /// export` and `trainer calibrate`), 1 when it has none: the probabilities are
+    /// `softmax(logits / temperature)`.
+    pub fn temperature(&self) -> f32 {
+        self.temperature
+    }
+
+    /// Calibrated class probabilities of one image's logits: `softmax(logits /
+    /// temperature)`.
+    pub fn probabilities(&self, logits: &[f32; CLASS_COUNT]) -> [f32; CLASS_COUNT] {
+        crate::metrics::softmax(&logits.map(|l| l / self.temperature))
     }
 
     /// The logits of every image in `pixels` (28x28 u8 images back to back), 10 per image.

@@ -79,6 +79,7 @@ fn model(t: &Tensors) -> Model<'_> {
         calibration_images: 0,
         arena_bytes: (28 * 28 * 2 + 14 * 14 * 2) as u32,
         layers,
+        temperature: 1.0,
     }
 }
 
@@ -259,4 +260,150 @@ fn every_single_byte_corruption_is_an_error_or_a_valid_plan() {
             let _ = plan.classify(&[7; 784], &mut arena);
         }
     }
+}
+
+#[test]
+fn a_temperature_outside_its_bounds_is_refused() {
+    let t = tensors();
+    for bad in [
+        0.0,
+        -0.0,
+        -1.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.009,
+        100.5,
+        f32::MIN_POSITIVE,
+    ] {
+        let mut m = model(&t);
+        m.temperature = bad;
+        assert_eq!(
+            plan_error(&m),
+            BlobError::BadScale {
+                field: "temperature",
+                problem: "not a number from 0.01 to 100"
+            },
+            "{bad}"
+        );
+    }
+    for good in [
+        fmnist_runtime::engine::MIN_TEMPERATURE,
+        0.5,
+        2.5,
+        fmnist_runtime::engine::MAX_TEMPERATURE,
+    ] {
+        let mut m = model(&t);
+        m.temperature = good;
+        let bytes = encode(&m);
+        assert_eq!(Plan::new(&bytes).unwrap().model().temperature, good);
+    }
+}
+
+/// `softmax(values * scale / temperature)` in f64.
+fn reference_softmax(values: &[i32; 10], scale: f32, temperature: f32) -> [f64; 10] {
+    let z = values.map(|v| f64::from(v) * f64::from(scale) / f64::from(temperature));
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+    z.map(|v| (v - max).exp() / sum)
+}
+
+#[test]
+fn probabilities_are_the_softmax_of_the_logits_over_the_temperature() {
+    let t = tensors();
+    let plain = encode(&model(&t));
+    let plain = Plan::new(&plain).unwrap();
+    let mut arena = vec![0u8; plain.arena_bytes()];
+    for temperature in [0.05f32, 0.7, 1.0, 2.5, 19.0] {
+        let mut m = model(&t);
+        m.temperature = temperature;
+        let bytes = encode(&m);
+        let plan = Plan::new(&bytes).unwrap();
+        for seed in 0..20u32 {
+            let image: Vec<u8> = (0..784u32)
+                .map(|i| (i.wrapping_mul(seed * 2 + 1).wrapping_add(seed * 37) % 256) as u8)
+                .collect();
+            let logits = plan.classify(&image, &mut arena).unwrap();
+            let before = plain.classify(&image, &mut arena).unwrap();
+            assert_eq!(logits.values, before.values, "the logits do not change");
+            assert_eq!(logits.class(), before.class(), "nor does the class");
+            assert_eq!(logits.temperature, temperature);
+            let p = logits.probabilities();
+            let expected = reference_softmax(&logits.values, logits.scale, temperature);
+            for c in 0..10 {
+                assert!(
+                    (f64::from(p[c]) - expected[c]).abs() < 1e-6,
+                    "T {temperature}, image {seed}, class {c}: {} vs {}",
+                    p[c],
+                    expected[c]
+                );
+            }
+            let best = fmnist_runtime::metrics::argmax(&p);
+            assert_eq!(p[best], p[logits.class()], "argmax unchanged");
+        }
+    }
+}
+
+/// A version 1 blob of `model`: its payload without the temperature, which version 1 did
+/// not have (postcard writes the f32 last, in 4 bytes).
+fn version_1(model: &Model<'_>, extra: &[u8]) -> Vec<u8> {
+    let mut payload = postcard::to_allocvec(model).unwrap();
+    payload.truncate(payload.len() - 4);
+    payload.extend_from_slice(extra);
+    postcard::to_allocvec(&Envelope {
+        magic: MAGIC,
+        version: blob::FORMAT_VERSION_1,
+        checksum: blob::crc32(&payload),
+        payload: &payload,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_version_1_blob_reads_as_temperature_one() {
+    let t = tensors();
+    let mut m = model(&t);
+    m.temperature = 3.0; // dropped: version 1 has no temperature
+    let old = version_1(&m, &[]);
+    let plan = Plan::new(&old).unwrap();
+    assert_eq!(plan.model().temperature, 1.0);
+    assert_eq!(blob::version(&old), Some(1));
+    let (decoded, rest) =
+        blob::decode_payload(1, postcard::from_bytes::<Envelope>(&old).unwrap().payload).unwrap();
+    assert_eq!((decoded.temperature, rest), (1.0, 0));
+    m.temperature = 1.0;
+    assert_eq!(plan.model(), &m);
+    let current = encode(&m);
+    assert_eq!(blob::version(&current), Some(blob::FORMAT_VERSION));
+    let current = Plan::new(&current).unwrap();
+    let mut arena = vec![0u8; plan.arena_bytes()];
+    let image: Vec<u8> = (0..784).map(|i| (i % 253) as u8).collect();
+    assert_eq!(
+        plan.classify(&image, &mut arena).unwrap(),
+        current.classify(&image, &mut arena).unwrap()
+    );
+    // A version 1 payload with bytes after it (a temperature, say) is refused, and so is
+    // a version 2 payload without its temperature.
+    assert_eq!(
+        Plan::new(&version_1(&m, &2f32.to_le_bytes())).err(),
+        Some(BlobError::TrailingBytes {
+            after: "the model description",
+            count: 4
+        })
+    );
+    // Fewer bytes than a temperature: they do not decode as one.
+    assert_eq!(
+        Plan::new(&version_1(&m, &[7])).err(),
+        Some(BlobError::BadPayload)
+    );
+    let mut payload = postcard::to_allocvec(&m).unwrap();
+    payload.truncate(payload.len() - 4);
+    let short = postcard::to_allocvec(&Envelope {
+        magic: MAGIC,
+        version: blob::FORMAT_VERSION,
+        checksum: blob::crc32(&payload),
+        payload: &payload,
+    })
+    .unwrap();
+    assert_eq!(Plan::new(&short).err(), Some(BlobError::BadPayload));
 }

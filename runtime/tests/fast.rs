@@ -254,6 +254,7 @@ fn random_models_of_awkward_shapes_give_identical_logits() {
             calibration_images: 0,
             arena_bytes: 0,
             layers,
+            temperature: 1.0,
         };
         model.arena_bytes = arena_for(&model).expect("valid shapes") as u32;
         model.macs = macs_for(&model).expect("valid shapes") as u32;

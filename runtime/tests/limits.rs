@@ -68,6 +68,7 @@ fn model(layers: Vec<Layer<'static>>) -> Model<'static> {
         calibration_images: 0,
         arena_bytes: 0,
         layers: layers.into_iter().collect(),
+        temperature: 1.0,
     };
     if let (Ok(arena), Ok(macs)) = (arena_for(&model), macs_for(&model)) {
         model.arena_bytes = u32::try_from(arena).unwrap_or(u32::MAX);

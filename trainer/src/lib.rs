@@ -4,7 +4,7 @@
 //! [`recipe`] says how it is trained, [`train`] trains and evaluates, [`fit`] runs
 //! `trainer fit` from its options, [`checkpoint`] keeps a run directory and [`rundir`]
 //! checks one before it is resumed, [`export`] writes
-//! ONNX and int8 blobs, [`plot`] draws what people would rather look at than read,
+//! ONNX and int8 blobs, [`calibrate`] fits their probabilities' temperature, [`plot`] draws what people would rather look at than read,
 //! [`usage`] names the mistakes in how the tools were called.
 
 #![forbid(unsafe_code)]
@@ -21,6 +21,7 @@ macro_rules! say {
 
 pub mod backend;
 pub mod batch;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod export;
 pub mod fit;

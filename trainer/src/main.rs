@@ -54,6 +54,9 @@ enum Command {
     Show(ShowArgs),
     /// Write a trained run's model as ONNX and/or an int8 blob for the runtime.
     Export(ExportArgs),
+    /// Fit the softmax temperature of exported files (int8 blobs, ONNX) on the validation
+    /// split and rewrite each with it, atomically; upgrades format 1 blobs to format 2.
+    Calibrate(CalibrateArgs),
     /// Write the first test image of each class as a 28x28 PNG named by its class.
     Samples {
         /// The directory to write into.
@@ -146,6 +149,20 @@ struct ExportArgs {
     /// the validation split and the test set).
     #[arg(long, value_name = "FILE")]
     q8: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The last N training images are the validation split (as in `fit`).
+    #[arg(long, default_value_t = 1000)]
+    val: usize,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// The exported files (int8 blob or ONNX as `trainer export` writes them), each
+    /// rewritten in place. The fit reads the raw logits, so calibrating again gives the
+    /// same temperature.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// The last N training images are the validation split (as in `fit`).
@@ -274,6 +291,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Eval(args) => on_backend!(args.device, B, device => eval_on::<B>(&args, &device)),
         Command::Show(args) => show(&args),
         Command::Export(args) => export_run(&args),
+        Command::Calibrate(args) => calibrate_files(&args),
         Command::Samples { out, data } => {
             let test = dataset::load_split(&data.data, Split::Test)?;
             for (file, index) in plot::samples(&out, &test)? {
@@ -443,7 +461,7 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     let device = Default::default();
     let (info, model) =
         checkpoint::load_run::<fmnist_trainer::backend::Cpu>(&args.checkpoint, args.best, &device)?;
-    println!(
+    say!(
         "{} model from {}{}",
         info.model.name(),
         args.checkpoint.display(),
@@ -452,21 +470,32 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
             _ => String::new(),
         }
     );
-    let (calibration, val, test) = if args.q8.is_some() {
-        let (train, val) = dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);
-        (
-            train,
-            val,
-            dataset::load_split(&args.data.data, Split::Test)?,
-        )
-    } else {
-        Default::default()
-    };
+    // Both files get a temperature fitted on the validation split; the blob's activation
+    // scales are calibrated on the training split.
+    let (calibration, val) =
+        dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);
+    let test = dataset::load_split(&args.data.data, Split::Test)?;
     let exports = Exports {
         onnx: args.onnx.clone(),
         q8: args.q8.clone(),
     };
     export::write_all(&model, &info, &exports, &calibration, &val, &test, &device)
+}
+
+fn calibrate_files(args: &CalibrateArgs) -> anyhow::Result<()> {
+    for path in &args.files {
+        check_writable(path)?;
+    }
+    let (_, val) = dataset::load_split(&args.data.data, Split::Train)?.split_last(args.val);
+    if val.is_empty() {
+        return Err(UsageError::NoValidationImages(args.val).into());
+    }
+    let test = dataset::load_split(&args.data.data, Split::Test)?;
+    for path in &args.files {
+        let fit = fmnist_trainer::calibrate::calibrate_file(path, &val, &test)?;
+        say!("{}: {fit}", path.display());
+    }
+    Ok(())
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {

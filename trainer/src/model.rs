@@ -260,7 +260,7 @@ pub enum ChainError {
         shape: Shape,
     },
     /// The last layer does not output the class logits.
-    #[error("the model ends in {0}, not {CLASS_COUNT} logits")]
+    #[error("the model ends in an output of shape {0}, not {CLASS_COUNT} logits")]
     Ending(Shape),
 }
 
@@ -634,7 +634,7 @@ mod tests {
         let short = [LayerSpec::Flatten];
         assert_eq!(
             summarize(&short).unwrap_err().to_string(),
-            "the model ends in Flat(784), not 10 logits"
+            "the model ends in an output of shape 784, not 10 logits"
         );
     }
 }

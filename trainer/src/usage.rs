@@ -35,6 +35,9 @@ pub enum UsageError {
     /// `--val` takes every training image.
     #[error("--val {0} leaves no training images")]
     NoTrainingImages(usize),
+    /// `--val 0` for `trainer calibrate`, which fits on the validation split.
+    #[error("--val {0} leaves no validation images to fit the temperature on")]
+    NoValidationImages(usize),
     /// `--device cuda` in a build without CUDA.
     #[error(
         "this trainer was built without CUDA; rebuild it with `cargo build --release --features cuda`"

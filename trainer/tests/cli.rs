@@ -219,3 +219,204 @@ fn the_model_table_in_the_help_is_what_info_counts() {
         );
     }
 }
+
+/// The shipped model files.
+fn shipped(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The same model as a format 1 blob: the payload without the temperature (the last 4
+/// bytes postcard writes), in a version 1 envelope.
+fn version_1(blob: &[u8]) -> Vec<u8> {
+    use fmnist_runtime::blob::{self, Envelope};
+    let plan = fmnist_runtime::Plan::new(blob).unwrap();
+    let mut payload = postcard::to_allocvec(plan.model()).unwrap();
+    payload.truncate(payload.len() - 4);
+    postcard::to_allocvec(&Envelope {
+        magic: blob::MAGIC,
+        version: blob::FORMAT_VERSION_1,
+        checksum: blob::crc32(&payload),
+        payload: &payload,
+    })
+    .unwrap()
+}
+
+fn blob_temperature(path: &Path) -> f32 {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(
+        fmnist_runtime::blob::version(&bytes),
+        Some(fmnist_runtime::blob::FORMAT_VERSION)
+    );
+    fmnist_runtime::Plan::new(&bytes)
+        .map(|plan| plan.model().temperature)
+        .unwrap()
+}
+
+fn onnx_metadata(path: &Path) -> Vec<(String, String)> {
+    use protobuf::Message;
+    let model = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();
+    model
+        .get_metadata_props()
+        .iter()
+        .map(|e| (e.get_key().to_string(), e.get_value().to_string()))
+        .collect()
+}
+
+fn onnx_temperature(path: &Path) -> f32 {
+    let metadata = onnx_metadata(path);
+    let (_, value) = metadata
+        .iter()
+        .find(|(key, _)| key == "temperature")
+        .expect("a temperature entry");
+    value.parse().unwrap()
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn calibrate_upgrades_a_version_1_blob_and_an_onnx_file_and_again_gives_the_same_temperature() {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 300, 80).unwrap();
+    let files = data.path().join("models");
+    std::fs::create_dir(&files).unwrap();
+    let (q8, onnx) = (files.join("cnn.q8"), files.join("cnn.onnx"));
+    let original = shipped("cnn.q8");
+    std::fs::write(&q8, version_1(&original)).unwrap();
+    std::fs::write(&onnx, shipped("cnn.onnx")).unwrap();
+    let calibrate = || {
+        let output = trainer(&[
+            "calibrate",
+            path(&q8),
+            path(&onnx),
+            "--data",
+            path(data.path()),
+            "--val",
+            "100",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("validation: NLL") && text.contains("test:") && text.contains("ECE"),
+            "{text}"
+        );
+        assert_eq!(listing(&files), ["cnn.onnx", "cnn.q8"], "no temporary left");
+        (blob_temperature(&q8), onnx_temperature(&onnx))
+    };
+    let (blob_t, onnx_t) = calibrate();
+    for t in [blob_t, onnx_t] {
+        assert!((0.05..=20.0).contains(&t), "{t}");
+    }
+    // Only the temperature changed.
+    let upgraded = std::fs::read(&q8).unwrap();
+    let mut model = fmnist_runtime::Plan::new(&upgraded)
+        .unwrap()
+        .model()
+        .clone();
+    model.temperature = fmnist_runtime::Plan::new(&original)
+        .unwrap()
+        .model()
+        .temperature;
+    assert_eq!(
+        fmnist_runtime::blob::encode(&model).unwrap(),
+        original,
+        "the layers, scales and card are the shipped blob's"
+    );
+    let before: Vec<_> =
+        onnx_metadata(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/cnn.onnx"))
+            .into_iter()
+            .filter(|(key, _)| key != "temperature")
+            .collect();
+    let after = onnx_metadata(&onnx);
+    assert_eq!(after[..after.len() - 1], before[..]);
+    // The fit reads the raw logits, not those already divided by the temperature.
+    let (again_blob, again_onnx) = calibrate();
+    assert!(
+        (again_blob - blob_t).abs() < 1e-3,
+        "{blob_t} then {again_blob}"
+    );
+    assert!(
+        (again_onnx - onnx_t).abs() < 1e-3,
+        "{onnx_t} then {again_onnx}"
+    );
+
+    let output = trainer(&[
+        "calibrate",
+        path(&q8),
+        "--data",
+        path(data.path()),
+        "--val",
+        "0",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let not_a_model = files.join("notes.txt");
+    std::fs::write(&not_a_model, "hello").unwrap();
+    let output = trainer(&["calibrate", path(&not_a_model), "--data", path(data.path())]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("notes.txt"), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&not_a_model).unwrap(), b"hello");
+}
+
+#[test]
+fn fit_exports_both_files_with_the_temperature_calibrate_would_fit() {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 240, 60).unwrap();
+    let (run, q8, onnx) = (
+        data.path().join("run"),
+        data.path().join("m.q8"),
+        data.path().join("m.onnx"),
+    );
+    let output = trainer(&[
+        "fit",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--batch",
+        "20",
+        "--val",
+        "40",
+        "--data",
+        path(data.path()),
+        "--out",
+        path(&run),
+        "--export",
+        path(&onnx),
+        "--export-q8",
+        path(&q8),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(
+        text.matches("probabilities: temperature").count(),
+        2,
+        "{text}"
+    );
+    let (blob_t, onnx_t) = (blob_temperature(&q8), onnx_temperature(&onnx));
+    let output = trainer(&[
+        "calibrate",
+        path(&q8),
+        path(&onnx),
+        "--data",
+        path(data.path()),
+        "--val",
+        "40",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!((blob_temperature(&q8) - blob_t).abs() < 1e-3);
+    assert!((onnx_temperature(&onnx) - onnx_t).abs() < 1e-3);
+}

@@ -474,11 +474,18 @@ fn info(file: Option<&Path>) -> anyhow::Result<u8> {
     match &model {
         Classifier::Int8(plan) => {
             let m = plan.model();
-            writeln!(
-                text,
-                "format: int8 blob, version {}",
-                fmnist_runtime::blob::FORMAT_VERSION
-            )?;
+            match fmnist_runtime::blob::version(&bytes) {
+                Some(fmnist_runtime::blob::FORMAT_VERSION_1) => writeln!(
+                    text,
+                    "format: int8 blob, version 1 (no temperature: probabilities uncalibrated; \
+                     `trainer calibrate FILE` upgrades it)"
+                )?,
+                version => writeln!(
+                    text,
+                    "format: int8 blob, version {}",
+                    version.unwrap_or(fmnist_runtime::blob::FORMAT_VERSION)
+                )?,
+            }
             writeln!(text, "kind: {}", m.kind)?;
             writeln!(
                 text,
@@ -506,6 +513,16 @@ fn info(file: Option<&Path>) -> anyhow::Result<u8> {
                 text,
                 "calibrated on {} training images; input scale {:e}",
                 m.calibration_images, m.input_scale
+            )?;
+            writeln!(
+                text,
+                "probabilities: softmax(logits / {}) (temperature{})",
+                m.temperature,
+                if m.temperature == 1.0 {
+                    ", 1 = uncalibrated"
+                } else {
+                    " fitted on the validation split"
+                }
             )?;
             writeln!(text, "layers:")?;
             for layer in &m.layers {

@@ -9,7 +9,8 @@ pub(crate) mod kernels;
 use core::fmt;
 
 use crate::blob::{
-    self, Envelope, Layer, Model, Output, QuantLinear, Requant, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    self, Envelope, Layer, Model, Output, QuantLinear, Requant, FORMAT_VERSION, FORMAT_VERSION_1,
+    MAGIC, MAX_LAYERS,
 };
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 use kernels::{ConvShape, I8, U8};
@@ -59,9 +60,10 @@ pub enum BlobError {
         count: usize,
     },
     /// A scale is unusable: `logit_scale` must be finite, positive and small enough that
-    /// every logit stays finite; `input_scale` finite and positive.
+    /// every logit stays finite; `input_scale` finite and positive; `temperature` within
+    /// [`MIN_TEMPERATURE`]..=[`MAX_TEMPERATURE`].
     BadScale {
-        /// `"logit_scale"` or `"input_scale"`.
+        /// `"logit_scale"`, `"input_scale"` or `"temperature"`.
         field: &'static str,
         /// What is wrong.
         problem: &'static str,
@@ -91,7 +93,10 @@ impl fmt::Display for BlobError {
             BlobError::NotABlob => write!(f, "truncated or corrupt: the envelope does not decode"),
             BlobError::BadMagic(m) => write!(f, "bad magic bytes {m:02x?}, expected \"FMQ8\""),
             BlobError::UnsupportedVersion(v) => {
-                write!(f, "blob format version {v}, this runtime reads version {FORMAT_VERSION}")
+                write!(
+                    f,
+                    "blob format version {v}, this runtime reads versions {FORMAT_VERSION_1} and {FORMAT_VERSION}"
+                )
             }
             BlobError::BadChecksum { stated, computed } => write!(
                 f,
@@ -206,6 +211,9 @@ pub struct Logits {
     pub values: [i32; CLASS_COUNT],
     /// Real value of one step of `values`.
     pub scale: f32,
+    /// The model's softmax temperature ([`Model::temperature`]): the probabilities are
+    /// `softmax(values * scale / temperature)`.
+    pub temperature: f32,
 }
 
 impl Logits {
@@ -229,13 +237,13 @@ impl Logits {
         self.values.map(|v| v as f32 * self.scale)
     }
 
-    /// Softmax probabilities in class order. Each logit's distance to the largest is
-    /// taken exactly (in i64) before it becomes an `f32`, so the largest logit always has
-    /// the largest probability, however large the logits (two near 2^31 round to the same
-    /// `f32`; their difference does not).
+    /// Softmax probabilities in class order, calibrated: `softmax(real() / temperature)`.
+    /// Each logit's distance to the largest is taken exactly (in i64) before it becomes an
+    /// `f32`, so the largest logit always has the largest probability, however large the
+    /// logits (two near 2^31 round to the same `f32`; their difference does not).
     pub fn probabilities(&self) -> [f32; CLASS_COUNT] {
         let max = self.values[self.class()];
-        let scale = self.scale;
+        let scale = self.scale / self.temperature;
         crate::metrics::softmax(
             &self
                 .values
@@ -319,6 +327,11 @@ struct Needs {
 /// The largest logit scale whose logits (at most 2^31 in magnitude) stay finite in `f32`.
 const MAX_LOGIT_SCALE: f32 = f32::MAX / 2_147_483_648.0;
 
+/// The smallest softmax temperature a blob may state (`trainer calibrate` fits from 0.05).
+pub const MIN_TEMPERATURE: f32 = 0.01;
+/// The largest softmax temperature a blob may state (`trainer calibrate` fits up to 20).
+pub const MAX_TEMPERATURE: f32 = 100.0;
+
 fn check_scales(model: &Model<'_>) -> Result<(), BlobError> {
     let bad = |field, problem| Err(BlobError::BadScale { field, problem });
     let positive = |v: f32| v.is_finite() && v > 0.0;
@@ -330,6 +343,9 @@ fn check_scales(model: &Model<'_>) -> Result<(), BlobError> {
     }
     if !positive(model.input_scale) {
         return bad("input_scale", "not a finite positive number");
+    }
+    if !(MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&model.temperature) {
+        return bad("temperature", "not a number from 0.01 to 100");
     }
     Ok(())
 }
@@ -354,7 +370,7 @@ impl<'a> Plan<'a> {
         if envelope.magic != MAGIC {
             return Err(BlobError::BadMagic(envelope.magic));
         }
-        if envelope.version != FORMAT_VERSION {
+        if envelope.version != FORMAT_VERSION && envelope.version != FORMAT_VERSION_1 {
             return Err(BlobError::UnsupportedVersion(envelope.version));
         }
         let computed = blob::crc32(envelope.payload);
@@ -364,12 +380,12 @@ impl<'a> Plan<'a> {
                 computed,
             });
         }
-        let (model, rest) = postcard::take_from_bytes::<Model<'a>>(envelope.payload)
+        let (model, rest) = blob::decode_payload(envelope.version, envelope.payload)
             .map_err(|_| BlobError::BadPayload)?;
-        if !rest.is_empty() {
+        if rest != 0 {
             return Err(BlobError::TrailingBytes {
                 after: "the model description",
-                count: rest.len(),
+                count: rest,
             });
         }
         check_scales(&model)?;
@@ -646,6 +662,7 @@ impl<'a> Plan<'a> {
         Ok(Logits {
             values: logits,
             scale: self.model.logit_scale,
+            temperature: self.model.temperature,
         })
     }
 }

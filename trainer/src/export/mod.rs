@@ -330,6 +330,9 @@ pub struct ModelCard {
     pub test_accuracy: Option<f64>,
     /// The command line that trained it.
     pub training_command: String,
+    /// The softmax temperature fitted on the validation split
+    /// ([`crate::calibrate`]), stored as the `temperature` metadata entry.
+    pub temperature: Option<f32>,
 }
 
 impl ModelCard {
@@ -340,19 +343,26 @@ impl ModelCard {
             parameters: crate::model::parameter_count(info.model),
             test_accuracy: info.test_accuracy,
             training_command: info.command.clone(),
+            temperature: None,
         }
     }
 }
 
-/// Writes `model` as an ONNX file at `path`, atomically.
+/// Writes `model` as an ONNX file at `path`, atomically, with the softmax `temperature`
+/// in its metadata when given.
 pub fn write_onnx<B: Backend>(
     model: &Classifier<B>,
     info: &crate::checkpoint::RunInfo,
     path: &Path,
+    temperature: Option<f32>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let layers = fold(model, info.model)?;
-    let bytes = onnx::to_bytes(&layers, &ModelCard::of_run(info))
+    let card = ModelCard {
+        temperature,
+        ..ModelCard::of_run(info)
+    };
+    let bytes = onnx::to_bytes(&layers, &card)
         .with_context(|| format!("{}: cannot encode the ONNX model", path.display()))?;
     crate::fsutil::write_atomic(path, &bytes)
 }
@@ -366,8 +376,10 @@ pub struct Exports {
     pub q8: Option<std::path::PathBuf>,
 }
 
-/// Writes the files of `exports` and says what was written. The int8 blob is calibrated
-/// on `calibration` and checked on `val` and (when not empty) `test`.
+/// Writes the files of `exports` and says what was written. The int8 blob's activation
+/// scales are calibrated on `calibration`; both files get the softmax temperature fitted
+/// on `val` (each on its own logits: the float model's, the int8 engine's), and their
+/// accuracy and calibration are reported on `val` and (when not empty) `test`.
 pub fn write_all<B: Backend>(
     model: &Classifier<B>,
     info: &crate::checkpoint::RunInfo,
@@ -378,35 +390,56 @@ pub fn write_all<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<()> {
     if let Some(path) = &exports.onnx {
-        write_onnx(model, info, path)?;
-        println!("wrote {} (ONNX, opset {})", path.display(), onnx::OPSET);
+        let logits = |set: &fmnist_runtime::dataset::LabeledImages| {
+            crate::train::evaluate(model, set, device).logits
+        };
+        let val_logits = logits(val);
+        let test_logits = (!test.is_empty()).then(|| logits(test));
+        let fit = crate::calibrate::TemperatureFit::new(
+            (&val_logits, &val.labels),
+            test_logits.as_deref().map(|l| (l, &test.labels[..])),
+        );
+        let temperature = (!val.is_empty()).then(|| fit.stored());
+        write_onnx(model, info, path, temperature)?;
+        crate::say!("wrote {} (ONNX, opset {})", path.display(), onnx::OPSET);
+        print_calibration(&fit);
     }
     if let Some(path) = &exports.q8 {
         let test = (!test.is_empty()).then_some(test);
         let report = write_q8(model, info, calibration, val, test, path, device)?;
-        println!(
+        crate::say!(
             "wrote {} (int8 blob, {} bytes, arena {} bytes, calibrated on {} training images)",
             path.display(),
             report.bytes,
             report.arena_bytes,
             calibration.len().min(CALIBRATION_IMAGES)
         );
-        println!(
+        crate::say!(
             "  validation accuracy: float {:.2}%, int8 {:.2}%",
             report.float_val * 100.0,
             report.int8_val * 100.0
         );
         if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
-            println!(
+            crate::say!(
                 "  test accuracy:       float {:.2}%, int8 {:.2}%",
                 float * 100.0,
                 int8 * 100.0
             );
         }
-        println!(
+        crate::say!(
             "  float and int8 agree on {:.2}% of images",
             report.agreement * 100.0
         );
+        print_calibration(&report.calibration);
     }
     Ok(())
+}
+
+/// The temperature a file got and what it did, or why it got none.
+fn print_calibration(fit: &crate::calibrate::TemperatureFit) {
+    if fit.val_images == 0 {
+        crate::say!("  probabilities not calibrated (temperature 1): no validation images");
+    } else {
+        crate::say!("  probabilities: {fit}");
+    }
 }

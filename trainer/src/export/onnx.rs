@@ -178,6 +178,12 @@ pub fn metadata(card: &ModelCard) -> Vec<(&'static str, String)> {
     if let Some(accuracy) = card.test_accuracy {
         entries.push(("test_accuracy", format!("{accuracy:.4}")));
     }
+    if let Some(temperature) = card.temperature {
+        entries.push((
+            crate::calibrate::ONNX_KEY,
+            crate::calibrate::onnx_entry(temperature).take_value(),
+        ));
+    }
     entries
 }
 
@@ -402,6 +408,7 @@ mod tests {
                 parameters: 0,
                 test_accuracy: None,
                 training_command: "test".into(),
+                temperature: Some(0.75),
             };
             let bytes = to_bytes(&folded, &card).expect("serialises");
             let back = unfold::<Cpu>(&read(&bytes).expect("reads back"), &device);

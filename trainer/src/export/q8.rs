@@ -69,6 +69,8 @@ pub struct BlobCard<'a> {
     pub int8_accuracy: Option<f32>,
     /// Calibration images used.
     pub calibration_images: u32,
+    /// The softmax temperature ([`Model::temperature`]).
+    pub temperature: f32,
 }
 
 /// Why quantized layers did not make a blob the engine loads.
@@ -387,6 +389,7 @@ impl QuantizedModel<'_> {
             calibration_images: card.calibration_images,
             arena_bytes,
             layers,
+            temperature: card.temperature,
         }
     }
 
@@ -419,11 +422,15 @@ pub struct Q8Report {
     pub bytes: usize,
     /// Arena the blob states.
     pub arena_bytes: usize,
+    /// The softmax temperature fitted on the validation split with the engine's logits,
+    /// and the calibration before and after.
+    pub calibration: crate::calibrate::TemperatureFit,
 }
 
 /// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of `calibration`),
-/// checks the result on `val` (and `test` when given) against the float model, and writes
-/// the blob at `path` atomically.
+/// checks the result on `val` (and `test` when given) against the float model, fits the
+/// softmax temperature on `val` with the engine's own logits ([`crate::calibrate`]), and
+/// writes the blob at `path` atomically.
 pub fn write_q8<B: Backend>(
     model: &Classifier<B>,
     info: &RunInfo,
@@ -447,6 +454,7 @@ pub fn write_q8<B: Backend>(
         float_accuracy: None,
         int8_accuracy: None,
         calibration_images: ranges.images as u32,
+        temperature: 1.0,
     };
     let draft = quantized.encode(&card)?;
     let plan = fmnist_runtime::Plan::new(&draft).map_err(EncodeError::NotLoadable)?;
@@ -455,6 +463,17 @@ pub fn write_q8<B: Backend>(
     let plan = fmnist_runtime::FastPlan::new(plan);
     let float_val = evaluate(model, val, device);
     let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val)?;
+    // The draft's temperature is 1 and the fit reads the raw logits anyway.
+    let val_logits = crate::calibrate::int8_logits(&plan, val)?;
+    let test_logits = test
+        .map(|t| crate::calibrate::int8_logits(&plan, t))
+        .transpose()?;
+    let calibration = crate::calibrate::TemperatureFit::new(
+        (&val_logits, &val.labels),
+        test.zip(test_logits.as_deref())
+            .map(|(t, logits)| (logits, &t.labels[..])),
+    );
+    card.temperature = calibration.stored();
     let mut report = Q8Report {
         float_val: float_val.confusion.accuracy(),
         int8_val: int8_val.accuracy(),
@@ -463,6 +482,7 @@ pub fn write_q8<B: Backend>(
         agreement: agreement(&float_val.predictions, &int8_val_predictions),
         bytes: draft.len(),
         arena_bytes,
+        calibration,
     };
     if let Some(test) = test {
         let float_test = evaluate(model, test, device);
