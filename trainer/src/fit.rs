@@ -84,6 +84,7 @@ impl FitOptions {
             "label_smoothing" => to.recipe.label_smoothing = r.label_smoothing,
             "no_augment" => to.recipe.no_augment = r.no_augment,
             "augment" => to.recipe.augment = r.augment,
+            "replicas" => to.recipe.replicas = r.replicas,
             "seed" => to.seed = f.seed,
             "out" => to.out.clone_from(&f.out),
             "data" => to.data.clone_from(&f.data),

@@ -46,7 +46,25 @@ pub struct Recipe {
     pub label_smoothing: f32,
     /// Random shifts and horizontal flips of training images.
     pub augment: bool,
+    /// Threads per training step, each running a replica of the model on its share of the
+    /// batch (data parallelism: the gradients are summed, batch-norm statistics are those
+    /// of each share and their running averages are averaged). 1 in runs written before
+    /// the option existed.
+    #[serde(default = "one")]
+    pub replicas: usize,
 }
+
+fn one() -> usize {
+    1
+}
+
+/// The most replicas a recipe may ask for.
+pub const MAX_REPLICAS: usize = 64;
+
+/// The default number of replicas: the two cores of the machine the project is measured
+/// on. Fixed rather than taken from the machine, so that a run's figures do not depend on
+/// where it ran (more replicas than cores only time-share).
+pub const DEFAULT_REPLICAS: usize = 2;
 
 impl Recipe {
     /// The default recipe of a model kind: the notebook's for `mlp` and `cnn` (Adam 1e-4,
@@ -62,6 +80,7 @@ impl Recipe {
                 schedule: Schedule::Constant,
                 label_smoothing: 0.0,
                 augment: false,
+                replicas: DEFAULT_REPLICAS,
             },
             ModelKind::Edge => Recipe {
                 epochs: 36,
@@ -72,6 +91,7 @@ impl Recipe {
                 schedule: Schedule::OneCycle,
                 label_smoothing: 0.1,
                 augment: true,
+                replicas: DEFAULT_REPLICAS,
             },
         }
     }
@@ -88,6 +108,8 @@ impl Recipe {
             Err(RecipeError::LabelSmoothing)
         } else if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             Err(RecipeError::WeightDecay)
+        } else if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            Err(RecipeError::Replicas)
         } else {
             Ok(())
         }
@@ -171,7 +193,11 @@ impl std::fmt::Display for Recipe {
             ", augmentation (shifts, flips)"
         } else {
             ", no augmentation"
-        })
+        })?;
+        match self.replicas {
+            1 => Ok(()),
+            n => write!(f, ", {n} replicas"),
+        }
     }
 }
 
@@ -193,6 +219,9 @@ pub enum RecipeError {
     /// Negative or not a number.
     #[error("--weight-decay must be zero or positive")]
     WeightDecay,
+    /// No replica, or more than [`MAX_REPLICAS`].
+    #[error("--replicas must be between 1 and {MAX_REPLICAS}")]
+    Replicas,
 }
 
 /// The parts of a recipe given on the command line; the rest is the model kind's default.
@@ -225,6 +254,12 @@ pub struct RecipeOverrides {
     /// Turn on the random shifts and flips for any model.
     #[arg(long, conflicts_with = "no_augment")]
     pub augment: bool,
+    /// Threads per training step, each running a replica of the model on its share of the
+    /// batch: data parallelism, gradients summed (the same as one replica up to float
+    /// rounding; batch norm normalises each share by its own statistics) [default: 2].
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
 }
 
 impl RecipeOverrides {
@@ -239,6 +274,7 @@ impl RecipeOverrides {
         recipe.schedule = self.schedule.unwrap_or(recipe.schedule);
         recipe.label_smoothing = self.label_smoothing.unwrap_or(recipe.label_smoothing);
         recipe.augment = (recipe.augment || self.augment) && !self.no_augment;
+        recipe.replicas = self.replicas.unwrap_or(recipe.replicas);
         recipe.validate()?;
         Ok(recipe)
     }
@@ -265,10 +301,11 @@ mod tests {
         assert_eq!(
             edge,
             "AdamW, 36 epochs, batch 128, lr 0.003 one-cycle, weight decay 0.05, label \
-             smoothing 0.1, augmentation (shifts, flips)"
+             smoothing 0.1, augmentation (shifts, flips), 2 replicas"
         );
         let mut cnn = Recipe::default_for(ModelKind::Cnn);
         cnn.epochs = 1;
+        cnn.replicas = 1;
         assert_eq!(
             cnn.to_string(),
             "Adam, 1 epoch, batch 300, lr 1e-4 constant, no augmentation"

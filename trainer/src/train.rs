@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
@@ -179,6 +179,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         .init(device);
     let steps_per_epoch = splits.train.len().div_ceil(recipe.batch);
     let total_steps = steps_per_epoch * recipe.epochs;
+    let replicas = recipe.replicas;
     let mut order: Vec<usize> = (0..splits.train.len()).collect();
 
     for epoch in info.epochs.len() + 1..=recipe.epochs {
@@ -205,14 +206,6 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 recipe.augment.then_some(&mut rng),
                 device,
             );
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let hits = logits
-                .argmax(1)
-                .squeeze_dim::<1>(1)
-                .equal(labels)
-                .int()
-                .sum();
             if INTERRUPTED.load(Ordering::SeqCst) {
                 bar.abandon();
                 return Err(Interrupted {
@@ -222,10 +215,10 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 }
                 .into());
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            let (batch_loss, hits, grads, running) =
+                step_gradients(&model, &loss_fn, images, labels, replicas);
+            model = optim.step(lr, with_running(model, running), grads);
 
-            let batch_loss = f64::from(loss.into_scalar().elem::<f32>());
             if !batch_loss.is_finite() {
                 bar.abandon();
                 let saved = match info.epochs.len() {
@@ -239,7 +232,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 );
             }
             loss_sum += batch_loss * indices.len() as f64;
-            correct += hits.into_scalar().elem::<i64>() as usize;
+            correct += hits;
             seen += indices.len();
             bar.inc(1);
             bar.set_message(format!(
@@ -284,6 +277,193 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 /// Writes the epoch just pushed onto `info.epochs`: its weights as `model.mpk`, and as
 /// `best.mpk` when its validation accuracy beats every earlier epoch's (written before
 /// `run.json`, which records both checksums), `metrics.csv` and `curves.png`.
+/// One training step's mean loss, correct count and gradients for the batch `images`,
+/// `labels`. With `replicas` > 1 the batch is cut into that many consecutive parts, each
+/// run forward and backward on its own thread by a replica of `model` (the same weights,
+/// its own autodiff graph); each part's loss is weighted by its share of the batch, so
+/// the summed gradients are those of the whole batch's mean loss, up to float rounding
+/// (batch norm, if any, normalises each part by its own statistics, as data-parallel
+/// training does without synchronised batch norm).
+fn step_gradients<B: AutodiffBackend>(
+    model: &Classifier<B>,
+    loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
+    images: Tensor<B, 4>,
+    labels: Tensor<B, 1, Int>,
+    replicas: usize,
+) -> (f64, usize, GradientsParams, Vec<(ParamId, TensorData)>) {
+    let n = labels.dims()[0];
+    let part = |model: &Classifier<B>, images: Tensor<B, 4>, labels: Tensor<B, 1, Int>| {
+        let share = labels.dims()[0] as f32 / n as f32;
+        let logits = model.forward(images);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        let hits = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(labels)
+            .int()
+            .sum();
+        let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
+        (
+            f64::from(loss.into_scalar().elem::<f32>()) * f64::from(share),
+            hits.into_scalar().elem::<i64>() as usize,
+            grads,
+        )
+    };
+    if replicas <= 1 || n < replicas {
+        let (loss, hits, grads) = part(model, images, labels);
+        return (loss, hits, grads, Vec::new());
+    }
+    let inner = model.valid();
+    let trained = trained_ids(model);
+    let parts: Vec<_> = (0..replicas)
+        .map(|r| {
+            let range = r * n / replicas..(r + 1) * n / replicas;
+            (
+                images.clone().slice(range.clone()),
+                labels.clone().slice(range),
+            )
+        })
+        .collect();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|(images, labels)| {
+                let replica = replica::<B>(inner.clone(), &trained);
+                scope.spawn(move || {
+                    let result = part(&replica, images, labels);
+                    // Its running statistics (batch norm), synchronised on this thread.
+                    (result, replica.valid())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a replica's step panicked"))
+            .collect()
+    });
+    let mut accumulator = burn::optim::GradientsAccumulator::new();
+    let (mut loss, mut hits) = (0.0, 0);
+    let mut states = Vec::with_capacity(replicas);
+    for ((part_loss, part_hits, grads), inner) in results {
+        loss += part_loss;
+        hits += part_hits;
+        accumulator.accumulate(model, grads);
+        states.push(inner);
+    }
+    (
+        loss,
+        hits,
+        accumulator.grads(),
+        running_average(&states, &trained),
+    )
+}
+
+/// The mean over `replicas` of every parameter that is not trained (the running
+/// statistics of batch norm), by id.
+fn running_average<B: Backend>(
+    replicas: &[Classifier<B>],
+    trained: &std::collections::HashSet<ParamId>,
+) -> Vec<(ParamId, TensorData)> {
+    struct Collect<'a> {
+        trained: &'a std::collections::HashSet<ParamId>,
+        values: Vec<(ParamId, Vec<f32>, Vec<usize>)>,
+        first: bool,
+        index: usize,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.trained.contains(&param.id) {
+                return;
+            }
+            let value = param.val();
+            let shape = value.dims().to_vec();
+            let data = crate::batch::to_f32_vec(value);
+            if self.first {
+                self.values.push((param.id, data, shape));
+            } else if let Some((_, sum, _)) = self.values.get_mut(self.index) {
+                sum.iter_mut().zip(data).for_each(|(s, v)| *s += v);
+            }
+            self.index += 1;
+        }
+    }
+    let mut collect = Collect {
+        trained,
+        values: Vec::new(),
+        first: true,
+        index: 0,
+    };
+    for replica in replicas {
+        collect.index = 0;
+        replica.visit(&mut collect);
+        collect.first = false;
+    }
+    let count = replicas.len().max(1) as f32;
+    collect
+        .values
+        .into_iter()
+        .map(|(id, sum, shape)| {
+            let mean: Vec<f32> = sum.into_iter().map(|v| v / count).collect();
+            (id, TensorData::new(mean, shape))
+        })
+        .collect()
+}
+
+/// `model` with the untrained parameters named in `values` (running statistics) set to
+/// those values.
+fn with_running<B: AutodiffBackend>(
+    model: Classifier<B>,
+    values: Vec<(ParamId, TensorData)>,
+) -> Classifier<B> {
+    if values.is_empty() {
+        return model;
+    }
+    struct Set(std::collections::HashMap<ParamId, TensorData>);
+    impl<B: Backend> ModuleMapper<B> for Set {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let tensor = match self.0.remove(&id) {
+                Some(data) => Tensor::from_data(data, &tensor.device()),
+                None => tensor,
+            };
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    model.map(&mut Set(values.into_iter().collect()))
+}
+
+/// The ids of the parameters of `model` that are trained (require gradients).
+fn trained_ids<B: AutodiffBackend>(model: &Classifier<B>) -> std::collections::HashSet<ParamId> {
+    struct Trained(std::collections::HashSet<ParamId>);
+    impl<B: Backend> ModuleVisitor<B> for Trained {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.val().is_require_grad() {
+                self.0.insert(param.id);
+            }
+        }
+    }
+    let mut trained = Trained(Default::default());
+    model.visit(&mut trained);
+    trained.0
+}
+
+/// `model` on the autodiff backend again with fresh autodiff leaves (its own graph), the
+/// parameters `trained` requiring gradients as in the model it was taken from
+/// (`from_inner` alone does not carry that over for every parameter).
+fn replica<B: AutodiffBackend>(
+    inner: <Classifier<B> as AutodiffModule<B>>::InnerModule,
+    trained: &std::collections::HashSet<ParamId>,
+) -> Classifier<B> {
+    struct RequireGrad<'a>(&'a std::collections::HashSet<ParamId>);
+    impl<B: Backend> ModuleMapper<B> for RequireGrad<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let tensor = tensor.set_require_grad(self.0.contains(&id));
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    Classifier::<B>::from_inner(inner).map(&mut RequireGrad(trained))
+}
+
 fn save_epoch<B: Backend>(
     model: &Classifier<B>,
     info: &mut RunInfo,
@@ -469,6 +649,58 @@ mod tests {
         let again = evaluate(&loaded, &test, &Default::default());
         assert_eq!(again.predictions, evaluation.predictions);
         assert!((again.loss - evaluation.loss).abs() < 1e-6);
+    }
+
+    /// Data parallelism is the same training: two replicas on halves of each batch give
+    /// one replica's figures up to float rounding (models without batch norm), and a model
+    /// with batch norm gets its running statistics from the replicas: its validation loss
+    /// is one replica's within 0.05 (0.30 apart when the replicas' statistics were dropped).
+    #[test]
+    fn replicas_train_as_one_model_does() {
+        let splits = Splits {
+            train: synthetic::images(200, 7),
+            val: synthetic::images(50, 8),
+        };
+        let fit_with = |kind: ModelKind, replicas: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = Output {
+                dir: dir.path().to_path_buf(),
+                progress: false,
+            };
+            let mut info = run_info(kind, 1, 2);
+            info.recipe.replicas = replicas;
+            let model = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+            let evaluation = evaluate(&model.valid(), &splits.val, &Default::default());
+            (info, evaluation)
+        };
+        for kind in [ModelKind::Mlp, ModelKind::Cnn] {
+            let (one, one_eval) = fit_with(kind, 1);
+            let (two, two_eval) = fit_with(kind, 2);
+            for (a, b) in one.epochs.iter().zip(&two.epochs) {
+                for (x, y) in [
+                    (a.train_loss, b.train_loss),
+                    (a.val_loss, b.val_loss),
+                    (a.train_acc, b.train_acc),
+                    (a.val_acc, b.val_acc),
+                ] {
+                    assert!((x - y).abs() < 1e-4, "{kind:?}: {a:?} vs {b:?}");
+                }
+            }
+            let differences = one_eval
+                .logits
+                .iter()
+                .zip(&two_eval.logits)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                differences < 1e-3,
+                "{kind:?}: logits differ by {differences}"
+            );
+        }
+        let (one, _) = fit_with(ModelKind::Edge, 1);
+        let (two, _) = fit_with(ModelKind::Edge, 2);
+        let (a, b) = (&one.epochs[1], &two.epochs[1]);
+        assert!((a.val_loss - b.val_loss).abs() < 0.05, "{a:?} vs {b:?}");
     }
 
     #[test]
