@@ -179,7 +179,17 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         .init(device);
     let steps_per_epoch = splits.train.len().div_ceil(recipe.batch);
     let total_steps = steps_per_epoch * recipe.epochs;
-    let replicas = recipe.replicas;
+    // The replicas' threads, for the whole run.
+    let pool = match recipe.replicas {
+        1 => None,
+        replicas => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(replicas)
+                .thread_name(|index| format!("replica-{index}"))
+                .build()
+                .context("cannot start the replicas' threads")?,
+        ),
+    };
     let mut order: Vec<usize> = (0..splits.train.len()).collect();
 
     for epoch in info.epochs.len() + 1..=recipe.epochs {
@@ -216,7 +226,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 .into());
             }
             let (batch_loss, hits, grads, running) =
-                step_gradients(&model, &loss_fn, images, labels, replicas);
+                step_gradients(&model, &loss_fn, images, labels, pool.as_ref());
             model = optim.step(lr, with_running(model, running), grads);
 
             if !batch_loss.is_finite() {
@@ -278,8 +288,9 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 /// `best.mpk` when its validation accuracy beats every earlier epoch's (written before
 /// `run.json`, which records both checksums), `metrics.csv` and `curves.png`.
 /// One training step's mean loss, correct count and gradients for the batch `images`,
-/// `labels`. With `replicas` > 1 the batch is cut into that many consecutive parts, each
-/// run forward and backward on its own thread by a replica of `model` (the same weights,
+/// `labels`, and the running statistics to give the model. With a `pool` of N > 1 threads
+/// the batch is cut into N consecutive parts, each run forward and backward on its own
+/// thread by a replica of `model` (the same weights,
 /// its own autodiff graph); each part's loss is weighted by its share of the batch, so
 /// the summed gradients are those of the whole batch's mean loss, up to float rounding
 /// (batch norm, if any, normalises each part by its own statistics, as data-parallel
@@ -289,7 +300,7 @@ fn step_gradients<B: AutodiffBackend>(
     loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
     images: Tensor<B, 4>,
     labels: Tensor<B, 1, Int>,
-    replicas: usize,
+    pool: Option<&rayon::ThreadPool>,
 ) -> (f64, usize, GradientsParams, Vec<(ParamId, TensorData)>) {
     let n = labels.dims()[0];
     let part = |model: &Classifier<B>, images: Tensor<B, 4>, labels: Tensor<B, 1, Int>| {
@@ -309,10 +320,11 @@ fn step_gradients<B: AutodiffBackend>(
             grads,
         )
     };
-    if replicas <= 1 || n < replicas {
+    let replicas = pool.map_or(1, rayon::ThreadPool::current_num_threads);
+    let (Some(pool), true) = (pool, replicas > 1 && n >= replicas) else {
         let (loss, hits, grads) = part(model, images, labels);
         return (loss, hits, grads, Vec::new());
-    }
+    };
     let inner = model.valid();
     let trained = trained_ids(model);
     let parts: Vec<_> = (0..replicas)
@@ -324,23 +336,29 @@ fn step_gradients<B: AutodiffBackend>(
             )
         })
         .collect();
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|(images, labels)| {
-                let replica = replica::<B>(inner.clone(), &trained);
-                scope.spawn(move || {
-                    let result = part(&replica, images, labels);
-                    // Its running statistics (batch norm), synchronised on this thread.
-                    (result, replica.valid())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("a replica's step panicked"))
-            .collect()
+    // One replica per thread of the pool: persistent threads keep their allocator caches
+    // from step to step.
+    let slots: Vec<_> = parts
+        .into_iter()
+        .map(|(images, labels)| {
+            std::sync::Mutex::new(Some((
+                images,
+                labels,
+                replica::<B>(inner.clone(), &trained),
+            )))
+        })
+        .collect();
+    let results = pool.broadcast(|context| {
+        let taken = slots
+            .get(context.index())
+            .and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()));
+        taken.map(|(images, labels, replica)| {
+            let result = part(&replica, images, labels);
+            // Its running statistics (batch norm), synchronised on this thread.
+            (result, replica.valid())
+        })
     });
+    let results: Vec<_> = results.into_iter().flatten().collect();
     let mut accumulator = burn::optim::GradientsAccumulator::new();
     let (mut loss, mut hits) = (0.0, 0);
     let mut states = Vec::with_capacity(replicas);
