@@ -1,16 +1,12 @@
 //! The `trainer` binary as a user meets it: exit codes, one-line errors, files written.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use fmnist_trainer::synthetic;
 
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .output()
-        .expect("the trainer binary runs")
-}
+mod common;
+use common::{mlp_fit, path, trainer};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -20,32 +16,12 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
 #[test]
 fn fit_eval_and_show_on_a_small_dataset() {
     let data = tempfile::tempdir().unwrap();
     synthetic::write_dataset(data.path(), 240, 60).unwrap();
     let run = data.path().join("run");
-    let output = trainer(&[
-        "fit",
-        "--model",
-        "mlp",
-        "--epochs",
-        "2",
-        "--lr",
-        "3e-3",
-        "--batch",
-        "20",
-        "--val",
-        "40",
-        "--data",
-        path(data.path()),
-        "--out",
-        path(&run),
-    ]);
+    let output = trainer(&mlp_fit(data.path(), &run, "2", &[]));
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
@@ -378,27 +354,12 @@ fn fit_exports_both_files_with_the_temperature_calibrate_would_fit() {
         data.path().join("m.q8"),
         data.path().join("m.onnx"),
     );
-    let output = trainer(&[
-        "fit",
-        "--model",
-        "mlp",
-        "--epochs",
+    let output = trainer(&mlp_fit(
+        data.path(),
+        &run,
         "2",
-        "--lr",
-        "3e-3",
-        "--batch",
-        "20",
-        "--val",
-        "40",
-        "--data",
-        path(data.path()),
-        "--out",
-        path(&run),
-        "--export",
-        path(&onnx),
-        "--export-q8",
-        path(&q8),
-    ]);
+        &["--export", path(&onnx), "--export-q8", path(&q8)],
+    ));
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert_eq!(

@@ -1,25 +1,12 @@
 //! `trainer show`: which split it draws, the picture format its `--out` names, and what it
 //! refuses before any work.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use fmnist_trainer::synthetic;
 
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .output()
-        .expect("the trainer binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
+mod common;
+use common::{mlp_fit, path, text, trainer};
 
 /// A generated data directory with 240 training and 60 test images, and a 1-epoch mlp run
 /// fitted on it in `run`.
@@ -27,24 +14,7 @@ fn data_and_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let data = tempfile::tempdir().unwrap();
     synthetic::write_dataset(data.path(), 240, 60).unwrap();
     let run = data.path().join("run");
-    let output = trainer(&[
-        "fit",
-        "--model",
-        "mlp",
-        "--epochs",
-        "1",
-        "--lr",
-        "3e-3",
-        "--batch",
-        "20",
-        "--val",
-        "40",
-        "--no-progress",
-        "--data",
-        path(data.path()),
-        "--out",
-        path(&run),
-    ]);
+    let output = trainer(&mlp_fit(data.path(), &run, "1", &["--no-progress"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
     (data, run)
 }
