@@ -187,6 +187,9 @@ struct ShowArgs {
     /// framed in red and captioned "pred X" over "true Y".
     #[arg(long, alias = "checkpoint", value_name = "RUN_DIR")]
     model: Option<PathBuf>,
+    /// With --model: its best epoch by validation accuracy (best.mpk), not its last.
+    #[arg(long, requires = "model")]
+    best: bool,
     /// The images to draw [default: test with --model, so that the model is judged on images
     /// it was not trained on; train without, as the notebook's first figure].
     #[arg(long, value_enum)]
@@ -513,8 +516,8 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
     });
     let device = Default::default();
     let model = match &args.model {
-        Some(dir) => Some(checkpoint::load::<fmnist_trainer::backend::Cpu>(
-            dir, &device,
+        Some(dir) => Some(checkpoint::load_run::<fmnist_trainer::backend::Cpu>(
+            dir, args.best, &device,
         )?),
         None => None,
     };

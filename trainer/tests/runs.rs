@@ -288,10 +288,36 @@ fn the_best_epoch_is_kept_and_patience_stops_early() {
         path(data.path()),
     ]));
     assert!(best_eval.contains("best epoch 1 of 3"), "{best_eval}");
+    let grid = data.path().join("best.png");
+    ok(trainer(&[
+        "show",
+        "--model",
+        path(&run),
+        "--best",
+        "--data",
+        path(data.path()),
+        "--out",
+        path(&grid),
+    ]));
+    assert!(grid.is_file());
     // A damaged best.mpk is found by its checksum.
     std::fs::write(run.join("best.mpk"), b"not weights").unwrap();
     refused(
         &trainer(&["eval", "--checkpoint", path(&run), "--best"]),
+        1,
+        "best.mpk: checksum mismatch",
+    );
+    refused(
+        &trainer(&[
+            "show",
+            "--model",
+            path(&run),
+            "--best",
+            "--data",
+            path(data.path()),
+            "--out",
+            path(&grid),
+        ]),
         1,
         "best.mpk: checksum mismatch",
     );
