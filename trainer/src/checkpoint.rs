@@ -48,10 +48,12 @@ pub const MAX_RESUME_BYTES: u64 = 64 << 20;
 
 /// The SHA-256 of `bytes` in lowercase hexadecimal.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// A digest in lowercase hexadecimal.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One epoch's figures.
@@ -139,11 +141,7 @@ pub fn data_sha256(train: &LabeledImages, val: &LabeledImages) -> String {
         hasher.update(&set.images);
         hasher.update(&set.labels);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hasher.finalize())
 }
 
 impl RunInfo {
