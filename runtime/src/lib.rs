@@ -42,6 +42,8 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod blob;
+#[cfg(feature = "std")]
+pub mod budget;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod classes;

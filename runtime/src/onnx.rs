@@ -56,6 +56,16 @@ pub enum OnnxError {
         /// The panic's message.
         message: String,
     },
+    /// tract needed more than [`MAX_MODEL_MEMORY`] at one of its steps (`what`): a graph
+    /// whose constants fold, or whose run grows, to more than that. Enforced where
+    /// [`crate::budget::Budgeted`] is the global allocator (the `runtime` binary).
+    #[error("{}: {what}: needs more than the {} MiB of memory allowed", path.display(), MAX_MODEL_MEMORY >> 20)]
+    Memory {
+        /// The ONNX file.
+        path: PathBuf,
+        /// The step.
+        what: &'static str,
+    },
     /// The model is not a classifier of 28x28 images into 10 classes.
     #[error("{}: {problem}", path.display())]
     Interface {
@@ -98,6 +108,14 @@ pub enum InterfaceProblem {
 /// protobuf before tract sees the graph: tract folds constants at load, so a few bytes of
 /// `ConstantOfShape` would otherwise allocate gigabytes.
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 24;
+
+/// The most memory tract may hold, on the calling thread, while it reads, translates and
+/// optimises a model or runs it on one call's images: 256 MiB. The shipped models take a
+/// few megabytes; a tensor at [`MAX_TENSOR_ELEMENTS`] takes 64 MiB as f32. This bounds
+/// what the shape check cannot read from the file (a broadcast or a product of
+/// constants, a shape computed by arithmetic), where [`crate::budget::Budgeted`] is the
+/// global allocator.
+pub const MAX_MODEL_MEMORY: usize = 256 << 20;
 
 /// A loaded, optimised ONNX classifier for 28x28 u8 images.
 ///
@@ -273,34 +291,47 @@ impl OnnxClassifier {
             what: "cannot run the model",
             source: source.into(),
         };
-        let mut all = Vec::with_capacity(count * CLASS_COUNT);
-        // One state for the whole call: its scratch memory is reused from image to image.
-        let mut state = self.plan.spawn().map_err(tract_error)?;
-        for image in scaled.chunks(IMAGE_PIXELS) {
-            let output = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)
-                .and_then(|input| state.run(tvec!(input.into())))
-                .map_err(tract_error)?;
-            let logits = output[0]
-                .try_as_plain_ram()
-                .and_then(|o| o.to_array_view::<f32>().map(|v| v.to_owned()))
-                .map_err(tract_error)?;
-            if logits.shape() != [1, CLASS_COUNT] {
-                return Err(OnnxError::Interface {
-                    path: self.path.clone(),
-                    problem: InterfaceProblem::OutputShape(logits.shape().to_vec()),
-                });
+        guard(&self.path, "cannot run the model", || {
+            let mut all = Vec::with_capacity(count * CLASS_COUNT);
+            // One state for the whole call: its scratch memory is reused from image to
+            // image.
+            let mut state = self.plan.spawn().map_err(tract_error)?;
+            for image in scaled.chunks(IMAGE_PIXELS) {
+                let output = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)
+                    .and_then(|input| state.run(tvec!(input.into())))
+                    .map_err(tract_error)?;
+                let logits = output[0]
+                    .try_as_plain_ram()
+                    .and_then(|o| o.to_array_view::<f32>().map(|v| v.to_owned()))
+                    .map_err(tract_error)?;
+                if logits.shape() != [1, CLASS_COUNT] {
+                    return Err(OnnxError::Interface {
+                        path: self.path.clone(),
+                        problem: InterfaceProblem::OutputShape(logits.shape().to_vec()),
+                    });
+                }
+                all.extend(logits.iter().copied());
             }
-            all.extend(logits.iter().copied());
-        }
-        Ok(all)
+            Ok(all)
+        })?
     }
 }
 
-/// Runs one of tract's steps, turning a panic inside it into [`OnnxError::Panic`]. (The
-/// panic hook still runs: a program that exits from its hook should let this thread's
-/// panics unwind.)
+/// Runs one of tract's steps within [`MAX_MODEL_MEMORY`], turning a refused allocation
+/// into [`OnnxError::Memory`] (whatever the step made of it) and a panic inside it into
+/// [`OnnxError::Panic`]. (The panic hook still runs: a program that exits from its hook
+/// should let this thread's panics unwind.)
 fn guard<T>(path: &Path, what: &'static str, step: impl FnOnce() -> T) -> Result<T, OnnxError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|payload| {
+    let (caught, refused) = crate::budget::within(MAX_MODEL_MEMORY, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(step))
+    });
+    if refused {
+        return Err(OnnxError::Memory {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    caught.map_err(|payload| {
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -487,6 +518,10 @@ fn check_nodes(nodes: &[pb::NodeProto], known: &mut Known) -> Result<(), Oversiz
                 .map(|input| known.get(input).cloned())
                 .collect::<Option<Vec<_>>>()
                 .map(|parts| parts.concat()),
+            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" => arithmetic(
+                &node.op_type,
+                node.input.iter().map(|input| known.get(input)),
+            ),
             _ => None,
         };
         if let Some(values) = passed.filter(|v| v.len() <= 64) {
@@ -494,6 +529,38 @@ fn check_nodes(nodes: &[pb::NodeProto], known: &mut Known) -> Result<(), Oversiz
         }
     }
     Ok(())
+}
+
+/// Elementwise integer arithmetic on known values (the same length, or one of them a
+/// single value): how a shape is computed from constants before `ConstantOfShape` or
+/// `Expand`. Saturating, so that a product cannot wrap back under the cap; a division by
+/// zero is not followed.
+fn arithmetic<'a>(
+    op: &str,
+    mut inputs: impl Iterator<Item = Option<&'a Vec<i64>>>,
+) -> Option<Vec<i64>> {
+    let (a, b) = (inputs.next()??, inputs.next()??);
+    let len = a.len().max(b.len());
+    if inputs.next().is_some()
+        || (a.len() != len && a.len() != 1)
+        || (b.len() != len && b.len() != 1)
+    {
+        return None;
+    }
+    let at = |v: &Vec<i64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    (0..len)
+        .map(|i| {
+            let (x, y) = (at(a, i), at(b, i));
+            match op {
+                "Add" => Some(x.saturating_add(y)),
+                "Sub" => Some(x.saturating_sub(y)),
+                "Mul" => Some(x.saturating_mul(y)),
+                "Div" => x.checked_div(y),
+                "Max" => Some(x.max(y)),
+                _ => Some(x.min(y)),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -176,6 +176,34 @@ fn a_shape_built_in_steps_or_given_to_expand_is_checked() {
         vec![one_float(), int64s("shape", &[50_000, 50_000])],
     );
     refused(&bytes, 2_500_000_000);
+    // A side computed by arithmetic on constants: 6000 * 2, then 12000 + 8000 - 0 / 1.
+    let bytes = model(
+        vec![
+            node("Mul", &["half", "two"], "side", vec![]),
+            node("Sub", &["side", "zero"], "side2", vec![]),
+            node("Div", &["side2", "one"], "side3", vec![]),
+            node("Add", &["side3", "extra"], "other", vec![]),
+            node("Concat", &["side3", "other"], "shape", vec![]),
+            node("ConstantOfShape", &["shape"], "out", vec![]),
+        ],
+        vec![
+            int64s("half", &[6_000]),
+            int64s("two", &[2]),
+            int64s("zero", &[0]),
+            int64s("one", &[1]),
+            int64s("extra", &[8_000]),
+        ],
+    );
+    refused(&bytes, 240_000_000);
+    // A product that would wrap i64 saturates instead of passing under the cap.
+    let bytes = model(
+        vec![
+            node("Mul", &["big", "big"], "side", vec![]),
+            node("Expand", &["one", "side"], "out", vec![]),
+        ],
+        vec![int64s("big", &[1 << 32, 1 << 32]), int64s("one", &[1])],
+    );
+    refused(&bytes, u64::MAX);
 }
 
 #[test]

@@ -14,6 +14,12 @@ use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
 mod describe;
 mod predict;
 
+/// The system allocator, with the memory budget that bounds what tract may take while it
+/// loads or runs an ONNX file (`fmnist_runtime::onnx::MAX_MODEL_MEMORY`).
+#[global_allocator]
+static ALLOCATOR: fmnist_runtime::budget::Budgeted<std::alloc::System> =
+    fmnist_runtime::budget::Budgeted(std::alloc::System);
+
 /// The shipped `edge` int8 model, used when no `--model` is given.
 static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
 const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";

@@ -271,20 +271,21 @@ fn an_idx_gzip_bomb_is_refused_without_inflating_it() {
     );
 }
 
-#[test]
-fn an_onnx_graph_folding_to_a_huge_constant_is_refused_under_512_mb() {
-    // ConstantOfShape([12000, 12000]) then Add: 576 MB per tensor once tract folds it.
-    let shape = pb::TensorProto {
-        name: "shape".into(),
-        dims: vec![2],
-        data_type: 7,
-        int64_data: vec![12_000, 12_000],
-        ..Default::default()
-    };
-    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+fn onnx_node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
         op_type: op.into(),
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+/// An ONNX file (opset 13) of these nodes and initializers, with one float input `input`
+/// of shape `[N, 1, 28, 28]` and the output `out`.
+fn onnx_model(node: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>) -> Vec<u8> {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = |value| Dimension {
+        value: Some(value),
         ..Default::default()
     };
     let input = pb::ValueInfoProto {
@@ -292,24 +293,28 @@ fn an_onnx_graph_folding_to_a_huge_constant_is_refused_under_512_mb() {
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: 1,
-                shape: None,
+                shape: Some(pb::TensorShapeProto {
+                    dim: vec![
+                        dim(Value::DimParam("N".into())),
+                        dim(Value::DimValue(1)),
+                        dim(Value::DimValue(28)),
+                        dim(Value::DimValue(28)),
+                    ],
+                }),
             })),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let bytes = pb::ModelProto {
+    pb::ModelProto {
         ir_version: 8,
         opset_import: vec![pb::OperatorSetIdProto {
             domain: String::new(),
             version: 13,
         }],
         graph: Some(pb::GraphProto {
-            node: vec![
-                node("ConstantOfShape", &["shape"], "big"),
-                node("Add", &["big", "big"], "out"),
-            ],
-            initializer: vec![shape],
+            node,
+            initializer,
             input: vec![input],
             output: vec![pb::ValueInfoProto {
                 name: "out".into(),
@@ -319,16 +324,136 @@ fn an_onnx_graph_folding_to_a_huge_constant_is_refused_under_512_mb() {
         }),
         ..Default::default()
     }
-    .encode_to_vec();
+    .encode_to_vec()
+}
+
+fn int64s(name: &str, values: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: 7,
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A float initializer of these dimensions, all zeros, its data raw.
+fn zero_floats(name: &str, dims: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        raw_data: vec![0; dims.iter().product::<i64>() as usize * 4],
+        ..Default::default()
+    }
+}
+
+/// Asserts that `runtime info` and `runtime classify --model` refuse each of these ONNX
+/// files with exit code 1 under 512 MB, with a message naming the file and saying `why`.
+fn onnx_refused_under_512_mb(files: &[(&str, Vec<u8>, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("fold.onnx");
-    std::fs::write(&file, bytes).unwrap();
     let image = dir.path().join("x.png");
     image::GrayImage::new(28, 28).save(&image).unwrap();
-    for args in [
-        vec!["info", path(&file)],
-        vec!["classify", "--model", path(&file), path(&image)],
-    ] {
-        refused_within(&args, &file, "144000000 elements, more than", 512);
+    for (name, bytes, why) in files {
+        assert!(bytes.len() < 200_000, "{name}: {} bytes", bytes.len());
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        for args in [
+            vec!["info", path(&file)],
+            vec!["classify", "--model", path(&file), path(&image)],
+        ] {
+            refused_within(&args, &file, why, 512);
+        }
     }
+}
+
+#[test]
+fn an_onnx_graph_folding_to_a_huge_constant_is_refused_under_512_mb() {
+    // ConstantOfShape([12000, 12000]) then Add: 576 MB per tensor once tract folds it.
+    let bytes = onnx_model(
+        vec![
+            onnx_node("ConstantOfShape", &["shape"], "big"),
+            onnx_node("Add", &["big", "big"], "out"),
+        ],
+        vec![int64s("shape", &[12_000, 12_000])],
+    );
+    onnx_refused_under_512_mb(&[("fold.onnx", bytes, "144000000 elements, more than")]);
+}
+
+#[test]
+fn onnx_graphs_that_compute_or_broadcast_huge_constants_are_refused_under_512_mb() {
+    // Each makes a 12000x12000 float tensor (576 MB) from a few kilobytes, by a path that
+    // states no large shape: tract folds every node whose inputs are constants. The shape
+    // check follows integer arithmetic on constants; the memory budget stops the rest.
+    let computed_shape = onnx_model(
+        vec![
+            onnx_node("Mul", &["half", "two"], "side"),
+            pb::NodeProto {
+                attribute: vec![pb::AttributeProto {
+                    name: "axis".into(),
+                    r#type: pb::attribute_proto::AttributeType::Int as i32,
+                    i: 0,
+                    ..Default::default()
+                }],
+                ..onnx_node("Concat", &["side", "side"], "shape")
+            },
+            onnx_node("ConstantOfShape", &["shape"], "big"),
+            onnx_node("Add", &["big", "big"], "out"),
+        ],
+        vec![int64s("half", &[6_000]), int64s("two", &[2])],
+    );
+    // The input's own shape [N,1,28,28], sliced to [28, 28] and multiplied: constant
+    // once N is set to 1.
+    let from_the_input_shape = onnx_model(
+        vec![
+            onnx_node("Shape", &["input"], "dims"),
+            onnx_node("Slice", &["dims", "starts", "ends"], "hw"),
+            onnx_node("Mul", &["hw", "factor"], "shape"),
+            onnx_node("ConstantOfShape", &["shape"], "big"),
+            onnx_node("Add", &["big", "big"], "out"),
+        ],
+        vec![
+            int64s("starts", &[2]),
+            int64s("ends", &[4]),
+            int64s("factor", &[430]),
+        ],
+    );
+    let broadcast = onnx_model(
+        vec![
+            onnx_node("Add", &["column", "row"], "big"),
+            onnx_node("Add", &["big", "big"], "out"),
+        ],
+        vec![
+            zero_floats("column", &[12_000, 1]),
+            zero_floats("row", &[1, 12_000]),
+        ],
+    );
+    let outer_product = onnx_model(
+        vec![
+            onnx_node("MatMul", &["column", "row"], "big"),
+            onnx_node("Add", &["big", "big"], "out"),
+        ],
+        vec![
+            zero_floats("column", &[12_000, 1]),
+            zero_floats("row", &[1, 12_000]),
+        ],
+    );
+    onnx_refused_under_512_mb(&[
+        ("mul.onnx", computed_shape, "144000000 elements, more than"),
+        (
+            "shape.onnx",
+            from_the_input_shape,
+            "needs more than the 256 MiB of memory allowed",
+        ),
+        (
+            "broadcast.onnx",
+            broadcast,
+            "needs more than the 256 MiB of memory allowed",
+        ),
+        (
+            "matmul.onnx",
+            outer_product,
+            "needs more than the 256 MiB of memory allowed",
+        ),
+    ]);
 }
