@@ -23,6 +23,7 @@ pub mod backend;
 pub mod batch;
 pub mod calibrate;
 pub mod checkpoint;
+pub mod conv;
 pub mod export;
 pub mod fit;
 pub mod fsutil;

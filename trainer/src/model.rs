@@ -490,7 +490,9 @@ impl<B: Backend> Classifier<B> {
         let mut x = Activation::Map(images);
         for (index, layer) in self.layers.iter().enumerate() {
             x = match (layer, x) {
-                (Layer::Conv(conv), Activation::Map(t)) => Activation::Map(conv.forward(t)),
+                (Layer::Conv(conv), Activation::Map(t)) => {
+                    Activation::Map(crate::conv::forward(conv, t))
+                }
                 (Layer::BatchNorm(bn), Activation::Map(t)) => Activation::Map(batch_norm(bn, t)),
                 (Layer::Relu(relu), Activation::Map(t)) => Activation::Map(relu.forward(t)),
                 (Layer::Relu(relu), Activation::Flat(t)) => Activation::Flat(relu.forward(t)),
