@@ -8,8 +8,11 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use prost::Message;
 use tract_onnx::pb;
+
+#[path = "../../tests/common/onnx_graph.rs"]
+mod onnx_graph;
+use onnx_graph::{int64s, model, node};
 
 struct Outcome {
     code: Option<i32>,
@@ -271,72 +274,6 @@ fn an_idx_gzip_bomb_is_refused_without_inflating_it() {
     );
 }
 
-fn onnx_node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
-    pb::NodeProto {
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
-/// An ONNX file (opset 13) of these nodes and initializers, with one float input `input`
-/// of shape `[N, 1, 28, 28]` and the output `out`.
-fn onnx_model(node: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>) -> Vec<u8> {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = |value| Dimension {
-        value: Some(value),
-        ..Default::default()
-    };
-    let input = pb::ValueInfoProto {
-        name: "input".into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: vec![
-                        dim(Value::DimParam("N".into())),
-                        dim(Value::DimValue(1)),
-                        dim(Value::DimValue(28)),
-                        dim(Value::DimValue(28)),
-                    ],
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(pb::GraphProto {
-            node,
-            initializer,
-            input: vec![input],
-            output: vec![pb::ValueInfoProto {
-                name: "out".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-fn int64s(name: &str, values: &[i64]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: vec![values.len() as i64],
-        data_type: 7,
-        int64_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
 /// A float initializer of these dimensions, all zeros, its data raw.
 fn zero_floats(name: &str, dims: &[i64]) -> pb::TensorProto {
     pb::TensorProto {
@@ -370,10 +307,10 @@ fn onnx_refused_under_512_mb(files: &[(&str, Vec<u8>, &str)]) {
 #[test]
 fn an_onnx_graph_folding_to_a_huge_constant_is_refused_under_512_mb() {
     // ConstantOfShape([12000, 12000]) then Add: 576 MB per tensor once tract folds it.
-    let bytes = onnx_model(
+    let bytes = model(
         vec![
-            onnx_node("ConstantOfShape", &["shape"], "big"),
-            onnx_node("Add", &["big", "big"], "out"),
+            node("ConstantOfShape", &["shape"], "big", vec![]),
+            node("Add", &["big", "big"], "out", vec![]),
         ],
         vec![int64s("shape", &[12_000, 12_000])],
     );
@@ -385,32 +322,34 @@ fn onnx_graphs_that_compute_or_broadcast_huge_constants_are_refused_under_512_mb
     // Each makes a 12000x12000 float tensor (576 MB) from a few kilobytes, by a path that
     // states no large shape: tract folds every node whose inputs are constants. The shape
     // check follows integer arithmetic on constants; the memory budget stops the rest.
-    let computed_shape = onnx_model(
+    let computed_shape = model(
         vec![
-            onnx_node("Mul", &["half", "two"], "side"),
-            pb::NodeProto {
-                attribute: vec![pb::AttributeProto {
+            node("Mul", &["half", "two"], "side", vec![]),
+            node(
+                "Concat",
+                &["side", "side"],
+                "shape",
+                vec![pb::AttributeProto {
                     name: "axis".into(),
                     r#type: pb::attribute_proto::AttributeType::Int as i32,
                     i: 0,
                     ..Default::default()
                 }],
-                ..onnx_node("Concat", &["side", "side"], "shape")
-            },
-            onnx_node("ConstantOfShape", &["shape"], "big"),
-            onnx_node("Add", &["big", "big"], "out"),
+            ),
+            node("ConstantOfShape", &["shape"], "big", vec![]),
+            node("Add", &["big", "big"], "out", vec![]),
         ],
         vec![int64s("half", &[6_000]), int64s("two", &[2])],
     );
     // The input's own shape [N,1,28,28], sliced to [28, 28] and multiplied: constant
     // once N is set to 1.
-    let from_the_input_shape = onnx_model(
+    let from_the_input_shape = model(
         vec![
-            onnx_node("Shape", &["input"], "dims"),
-            onnx_node("Slice", &["dims", "starts", "ends"], "hw"),
-            onnx_node("Mul", &["hw", "factor"], "shape"),
-            onnx_node("ConstantOfShape", &["shape"], "big"),
-            onnx_node("Add", &["big", "big"], "out"),
+            node("Shape", &["input"], "dims", vec![]),
+            node("Slice", &["dims", "starts", "ends"], "hw", vec![]),
+            node("Mul", &["hw", "factor"], "shape", vec![]),
+            node("ConstantOfShape", &["shape"], "big", vec![]),
+            node("Add", &["big", "big"], "out", vec![]),
         ],
         vec![
             int64s("starts", &[2]),
@@ -418,20 +357,20 @@ fn onnx_graphs_that_compute_or_broadcast_huge_constants_are_refused_under_512_mb
             int64s("factor", &[430]),
         ],
     );
-    let broadcast = onnx_model(
+    let broadcast = model(
         vec![
-            onnx_node("Add", &["column", "row"], "big"),
-            onnx_node("Add", &["big", "big"], "out"),
+            node("Add", &["column", "row"], "big", vec![]),
+            node("Add", &["big", "big"], "out", vec![]),
         ],
         vec![
             zero_floats("column", &[12_000, 1]),
             zero_floats("row", &[1, 12_000]),
         ],
     );
-    let outer_product = onnx_model(
+    let outer_product = model(
         vec![
-            onnx_node("MatMul", &["column", "row"], "big"),
-            onnx_node("Add", &["big", "big"], "out"),
+            node("MatMul", &["column", "row"], "big", vec![]),
+            node("Add", &["big", "big"], "out", vec![]),
         ],
         vec![
             zero_floats("column", &[12_000, 1]),
