@@ -4,11 +4,11 @@
 //! tract folds every node whose inputs are constants when it loads a model, so a few
 //! kilobytes of graph can make gigabytes: a broadcast `Add` of a `[12000, 1]` and a
 //! `[1, 12000]` constant, an outer-product `MatMul`, a shape computed by `Mul` and given to
-//! `ConstantOfShape`. [`crate::onnx`] bounds the shapes it can read from the file; this
+//! `ConstantOfShape`. The `onnx` module (feature `tract`) bounds the shapes it can read from the file; this
 //! budget bounds the rest. Installed as the program's allocator, [`Budgeted`] refuses any
 //! allocation that would take the bytes the current thread allocated inside [`within`]
 //! over its limit. tract's tensors then fail to allocate (a panic, which
-//! [`crate::onnx`] catches) and the load ends with [`crate::onnx::OnnxError::Memory`].
+//! the `onnx` module catches) and the load ends with `OnnxError::Memory`.
 //!
 //! Without [`Budgeted`] as the global allocator (a library user's choice: the `runtime`
 //! binary installs it) nothing is refused, and [`within`] only runs its closure.
@@ -72,31 +72,32 @@ fn signed(bytes: usize) -> isize {
     isize::try_from(bytes).unwrap_or(isize::MAX)
 }
 
+/// Charges `grow` bytes and runs `allocate` if they fit (a null pointer if not); gives
+/// them back if `allocate` fails.
+fn charged(grow: isize, allocate: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if !charge(grow) {
+        return std::ptr::null_mut();
+    }
+    let pointer = allocate();
+    if pointer.is_null() {
+        charge(-grow);
+    }
+    pointer
+}
+
 // SAFETY: every call is passed to `A` with the caller's arguments, or refused with a null
 // pointer, which `GlobalAlloc` allows for any allocation; `dealloc` always passes on.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Budgeted<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !charge(signed(layout.size())) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: the caller's contract, passed on.
-        let pointer = unsafe { self.0.alloc(layout) };
-        if pointer.is_null() {
-            charge(-signed(layout.size()));
-        }
-        pointer
+        charged(signed(layout.size()), || unsafe { self.0.alloc(layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !charge(signed(layout.size())) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: the caller's contract, passed on.
-        let pointer = unsafe { self.0.alloc_zeroed(layout) };
-        if pointer.is_null() {
-            charge(-signed(layout.size()));
-        }
-        pointer
+        charged(signed(layout.size()), || unsafe {
+            self.0.alloc_zeroed(layout)
+        })
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
@@ -107,15 +108,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Budgeted<A> {
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let grow = signed(new_size).saturating_sub(signed(layout.size()));
-        if !charge(grow) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: the caller's contract, passed on.
-        let moved = unsafe { self.0.realloc(pointer, layout, new_size) };
-        if moved.is_null() {
-            charge(-grow);
-        }
-        moved
+        charged(grow, || unsafe {
+            self.0.realloc(pointer, layout, new_size)
+        })
     }
 }
 

@@ -557,7 +557,8 @@ fn arithmetic<'a>(
                 "Mul" => Some(x.saturating_mul(y)),
                 "Div" => x.checked_div(y),
                 "Max" => Some(x.max(y)),
-                _ => Some(x.min(y)),
+                "Min" => Some(x.min(y)),
+                _ => None,
             }
         })
         .collect()

@@ -55,7 +55,7 @@ fn what_is_freed_is_given_back_and_what_is_kept_counts() {
 #[test]
 fn nested_windows_use_the_inner_limit_and_charge_the_outer() {
     let ((inner_refused, after), outer_refused) = within(2 * MIB, || {
-        let (kept, inner_refused) = within(MIB, || vec![0u8; 3 * MIB / 2 / 2]);
+        let (kept, inner_refused) = within(MIB, || vec![0u8; 3 * MIB / 4]);
         // The inner window's 0.75 MiB stays allocated: 1.25 MiB are left outside it.
         let after = try_vec(3 * MIB / 2).is_ok();
         drop(kept);

@@ -19,6 +19,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
@@ -38,44 +39,50 @@ fn burn_conv_asked() -> bool {
 /// backend, stride 1, dilation 1, one group, explicit padding and a bias, unless
 /// `FMNIST_BURN_CONV` is set.
 pub fn supported<B: Backend>(conv: &Conv2d<B>) -> bool {
-    TypeId::of::<B>() == TypeId::of::<CpuTrain>()
+    gemm_parts(conv).is_some()
+}
+
+/// The padding and bias of a `conv` that [`supported`] accepts.
+fn gemm_parts<B: Backend>(conv: &Conv2d<B>) -> Option<(Padding, &Param<Tensor<B, 1>>)> {
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+        return None;
+    };
+    let accepted = TypeId::of::<B>() == TypeId::of::<CpuTrain>()
         && !burn_conv_asked()
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
-        && conv.groups == 1
-        && matches!(conv.padding, PaddingConfig2d::Explicit(..))
-        && conv.bias.is_some()
+        && conv.groups == 1;
+    if !accepted {
+        return None;
+    }
+    let padding = Padding {
+        top,
+        left,
+        bottom,
+        right,
+    };
+    Some((padding, conv.bias.as_ref()?))
 }
 
 /// `conv.forward(x)`: as im2col and matrix products where [`supported`], otherwise burn's.
 pub fn forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let (PaddingConfig2d::Explicit(top, left, bottom, right), Some(bias)) =
-        (&conv.padding, &conv.bias)
-    else {
+    let Some((padding, bias)) = gemm_parts(conv) else {
         return conv.forward(x);
     };
-    if !supported(conv) {
-        return conv.forward(x);
-    }
     let out = gemm_conv(
         same_type::<_, Tensor<CpuTrain, 4>>(x),
         same_type(conv.weight.val()),
         same_type(bias.val()),
-        Padding {
-            top: *top,
-            left: *left,
-            bottom: *bottom,
-            right: *right,
-        },
+        padding,
     );
     same_type(out)
 }
 
-/// `value` as `U`, which [`supported`] found to be its own type.
+/// `value` as `U`, which [`gemm_parts`] found to be its own type.
 fn same_type<T: 'static, U: 'static>(value: T) -> U {
     match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
         Ok(value) => *value,
-        Err(_) => unreachable!("checked by supported()"),
+        Err(_) => unreachable!("checked by gemm_parts()"),
     }
 }
 

@@ -289,7 +289,7 @@ fn the_best_epoch_is_kept_and_patience_stops_early() {
     ]));
     assert!(best_eval.contains("best epoch 1 of 3"), "{best_eval}");
     let grid = data.path().join("best.png");
-    ok(trainer(&[
+    let show_best = [
         "show",
         "--model",
         path(&run),
@@ -298,7 +298,8 @@ fn the_best_epoch_is_kept_and_patience_stops_early() {
         path(data.path()),
         "--out",
         path(&grid),
-    ]));
+    ];
+    ok(trainer(&show_best));
     assert!(grid.is_file());
     // A damaged best.mpk is found by its checksum.
     std::fs::write(run.join("best.mpk"), b"not weights").unwrap();
@@ -307,20 +308,7 @@ fn the_best_epoch_is_kept_and_patience_stops_early() {
         1,
         "best.mpk: checksum mismatch",
     );
-    refused(
-        &trainer(&[
-            "show",
-            "--model",
-            path(&run),
-            "--best",
-            "--data",
-            path(data.path()),
-            "--out",
-            path(&grid),
-        ]),
-        1,
-        "best.mpk: checksum mismatch",
-    );
+    refused(&trainer(&show_best), 1, "best.mpk: checksum mismatch");
 }
 
 #[test]

@@ -357,26 +357,20 @@ fn onnx_graphs_that_compute_or_broadcast_huge_constants_are_refused_under_512_mb
             int64s("factor", &[430]),
         ],
     );
-    let broadcast = model(
-        vec![
-            node("Add", &["column", "row"], "big", vec![]),
-            node("Add", &["big", "big"], "out", vec![]),
-        ],
-        vec![
-            zero_floats("column", &[12_000, 1]),
-            zero_floats("row", &[1, 12_000]),
-        ],
-    );
-    let outer_product = model(
-        vec![
-            node("MatMul", &["column", "row"], "big", vec![]),
-            node("Add", &["big", "big"], "out", vec![]),
-        ],
-        vec![
-            zero_floats("column", &[12_000, 1]),
-            zero_floats("row", &[1, 12_000]),
-        ],
-    );
+    // `op` of a [12000, 1] and a [1, 12000] constant: a broadcast or an outer product.
+    let column_by_row = |op: &str| {
+        model(
+            vec![
+                node(op, &["column", "row"], "big", vec![]),
+                node("Add", &["big", "big"], "out", vec![]),
+            ],
+            vec![
+                zero_floats("column", &[12_000, 1]),
+                zero_floats("row", &[1, 12_000]),
+            ],
+        )
+    };
+    let (broadcast, outer_product) = (column_by_row("Add"), column_by_row("MatMul"));
     onnx_refused_under_512_mb(&[
         ("mul.onnx", computed_shape, "144000000 elements, more than"),
         (
