@@ -43,8 +43,13 @@ pub fn fit(
         dir: dir.to_path_buf(),
         progress: false,
     };
-    let model =
-        train::fit::<CpuTrain>(&mut info, &Splits { train, val }, &out, &Default::default())
-            .unwrap();
+    let model = train::fit::<CpuTrain>(
+        &mut info,
+        &Splits { train, val },
+        &out,
+        None,
+        &Default::default(),
+    )
+    .unwrap();
     (info, model)
 }

@@ -240,10 +240,19 @@ impl RunInfo {
             }
             match options.recipe.apply(options.model) {
                 Err(e) => bail!("its options are invalid ({e})"),
-                Ok(recipe) if recipe != self.recipe => {
-                    bail!("its options give another recipe than the run's")
+                Ok(mut recipe) => {
+                    // The options name the teacher's file, the recipe records its checksum.
+                    let settings = |d: &crate::distill::Distillation| (d.weight, d.temperature);
+                    let given = options
+                        .teacher
+                        .is_some()
+                        .then(|| options.recipe.distill_settings());
+                    recipe.distill = self.recipe.distill.clone();
+                    if recipe != self.recipe || given != self.recipe.distill.as_ref().map(settings)
+                    {
+                        bail!("its options give another recipe than the run's")
+                    }
                 }
-                Ok(_) => {}
             }
         }
         let is_sha = |sha: &str| {

@@ -1,5 +1,5 @@
-//! Convolution as im2col and matrix products, with its own backward pass, for training on
-//! the CPU backend.
+//! Convolution as im2col and matrix products, with its own backward pass, for training
+//! and inference on the CPU backend.
 //!
 //! burn-flex computes a convolution's weight gradient as a `conv2d` over a transposed
 //! view, which it first copies element by element, and its input gradient as a direct
@@ -35,8 +35,8 @@ fn burn_conv_asked() -> bool {
     *ASKED.get_or_init(|| std::env::var_os("FMNIST_BURN_CONV").is_some())
 }
 
-/// Whether [`forward`] runs `conv` as im2col and matrix products: training on the CPU
-/// backend, stride 1, dilation 1, one group, explicit padding and a bias, unless
+/// Whether [`forward`] runs `conv` as im2col and matrix products: the CPU backend (training
+/// or inference), stride 1, dilation 1, one group, explicit padding and a bias, unless
 /// `FMNIST_BURN_CONV` is set.
 pub fn supported<B: Backend>(conv: &Conv2d<B>) -> bool {
     gemm_parts(conv).is_some()
@@ -47,7 +47,8 @@ fn gemm_parts<B: Backend>(conv: &Conv2d<B>) -> Option<(Padding, &Param<Tensor<B,
     let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
         return None;
     };
-    let accepted = TypeId::of::<B>() == TypeId::of::<CpuTrain>()
+    let backend = TypeId::of::<B>();
+    let accepted = (backend == TypeId::of::<CpuTrain>() || backend == TypeId::of::<Cpu>())
         && !burn_conv_asked()
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
@@ -69,6 +70,14 @@ pub fn forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let Some((padding, bias)) = gemm_parts(conv) else {
         return conv.forward(x);
     };
+    if TypeId::of::<B>() == TypeId::of::<Cpu>() {
+        // Inference (validation, a distillation teacher): no columns kept.
+        let x: Tensor<Cpu, 4> = same_type(x);
+        let weight: Tensor<Cpu, 4> = same_type(conv.weight.val());
+        let g = Geometry::new(x.dims(), weight.dims(), padding);
+        let (out, _) = conv_inner(x, weight, same_type(bias.val()), &g);
+        return same_type(out);
+    }
     let out = gemm_conv(
         same_type::<_, Tensor<CpuTrain, 4>>(x),
         same_type(conv.weight.val()),
@@ -110,6 +119,21 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of input `[n, c, h, w]` under weights `[o, c, kh, kw]`.
+    fn new([n, c, h, w]: [usize; 4], [_, _, kh, kw]: [usize; 4], padding: Padding) -> Self {
+        Geometry {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            oh: h + padding.top + padding.bottom + 1 - kh,
+            ow: w + padding.left + padding.right + 1 - kw,
+            padding,
+        }
+    }
+
     /// Rows of the column matrix: `c * kh * kw`.
     fn rows(&self) -> usize {
         self.c * self.kh * self.kw
@@ -222,6 +246,25 @@ impl Backward<Cpu, 3> for GemmConv {
     }
 }
 
+/// The convolution of `x` by `weight` plus `bias` on the inference backend, and the
+/// columns it multiplied.
+fn conv_inner(
+    x: Tensor<Cpu, 4>,
+    weight: Tensor<Cpu, 4>,
+    bias: Tensor<Cpu, 1>,
+    g: &Geometry,
+) -> (Tensor<Cpu, 4>, Tensor<Cpu, 3>) {
+    let o = weight.dims()[0];
+    let cols = columns(x, g);
+    let out = weight
+        .reshape([1, o, g.rows()])
+        .matmul(cols.clone())
+        .reshape([g.n, o, g.oh, g.ow])
+        // `[N, O, 1, 1]`: the per-channel broadcast burn-flex runs on its fast path.
+        + bias.reshape([1, o, 1, 1]).repeat_dim(0, g.n);
+    (out, cols)
+}
+
 /// The convolution on the training backend, recorded for [`GemmConv`]'s backward pass.
 fn gemm_conv(
     x: Tensor<CpuTrain, 4>,
@@ -229,36 +272,22 @@ fn gemm_conv(
     bias: Tensor<CpuTrain, 1>,
     padding: Padding,
 ) -> Tensor<CpuTrain, 4> {
-    let [n, c, h, w] = x.dims();
-    let [o, _, kh, kw] = weight.dims();
-    let g = Geometry {
-        n,
-        c,
-        h,
-        w,
-        kh,
-        kw,
-        oh: h + padding.top + padding.bottom + 1 - kh,
-        ow: w + padding.left + padding.right + 1 - kw,
-        padding,
-    };
+    let g = Geometry::new(x.dims(), weight.dims(), padding);
     let (x, weight, bias) = (
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.into_primitive().tensor(),
     );
     let inner = |t: FloatTensor<Cpu>| Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(t));
-    let cols = columns(inner(x.primitive.clone()), &g);
     let weight_inner = inner(weight.primitive.clone());
     let bias_inner =
         Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(bias.primitive.clone()));
-    let out = weight_inner
-        .clone()
-        .reshape([1, o, g.rows()])
-        .matmul(cols.clone())
-        .reshape([n, o, g.oh, g.ow])
-        // `[N, O, 1, 1]`: the per-channel broadcast burn-flex runs on its fast path.
-        + bias_inner.reshape([1, o, 1, 1]).repeat_dim(0, n);
+    let (out, cols) = conv_inner(
+        inner(x.primitive.clone()),
+        weight_inner.clone(),
+        bias_inner,
+        &g,
+    );
     let out = out.into_primitive().tensor();
     let result = match GemmConv
         .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
@@ -359,6 +388,14 @@ mod tests {
                 "{channels:?} k{kernel} p{padding}: {what} differs by {difference} (scale {scale})"
             );
         }
+        // The inference backend's forward pass (validation, a distillation teacher).
+        let inner = burn::module::AutodiffModule::valid(&conv);
+        assert_eq!(supported(&inner), bias);
+        let difference = max_difference(forward(&inner, input.clone()), inner.forward(input));
+        assert!(
+            difference <= 1e-5 * scale.max(1.0),
+            "{channels:?} k{kernel} p{padding}: inference output differs by {difference}"
+        );
         if let (Some(ours), Some(theirs)) = (ours.3, theirs.3) {
             let scale = max_abs(theirs.clone());
             let difference = max_difference(ours, theirs);
@@ -388,8 +425,8 @@ mod tests {
             .with_stride([2, 2])
             .init(&device);
         assert!(!supported(&strided));
-        let inference: Conv2d<Flex> = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
-        assert!(!supported(&inference));
+        let unpadded: Conv2d<Flex> = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
+        assert!(!supported(&unpadded));
         let x = Tensor::<B, 4>::random([1, 2, 9, 9], Distribution::Normal(0.0, 1.0), &device);
         let difference = max_difference(
             forward(&strided, x.clone()).inner(),

@@ -10,6 +10,7 @@ use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 
 use crate::backend::DeviceKind;
 use crate::checkpoint::{self, ResumeState, RunInfo, BEST_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE};
+use crate::distill::{Distillation, Teacher};
 use crate::export::{self, Exports};
 use crate::fsutil;
 use crate::model::{summary_text, ModelKind};
@@ -59,6 +60,12 @@ pub struct FitOptions {
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Distil from a teacher: an ONNX file written by `trainer export` (for example of a
+    /// `wide` run), run beside the student on the same images; see --distill-weight and
+    /// --distill-temperature. The run records the file's SHA-256 and a resumed run checks it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PathBuf>,
 }
 
 impl FitOptions {
@@ -85,6 +92,9 @@ impl FitOptions {
             "no_augment" => to.recipe.no_augment = r.no_augment,
             "augment" => to.recipe.augment = r.augment,
             "replicas" => to.recipe.replicas = r.replicas,
+            "distill_weight" => to.recipe.distill_weight = r.distill_weight,
+            "distill_temperature" => to.recipe.distill_temperature = r.distill_temperature,
+            "teacher" => to.teacher.clone_from(&f.teacher),
             "seed" => to.seed = f.seed,
             "out" => to.out.clone_from(&f.out),
             "data" => to.data.clone_from(&f.data),
@@ -109,6 +119,7 @@ impl FitOptions {
         self.export_q8 = None;
         self.test_limit = None;
         self.patience = None;
+        self.teacher = None;
         self.out = None;
     }
 
@@ -125,8 +136,10 @@ impl FitOptions {
             let dir = o.out_dir();
             std::fs::canonicalize(&dir).unwrap_or(dir)
         };
+        let distill = |o: &FitOptions| (o.teacher.is_some(), o.recipe.distill_settings());
         self.model == other.model
             && recipe(self) == recipe(other)
+            && distill(self) == distill(other)
             && (self.seed, self.val, self.train_limit, self.device)
                 == (other.seed, other.val, other.train_limit, other.device)
             && dir(self) == dir(other)
@@ -134,11 +147,12 @@ impl FitOptions {
 }
 
 /// The options `trainer fit --resume` lets change: the run's length (`--epochs`, to extend
-/// it), where its data now lies (`--data`, checked by checksum), what happens at the end
-/// (`--export`, `--export-q8`, `--test-limit`) and `--patience`.
-pub const CHANGEABLE_ON_RESUME: [&str; 6] = [
+/// it), where its data and teacher now lie (`--data`, `--teacher`, checked by checksum),
+/// what happens at the end (`--export`, `--export-q8`, `--test-limit`) and `--patience`.
+pub const CHANGEABLE_ON_RESUME: [&str; 7] = [
     "epochs",
     "data",
+    "teacher",
     "export",
     "export_q8",
     "test_limit",
@@ -259,6 +273,8 @@ pub struct Prepared {
     pub output: Output,
     /// Files to export to at the end.
     pub exports: Exports,
+    /// The teacher to distil from, if the recipe distils.
+    pub teacher: Option<Teacher>,
     /// The directories [`prepare`] created for the run (removed again when the run ends
     /// before its first epoch is saved).
     pub created: Vec<PathBuf>,
@@ -333,6 +349,7 @@ fn prepare_in(
     recipe: crate::recipe::Recipe,
     out: PathBuf,
 ) -> anyhow::Result<Prepared> {
+    let teacher = options.teacher.as_deref().map(Teacher::load).transpose()?;
     let (train_split, val_split, test) = load_data(options)?;
     if train_split.is_empty() {
         return Err(UsageError::NoTrainingImages(options.val).into());
@@ -341,6 +358,15 @@ fn prepare_in(
     let (mut info, state) = match resume {
         Some((info, state)) => (info, Some(state)),
         None => {
+            let mut recipe = recipe;
+            recipe.distill = teacher.as_ref().map(|teacher| {
+                let (weight, temperature) = options.recipe.distill_settings();
+                Distillation {
+                    teacher_sha256: teacher.sha256.clone(),
+                    weight,
+                    temperature,
+                }
+            });
             let mut info = RunInfo::new(
                 options.model,
                 recipe,
@@ -377,12 +403,37 @@ fn prepare_in(
             val_split.len()
         );
     }
+    match (&info.recipe.distill, &teacher) {
+        (Some(distill), Some(teacher)) if distill.teacher_sha256 != teacher.sha256 => bail!(
+            "{}: not the teacher the run distils from (its SHA-256 is {}, {RUN_FILE} records {})",
+            teacher.path.display(),
+            teacher.sha256,
+            distill.teacher_sha256
+        ),
+        (Some(distill), None) => bail!(
+            "the run distils from a teacher (SHA-256 {}): give its file with --teacher",
+            distill.teacher_sha256
+        ),
+        (None, Some(teacher)) => bail!(
+            "{}: the run does not distil from a teacher, and one cannot be added to it",
+            teacher.path.display()
+        ),
+        _ => {}
+    }
     info.data_sha256 = Some(data_sha256);
     info.train_images = train_split.len();
     info.val_images = val_split.len();
     // The run's own model kind (a resumed run's options are checked to name it too).
     crate::say!("{}", summary_text(info.model));
     crate::say!("recipe: {}", info.recipe);
+    if let Some(teacher) = &teacher {
+        crate::say!(
+            "teacher: {} ({} parameters, SHA-256 {})",
+            teacher.path.display(),
+            crate::model::thousands(teacher.parameters()),
+            teacher.sha256
+        );
+    }
     crate::say!(
         "data: {} train, {} validation (the last {} of the training file{}), {} test images \
          from {}; backend {}; run directory {}",
@@ -411,6 +462,7 @@ fn prepare_in(
             onnx: options.export.clone(),
             q8: options.export_q8.clone(),
         },
+        teacher,
         created: Vec::new(),
     })
 }
@@ -423,8 +475,21 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     let info = &mut prepared.info;
     let before = info.epochs.len();
     let trained = match &prepared.state {
-        None => train::fit::<B>(info, &prepared.splits, &prepared.output, device),
-        Some(state) => train::resume::<B>(info, state, &prepared.splits, &prepared.output, device),
+        None => train::fit::<B>(
+            info,
+            &prepared.splits,
+            &prepared.output,
+            prepared.teacher.as_ref(),
+            device,
+        ),
+        Some(state) => train::resume::<B>(
+            info,
+            state,
+            &prepared.splits,
+            &prepared.output,
+            prepared.teacher.as_ref(),
+            device,
+        ),
     };
     let model = match trained {
         Ok(model) => model,

@@ -24,6 +24,7 @@ pub mod batch;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod conv;
+pub mod distill;
 pub mod export;
 pub mod fit;
 pub mod fsutil;

@@ -2,6 +2,7 @@
 //! default; the command line overrides any part ([`RecipeOverrides`]), and every recipe a
 //! run trains with passes [`Recipe::validate`].
 
+use crate::distill::{self, Distillation};
 use crate::model::ModelKind;
 
 /// The optimiser.
@@ -52,6 +53,9 @@ pub struct Recipe {
     /// the option existed.
     #[serde(default = "one")]
     pub replicas: usize,
+    /// Knowledge distillation from a teacher (`--teacher`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distillation>,
 }
 
 fn one() -> usize {
@@ -81,8 +85,9 @@ impl Recipe {
                 label_smoothing: 0.0,
                 augment: false,
                 replicas: DEFAULT_REPLICAS,
+                distill: None,
             },
-            ModelKind::Edge => Recipe {
+            ModelKind::Edge | ModelKind::Wide => Recipe {
                 epochs: 36,
                 batch: 128,
                 lr: 3e-3,
@@ -92,6 +97,7 @@ impl Recipe {
                 label_smoothing: 0.1,
                 augment: true,
                 replicas: DEFAULT_REPLICAS,
+                distill: None,
             },
         }
     }
@@ -110,6 +116,8 @@ impl Recipe {
             Err(RecipeError::WeightDecay)
         } else if !(1..=MAX_REPLICAS).contains(&self.replicas) {
             Err(RecipeError::Replicas)
+        } else if self.distill.as_ref().is_some_and(|d| !d.is_valid()) {
+            Err(RecipeError::Distillation)
         } else {
             Ok(())
         }
@@ -194,9 +202,18 @@ impl std::fmt::Display for Recipe {
         } else {
             ", no augmentation"
         })?;
-        match self.replicas {
-            1 => Ok(()),
-            n => write!(f, ", {n} replicas"),
+        if self.replicas != 1 {
+            write!(f, ", {} replicas", self.replicas)?;
+        }
+        match &self.distill {
+            Some(d) => write!(
+                f,
+                ", distilled from teacher {} (weight {}, temperature {})",
+                d.teacher_sha256.get(..12).unwrap_or(&d.teacher_sha256),
+                d.weight,
+                d.temperature
+            ),
+            None => Ok(()),
         }
     }
 }
@@ -222,33 +239,42 @@ pub enum RecipeError {
     /// No replica, or more than [`MAX_REPLICAS`].
     #[error("--replicas must be between 1 and {MAX_REPLICAS}")]
     Replicas,
+    /// `--distill-weight` outside (0, 1].
+    #[error("--distill-weight must be in (0, 1]")]
+    DistillWeight,
+    /// `--distill-temperature` outside (0, [`distill::MAX_TEMPERATURE`]].
+    #[error("--distill-temperature must be in (0, {}]", distill::MAX_TEMPERATURE)]
+    DistillTemperature,
+    /// A recorded distillation with settings out of range or a malformed checksum.
+    #[error("the run's distillation settings are out of range")]
+    Distillation,
 }
 
 /// The parts of a recipe given on the command line; the rest is the model kind's default.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct RecipeOverrides {
-    /// Epochs [default: 5 for mlp/cnn, 36 for edge].
+    /// Epochs [default: 5 for mlp/cnn, 36 for edge/wide].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Images per training step [default: 300 for mlp/cnn, 128 for edge].
+    /// Images per training step [default: 300 for mlp/cnn, 128 for edge/wide].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Peak learning rate [default: 1e-4 for mlp/cnn, 3e-3 for edge].
+    /// Peak learning rate [default: 1e-4 for mlp/cnn, 3e-3 for edge/wide].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Optimiser [default: adam for mlp/cnn, adamw for edge].
+    /// Optimiser [default: adam for mlp/cnn, adamw for edge/wide].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Decoupled weight decay, AdamW only [default: 0.05 for edge].
+    /// Decoupled weight decay, AdamW only [default: 0.05 for edge/wide].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule [default: constant for mlp/cnn, one-cycle for edge].
+    /// Learning-rate schedule [default: constant for mlp/cnn, one-cycle for edge/wide].
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
-    /// Label smoothing of the training loss [default: 0 for mlp/cnn, 0.1 for edge].
+    /// Label smoothing of the training loss [default: 0 for mlp/cnn, 0.1 for edge/wide].
     #[arg(long)]
     pub label_smoothing: Option<f32>,
-    /// Turn off the random shifts and flips (on by default for edge only).
+    /// Turn off the random shifts and flips (on by default for edge and wide).
     #[arg(long)]
     pub no_augment: bool,
     /// Turn on the random shifts and flips for any model.
@@ -260,10 +286,29 @@ pub struct RecipeOverrides {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<usize>,
+    /// With --teacher: the weight of the teacher's soft targets in the loss, the labels'
+    /// being 1 minus it [default: 0.9].
+    #[arg(long, value_name = "W", requires = "teacher")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill_weight: Option<f32>,
+    /// With --teacher: the softmax temperature of the soft targets [default: 4].
+    #[arg(long, value_name = "T", requires = "teacher")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill_temperature: Option<f32>,
 }
 
 impl RecipeOverrides {
-    /// The default recipe of `kind` with these overrides, validated.
+    /// The distillation weight and temperature, given or default (used with a teacher).
+    pub fn distill_settings(&self) -> (f32, f32) {
+        (
+            self.distill_weight.unwrap_or(distill::DEFAULT_WEIGHT),
+            self.distill_temperature
+                .unwrap_or(distill::DEFAULT_TEMPERATURE),
+        )
+    }
+
+    /// The default recipe of `kind` with these overrides, validated; without distillation,
+    /// which needs the teacher's file (`trainer fit` adds it).
     pub fn apply(&self, kind: ModelKind) -> Result<Recipe, RecipeError> {
         let mut recipe = Recipe::default_for(kind);
         recipe.epochs = self.epochs.unwrap_or(recipe.epochs);
@@ -276,6 +321,13 @@ impl RecipeOverrides {
         recipe.augment = (recipe.augment || self.augment) && !self.no_augment;
         recipe.replicas = self.replicas.unwrap_or(recipe.replicas);
         recipe.validate()?;
+        let (weight, temperature) = self.distill_settings();
+        if !(weight > 0.0 && weight <= 1.0) {
+            return Err(RecipeError::DistillWeight);
+        }
+        if !(temperature > 0.0 && temperature <= distill::MAX_TEMPERATURE) {
+            return Err(RecipeError::DistillTemperature);
+        }
         Ok(recipe)
     }
 }

@@ -20,6 +20,7 @@ use rand::SeedableRng;
 
 use crate::batch::batch;
 use crate::checkpoint::{self, EpochMetrics, RunInfo};
+use crate::distill::{self, Distiller, Teacher};
 use crate::model::Classifier;
 use crate::plot;
 use crate::recipe::OptimizerKind;
@@ -79,14 +80,16 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Trains `info.model` with `info.recipe` from a fresh initialisation, saving the run
-/// directory (and the state `--resume` needs) after every epoch. Returns the trained model.
+/// directory (and the state `--resume` needs) after every epoch, distilling from `teacher`
+/// when the recipe says so (it must be the recipe's teacher). Returns the trained model.
 pub fn fit<B: AutodiffBackend>(
     info: &mut RunInfo,
     splits: &Splits,
     out: &Output,
+    teacher: Option<&Teacher>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
-    train(info, splits, out, None, device)
+    train(info, splits, out, None, teacher, device)
 }
 
 /// Continues a run from the state saved after its last complete epoch (`info` is the
@@ -97,9 +100,10 @@ pub fn resume<B: AutodiffBackend>(
     state: &checkpoint::ResumeState,
     splits: &Splits,
     out: &Output,
+    teacher: Option<&Teacher>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
-    train(info, splits, out, Some(state), device)
+    train(info, splits, out, Some(state), teacher, device)
 }
 
 fn train<B: AutodiffBackend>(
@@ -107,11 +111,24 @@ fn train<B: AutodiffBackend>(
     splits: &Splits,
     out: &Output,
     state: Option<&checkpoint::ResumeState>,
+    teacher: Option<&Teacher>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
     // Every path into training (the CLI, a resumed run, a library user) meets the same
     // checks as the command line's overrides.
     info.recipe.validate()?;
+    let distiller = match (&info.recipe.distill, teacher) {
+        (None, None) => None,
+        (Some(recipe), Some(teacher)) => Some(Distiller::new(recipe, teacher, device)?),
+        (Some(recipe), None) => bail!(
+            "the recipe distils from teacher {}, and no teacher was given",
+            recipe.teacher_sha256
+        ),
+        (None, Some(teacher)) => bail!(
+            "{}: a teacher was given to a recipe that does not distil",
+            teacher.path.display()
+        ),
+    };
     let model = match state {
         None => {
             let _guard = crate::model::lock_backend_rng();
@@ -128,7 +145,7 @@ fn train<B: AutodiffBackend>(
                 .with_epsilon(1e-8)
                 .init::<B, Classifier<B>>();
             let optim = restore(optim, state, &model, steps, device)?;
-            run_epochs(model, optim, info, splits, out, device)
+            run_epochs(model, optim, info, splits, out, distiller.as_ref(), device)
         }
         OptimizerKind::Adamw => {
             let optim = AdamWConfig::new()
@@ -136,7 +153,7 @@ fn train<B: AutodiffBackend>(
                 .with_weight_decay(info.recipe.weight_decay as f32)
                 .init::<B, Classifier<B>>();
             let optim = restore(optim, state, &model, steps, device)?;
-            run_epochs(model, optim, info, splits, out, device)
+            run_epochs(model, optim, info, splits, out, distiller.as_ref(), device)
         }
     }
 }
@@ -167,6 +184,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     info: &mut RunInfo,
     splits: &Splits,
     out: &Output,
+    distiller: Option<&Distiller<B::InnerBackend>>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
     let recipe = info.recipe.clone();
@@ -226,7 +244,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 .into());
             }
             let (batch_loss, hits, grads, running) =
-                step_gradients(&model, &loss_fn, images, labels, pool.as_ref());
+                step_gradients(&model, &loss_fn, distiller, images, labels, pool.as_ref());
             model = optim.step(lr, with_running(model, running), grads);
 
             if !batch_loss.is_finite() {
@@ -294,10 +312,12 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 /// its own autodiff graph); each part's loss is weighted by its share of the batch, so
 /// the summed gradients are those of the whole batch's mean loss, up to float rounding
 /// (batch norm, if any, normalises each part by its own statistics, as data-parallel
-/// training does without synchronised batch norm).
+/// training does without synchronised batch norm). With a `distiller`, the loss is
+/// [`distill::loss`] with the teacher's logits for the same images.
 fn step_gradients<B: AutodiffBackend>(
     model: &Classifier<B>,
     loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
+    distiller: Option<&Distiller<B::InnerBackend>>,
     images: Tensor<B, 4>,
     labels: Tensor<B, 1, Int>,
     pool: Option<&rayon::ThreadPool>,
@@ -305,8 +325,12 @@ fn step_gradients<B: AutodiffBackend>(
     let n = labels.dims()[0];
     let part = |model: &Classifier<B>, images: Tensor<B, 4>, labels: Tensor<B, 1, Int>| {
         let share = labels.dims()[0] as f32 / n as f32;
+        let teacher_logits = distiller.map(|d| d.model.forward(images.clone().inner()));
         let logits = model.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        let mut loss = loss_fn.forward(logits.clone(), labels.clone());
+        if let (Some(distiller), Some(teacher_logits)) = (distiller, teacher_logits) {
+            loss = distill::loss(distiller, logits.clone(), teacher_logits, loss);
+        }
         let hits = logits
             .argmax(1)
             .squeeze_dim::<1>(1)
@@ -638,7 +662,7 @@ mod tests {
             progress: false,
         };
         let mut info = run_info(kind, seed, 2);
-        let model = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+        let model = fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
         (info, model)
     }
 
@@ -687,7 +711,8 @@ mod tests {
             };
             let mut info = run_info(kind, 1, 2);
             info.recipe.replicas = replicas;
-            let model = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+            let model =
+                fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
             let evaluation = evaluate(&model.valid(), &splits.val, &Default::default());
             (info, evaluation)
         };
@@ -721,6 +746,76 @@ mod tests {
         assert!((a.val_loss - b.val_loss).abs() < 0.05, "{a:?} vs {b:?}");
     }
 
+    /// A student distilled with weight 1 learns its teacher's answers, not the labels: from
+    /// a teacher whose logits are a trained model's moved on by one class (read back from
+    /// the ONNX file it was written to), the student predicts label + 1; without the
+    /// teacher the same run predicts the labels. A teacher other than the recipe's is
+    /// refused.
+    #[test]
+    fn a_distilled_student_learns_its_teachers_answers() {
+        use crate::distill::{Distillation, Teacher};
+        use crate::export::{FoldedOp, ModelCard};
+        let dir = tempfile::tempdir().unwrap();
+        let (info, trained) = quick_fit(ModelKind::Mlp, 1, &dir.path().join("teacher"));
+        let mut layers = crate::export::fold(&trained.valid(), ModelKind::Mlp).unwrap();
+        let Some(FoldedOp::Linear(last)) = layers.last_mut().map(|l| &mut l.op) else {
+            panic!("the mlp ends in a linear layer")
+        };
+        // Output k takes the weights of output k - 1.
+        last.weight.rotate_right(last.inputs);
+        last.bias.rotate_right(1);
+        let path = dir.path().join("shifted.onnx");
+        let card = ModelCard::of_run(&info);
+        std::fs::write(
+            &path,
+            crate::export::onnx::to_bytes(&layers, &card).unwrap(),
+        )
+        .unwrap();
+        let teacher = Teacher::load(&path).unwrap();
+
+        let splits = Splits {
+            train: synthetic::images(200, 7),
+            val: synthetic::images(50, 8),
+        };
+        let test = synthetic::images(100, 9);
+        let student = |distill: Option<Distillation>, teacher: Option<&Teacher>, name: &str| {
+            let out = Output {
+                dir: dir.path().join(name),
+                progress: false,
+            };
+            let mut info = run_info(ModelKind::Mlp, 2, 2);
+            info.recipe.distill = distill;
+            fit::<CpuTrain>(&mut info, &splits, &out, teacher, &Default::default())
+                .map(|model| evaluate(&model.valid(), &test, &Default::default()))
+        };
+        let recipe = Distillation {
+            teacher_sha256: teacher.sha256.clone(),
+            weight: 1.0,
+            temperature: 2.0,
+        };
+        let distilled = student(Some(recipe.clone()), Some(&teacher), "student").unwrap();
+        let shifted = distilled
+            .predictions
+            .iter()
+            .zip(&test.labels)
+            .filter(|&(&p, &l)| {
+                usize::from(p) == (usize::from(l) + 1) % fmnist_runtime::CLASS_COUNT
+            })
+            .count();
+        assert!(shifted >= 90, "{shifted} of 100 follow the teacher");
+        let plain = student(None, None, "plain").unwrap();
+        assert!(plain.confusion.accuracy() > 0.9);
+
+        let other = Distillation {
+            teacher_sha256: "0".repeat(64),
+            ..recipe
+        };
+        let error = student(Some(other), Some(&teacher), "other").unwrap_err();
+        assert!(format!("{error}").contains("not the teacher"), "{error}");
+        let error = student(None, Some(&teacher), "none").unwrap_err();
+        assert!(format!("{error}").contains("does not distil"), "{error}");
+    }
+
     #[test]
     fn an_invalid_recipe_is_refused_before_training() {
         let dir = tempfile::tempdir().unwrap();
@@ -733,7 +828,7 @@ mod tests {
             progress: false,
         };
         let mut info = run_info(ModelKind::Mlp, 1, 0);
-        let error = fit::<CpuTrain>(&mut info, &splits, &out, &Default::default())
+        let error = fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default())
             .expect_err("zero epochs are refused");
         assert_eq!(
             error.downcast_ref::<crate::recipe::RecipeError>(),

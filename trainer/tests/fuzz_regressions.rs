@@ -34,7 +34,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         dir: dir.path().to_path_buf(),
         progress: false,
     };
-    train::fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+    train::fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
     let file = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
     let state = file(checkpoint::RESUME_FILE);
     vec![

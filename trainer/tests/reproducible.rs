@@ -23,7 +23,7 @@ fn figures(seed: u64) -> Vec<(f64, f64, f64)> {
         dir: dir.path().to_path_buf(),
         progress: false,
     };
-    fit::<CpuTrain>(&mut info, &splits, &out, &Default::default()).unwrap();
+    fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
     info.epochs
         .iter()
         .map(|m| (m.train_loss, m.val_loss, m.val_acc))

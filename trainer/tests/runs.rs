@@ -2,7 +2,7 @@
 //! clobbered, a run can be extended and its data moved, the timing counts what ran,
 //! `--train-limit` counts training images, the best epoch is kept and `--patience` stops
 //! early, a divergence before the first epoch leaves nothing behind, and `eval` speaks
-//! JSON. Tiny runs on generated data.
+//! JSON, and a run distils from a teacher file it records. Tiny runs on generated data.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -412,4 +412,122 @@ fn eval_json_logits_and_output_paths() {
         2,
         "--onnx <FILE>|--q8 <FILE>",
     );
+}
+
+/// `--teacher`: a run distils from an ONNX file, records its checksum and settings, is
+/// extended without naming the teacher again, and refuses a changed teacher file, a
+/// teacher that is not an exported model, settings out of range and distillation options
+/// without a teacher.
+#[test]
+fn a_run_distils_from_a_teacher_file_it_records_and_checks() {
+    let data = dataset();
+    let teacher = data.path().join("teacher.onnx");
+    ok(trainer(&fit_args(
+        data.path(),
+        &[
+            "--epochs",
+            "1",
+            "--out",
+            path(&data.path().join("teacher")),
+            "--export",
+            path(&teacher),
+        ],
+    )));
+    let sha = fmnist_trainer::checkpoint::sha256_hex(&std::fs::read(&teacher).unwrap());
+    let run = data.path().join("student");
+    let student = |extra: &[&str]| {
+        let mut args = vec!["--out", path(&run), "--teacher", path(&teacher)];
+        args.extend_from_slice(extra);
+        trainer(&fit_args(data.path(), &args))
+    };
+    let said = ok(student(&["--epochs", "1", "--distill-temperature", "2"]));
+    assert!(
+        said.contains(&format!("teacher: {}", teacher.display())),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "distilled from teacher {} (weight 0.9, temperature 2)",
+            &sha[..12]
+        )),
+        "{said}"
+    );
+    let distill = info(&run)
+        .recipe
+        .distill
+        .expect("the recipe records the teacher");
+    assert_eq!(
+        (
+            distill.teacher_sha256.as_str(),
+            distill.weight,
+            distill.temperature
+        ),
+        (sha.as_str(), 0.9, 2.0)
+    );
+
+    // Extended without --teacher: the run's own file is used.
+    let resume = |epochs: &str| trainer(&["fit", "--resume", path(&run), "--epochs", epochs]);
+    ok(resume("2"));
+    assert_eq!(info(&run).epochs.len(), 2);
+    // Another temperature on resume is another run.
+    let changed = trainer(&[
+        "fit",
+        "--resume",
+        path(&run),
+        "--epochs",
+        "3",
+        "--teacher",
+        path(&teacher),
+        "--distill-temperature",
+        "3",
+    ]);
+    refused(&changed, 2, "--distill-temperature");
+    // A teacher file that changed since (another model's) is refused, and nothing is
+    // trained.
+    let other = data.path().join("other.onnx");
+    ok(trainer(&fit_args(
+        data.path(),
+        &[
+            "--epochs",
+            "1",
+            "--seed",
+            "7",
+            "--out",
+            path(&data.path().join("other")),
+            "--export",
+            path(&other),
+        ],
+    )));
+    std::fs::copy(&other, &teacher).unwrap();
+    let changed = resume("3");
+    assert_eq!(changed.status.code(), Some(1), "{}", text(&changed.stderr));
+    assert!(
+        text(&changed.stderr).contains("not the teacher the run distils from"),
+        "{}",
+        text(&changed.stderr)
+    );
+    assert_eq!(info(&run).epochs.len(), 2);
+
+    let fresh = data.path().join("fresh");
+    let fresh_args = |extra: &[&str]| {
+        let mut args = vec!["--epochs", "1", "--out", path(&fresh)];
+        args.extend_from_slice(extra);
+        trainer(&fit_args(data.path(), &args))
+    };
+    let csv = data.path().join("train.csv");
+    std::fs::write(&csv, "label,pixel1\n").unwrap();
+    let not_onnx = fresh_args(&["--teacher", path(&csv)]);
+    assert_eq!(not_onnx.status.code(), Some(1));
+    assert!(
+        text(&not_onnx.stderr).contains("train.csv: not a teacher"),
+        "{}",
+        text(&not_onnx.stderr)
+    );
+    refused(
+        &fresh_args(&["--teacher", path(&teacher), "--distill-weight", "1.5"]),
+        2,
+        "--distill-weight must be in (0, 1]",
+    );
+    refused(&fresh_args(&["--distill-weight", "0.5"]), 2, "--teacher");
+    assert!(!fresh.exists());
 }

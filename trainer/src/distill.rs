@@ -1,0 +1,258 @@
+//! Knowledge distillation (Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural
+//! Network", 2015): a student learns from a teacher's softened probabilities as well as
+//! from the labels. `trainer fit --teacher FILE` takes the teacher from an ONNX file this
+//! trainer exported (read back with [`crate::export::onnx::read`], run on the inference
+//! backend beside the student, on the same augmented images), and trains on
+//!
+//! `(1 - w) * CE(student, labels) + w * T^2 * KL(softmax(teacher / T) || softmax(student / T))`
+//!
+//! where `w` is `--distill-weight` and `T` is `--distill-temperature`; the `T^2` keeps the
+//! soft targets' gradients on the scale of the labels' as `T` grows.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::AutodiffBackend;
+use fmnist_runtime::CLASS_COUNT;
+
+use crate::export::{FoldedLayer, FoldedOp};
+use crate::model::Classifier;
+
+/// The weight of the distillation term when `--distill-weight` is not given.
+pub const DEFAULT_WEIGHT: f32 = 0.9;
+
+/// The softmax temperature of the distillation term when `--distill-temperature` is not
+/// given.
+pub const DEFAULT_TEMPERATURE: f32 = 4.0;
+
+/// The highest temperature accepted: beyond it the soft targets are uniform to float
+/// precision.
+pub const MAX_TEMPERATURE: f32 = 100.0;
+
+/// The largest teacher file read (the `wide` model's ONNX file is 1.5 MB).
+pub const MAX_TEACHER_BYTES: u64 = 64 << 20;
+
+/// A teacher: the float model of an ONNX file this trainer exported.
+#[derive(Debug, Clone)]
+pub struct Teacher {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The SHA-256 of the file, which the run records and a resumed run checks.
+    pub sha256: String,
+    /// Its layers.
+    pub layers: Vec<FoldedLayer>,
+}
+
+impl Teacher {
+    /// Reads the teacher at `path` (a regular file of at most [`MAX_TEACHER_BYTES`]),
+    /// naming the file in every error.
+    pub fn load(path: &Path) -> anyhow::Result<Teacher> {
+        let bytes = crate::fsutil::read_regular(path, MAX_TEACHER_BYTES)?;
+        let layers = crate::export::onnx::read(&bytes).with_context(|| {
+            format!(
+                "{}: not a teacher (an ONNX file written by `trainer export`)",
+                path.display()
+            )
+        })?;
+        Ok(Teacher {
+            path: path.to_path_buf(),
+            sha256: crate::checkpoint::sha256_hex(&bytes),
+            layers,
+        })
+    }
+
+    /// Its model on backend `B`.
+    pub fn model<B: Backend>(&self, device: &B::Device) -> Classifier<B> {
+        crate::export::unfold(&self.layers, device)
+    }
+
+    /// Parameters, for the message that names the teacher.
+    pub fn parameters(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|layer| match &layer.op {
+                FoldedOp::Conv(conv) => conv.weight.len() + conv.bias.len(),
+                FoldedOp::Linear(linear) => linear.weight.len() + linear.bias.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// What a run distils from: the teacher's checksum, the weight and the temperature. Part
+/// of the recipe.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distillation {
+    /// SHA-256 of the teacher's ONNX file.
+    pub teacher_sha256: String,
+    /// The weight `w` of the distillation term, in (0, 1].
+    pub weight: f32,
+    /// The softmax temperature `T`, in (0, [`MAX_TEMPERATURE`]].
+    pub temperature: f32,
+}
+
+impl Distillation {
+    /// Whether the weight, the temperature and the checksum's form are in range.
+    pub fn is_valid(&self) -> bool {
+        self.weight > 0.0
+            && self.weight <= 1.0
+            && self.temperature > 0.0
+            && self.temperature <= MAX_TEMPERATURE
+            && self.teacher_sha256.len() == 64
+            && self
+                .teacher_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
+/// The teacher's model and the distillation's weight and temperature, as training uses
+/// them.
+pub struct Distiller<B: Backend> {
+    /// The teacher, on the inference backend.
+    pub model: Classifier<B>,
+    /// `w`.
+    pub weight: f32,
+    /// `T`.
+    pub temperature: f32,
+}
+
+impl<B: Backend> Distiller<B> {
+    /// The distiller of `recipe` from `teacher`, which must be the file the recipe names.
+    pub fn new(
+        recipe: &Distillation,
+        teacher: &Teacher,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        if teacher.sha256 != recipe.teacher_sha256 {
+            bail!(
+                "{}: not the teacher this run distils from (its SHA-256 is {}, the run's \
+                 teacher has {})",
+                teacher.path.display(),
+                teacher.sha256,
+                recipe.teacher_sha256
+            );
+        }
+        Ok(Distiller {
+            model: teacher.model(device),
+            weight: recipe.weight,
+            temperature: recipe.temperature,
+        })
+    }
+}
+
+/// The training loss of `logits` with the teacher's logits for the same images:
+/// `(1 - w) * label_loss + w * T^2 * KL(softmax(teacher / T) || softmax(logits / T))`,
+/// the KL divergence averaged over the batch.
+pub fn loss<B: AutodiffBackend>(
+    distiller: &Distiller<B::InnerBackend>,
+    logits: Tensor<B, 2>,
+    teacher_logits: Tensor<B::InnerBackend, 2>,
+    label_loss: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let t = distiller.temperature;
+    let kl = divergence(logits, teacher_logits, t);
+    label_loss * (1.0 - distiller.weight) + kl * (distiller.weight * t * t)
+}
+
+/// The mean over the batch of `KL(softmax(teacher / t) || softmax(student / t))`; the
+/// teacher's side is a constant.
+pub fn divergence<B: AutodiffBackend>(
+    student: Tensor<B, 2>,
+    teacher: Tensor<B::InnerBackend, 2>,
+    t: f32,
+) -> Tensor<B, 1> {
+    let [n, classes] = student.dims();
+    debug_assert_eq!(classes, CLASS_COUNT);
+    let teacher = teacher.div_scalar(t);
+    let p = Tensor::<B, 2>::from_inner(softmax(teacher.clone(), 1));
+    let log_p = Tensor::<B, 2>::from_inner(log_softmax(teacher, 1));
+    let log_q = log_softmax(student.div_scalar(t), 1);
+    (p * (log_p - log_q)).sum().div_scalar(n.max(1) as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Autodiff<Flex>;
+
+    fn logits(rows: &[[f32; CLASS_COUNT]]) -> Tensor<Flex, 2> {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_data(
+            TensorData::new(flat, [rows.len(), CLASS_COUNT]),
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn the_divergence_is_zero_for_the_teachers_logits_and_matches_a_hand_computation() {
+        let a = [[0.5, -1.0, 2.0, 0.0, 0.3, 1.1, -0.2, 0.0, 0.7, -2.0]; 2];
+        let same = divergence::<B>(Tensor::from_inner(logits(&a)), logits(&a), 2.0);
+        assert!(same.into_scalar().abs() < 1e-6);
+
+        // Two images: one whose student is uniform, one equal to the teacher; the mean is
+        // half of the first's KL(p || uniform) = sum p ln p + ln 10.
+        let mut b = a;
+        b[0] = [0.0; CLASS_COUNT];
+        let t = 2.0f32;
+        let scaled: Vec<f64> = a[0].iter().map(|&v| f64::from(v / t)).collect();
+        let total: f64 = scaled.iter().map(|v| v.exp()).sum();
+        let expected = 0.5
+            * (scaled
+                .iter()
+                .map(|v| {
+                    let p = v.exp() / total;
+                    p * p.ln()
+                })
+                .sum::<f64>()
+                + (CLASS_COUNT as f64).ln());
+        let got = divergence::<B>(Tensor::from_inner(logits(&b)), logits(&a), t).into_scalar();
+        assert!(
+            (f64::from(got) - expected).abs() < 1e-5,
+            "{got} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_settings_are_not_valid() {
+        let good = Distillation {
+            teacher_sha256: "ab".repeat(32),
+            weight: 0.9,
+            temperature: 4.0,
+        };
+        assert!(good.is_valid());
+        for bad in [
+            Distillation {
+                weight: 0.0,
+                ..good.clone()
+            },
+            Distillation {
+                weight: 1.5,
+                ..good.clone()
+            },
+            Distillation {
+                temperature: 0.0,
+                ..good.clone()
+            },
+            Distillation {
+                temperature: f32::NAN,
+                ..good.clone()
+            },
+            Distillation {
+                teacher_sha256: "AB".repeat(32),
+                ..good.clone()
+            },
+            Distillation {
+                teacher_sha256: "ab".into(),
+                ..good.clone()
+            },
+        ] {
+            assert!(!bad.is_valid(), "{bad:?}");
+        }
+    }
+}
