@@ -428,9 +428,9 @@ fn prepare_in(
     crate::say!("recipe: {}", info.recipe);
     if let Some(teacher) = &teacher {
         crate::say!(
-            "teacher: {} ({} parameters, SHA-256 {})",
+            "teacher: {} ({}, SHA-256 {})",
             teacher.path.display(),
-            crate::model::thousands(teacher.parameters()),
+            teacher.describe(),
             teacher.sha256
         );
     }

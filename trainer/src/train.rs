@@ -184,7 +184,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     info: &mut RunInfo,
     splits: &Splits,
     out: &Output,
-    distiller: Option<&Distiller<B::InnerBackend>>,
+    distiller: Option<&Distiller<'_, B::InnerBackend>>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
     let recipe = info.recipe.clone();
@@ -243,8 +243,14 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
                 }
                 .into());
             }
-            let (batch_loss, hits, grads, running) =
-                step_gradients(&model, &loss_fn, distiller, images, labels, pool.as_ref());
+            let step = step_gradients(&model, &loss_fn, distiller, images, labels, pool.as_ref());
+            let (batch_loss, hits, grads, running) = match step {
+                Ok(step) => step,
+                Err(error) => {
+                    bar.abandon();
+                    return Err(error.context("the teacher could not classify a batch"));
+                }
+            };
             model = optim.step(lr, with_running(model, running), grads);
 
             if !batch_loss.is_finite() {
@@ -302,9 +308,9 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     Ok(model)
 }
 
-/// Writes the epoch just pushed onto `info.epochs`: its weights as `model.mpk`, and as
-/// `best.mpk` when its validation accuracy beats every earlier epoch's (written before
-/// `run.json`, which records both checksums), `metrics.csv` and `curves.png`.
+/// One training step's outcome: see [`step_gradients`].
+type Step = (f64, usize, GradientsParams, Vec<(ParamId, TensorData)>);
+
 /// One training step's mean loss, correct count and gradients for the batch `images`,
 /// `labels`, and the running statistics to give the model. With a `pool` of N > 1 threads
 /// the batch is cut into N consecutive parts, each run forward and backward on its own
@@ -317,15 +323,17 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 fn step_gradients<B: AutodiffBackend>(
     model: &Classifier<B>,
     loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
-    distiller: Option<&Distiller<B::InnerBackend>>,
+    distiller: Option<&Distiller<'_, B::InnerBackend>>,
     images: Tensor<B, 4>,
     labels: Tensor<B, 1, Int>,
     pool: Option<&rayon::ThreadPool>,
-) -> (f64, usize, GradientsParams, Vec<(ParamId, TensorData)>) {
+) -> anyhow::Result<Step> {
     let n = labels.dims()[0];
     let part = |model: &Classifier<B>, images: Tensor<B, 4>, labels: Tensor<B, 1, Int>| {
         let share = labels.dims()[0] as f32 / n as f32;
-        let teacher_logits = distiller.map(|d| d.model.forward(images.clone().inner()));
+        let teacher_logits = distiller
+            .map(|d| d.logits(images.clone().inner()))
+            .transpose()?;
         let logits = model.forward(images);
         let mut loss = loss_fn.forward(logits.clone(), labels.clone());
         if let (Some(distiller), Some(teacher_logits)) = (distiller, teacher_logits) {
@@ -338,16 +346,16 @@ fn step_gradients<B: AutodiffBackend>(
             .int()
             .sum();
         let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
-        (
+        anyhow::Ok((
             f64::from(loss.into_scalar().elem::<f32>()) * f64::from(share),
             hits.into_scalar().elem::<i64>() as usize,
             grads,
-        )
+        ))
     };
     let replicas = pool.map_or(1, rayon::ThreadPool::current_num_threads);
     let (Some(pool), true) = (pool, replicas > 1 && n >= replicas) else {
-        let (loss, hits, grads) = part(model, images, labels);
-        return (loss, hits, grads, Vec::new());
+        let (loss, hits, grads) = part(model, images, labels)?;
+        return Ok((loss, hits, grads, Vec::new()));
     };
     let inner = model.valid();
     let trained = trained_ids(model);
@@ -386,18 +394,19 @@ fn step_gradients<B: AutodiffBackend>(
     let mut accumulator = burn::optim::GradientsAccumulator::new();
     let (mut loss, mut hits) = (0.0, 0);
     let mut states = Vec::with_capacity(replicas);
-    for ((part_loss, part_hits, grads), inner) in results {
+    for (result, inner) in results {
+        let (part_loss, part_hits, grads) = result?;
         loss += part_loss;
         hits += part_hits;
         accumulator.accumulate(model, grads);
         states.push(inner);
     }
-    (
+    Ok((
         loss,
         hits,
         accumulator.grads(),
         running_average(&states, &trained),
-    )
+    ))
 }
 
 /// The mean over `replicas` of every parameter that is not trained (the running
@@ -506,6 +515,9 @@ fn replica<B: AutodiffBackend>(
     Classifier::<B>::from_inner(inner).map(&mut RequireGrad(trained))
 }
 
+/// Writes the epoch just pushed onto `info.epochs`: its weights as `model.mpk`, and as
+/// `best.mpk` when its validation accuracy beats every earlier epoch's (written before
+/// `run.json`, which records both checksums), `metrics.csv` and `curves.png`.
 fn save_epoch<B: Backend>(
     model: &Classifier<B>,
     info: &mut RunInfo,
@@ -748,9 +760,9 @@ mod tests {
 
     /// A student distilled with weight 1 learns its teacher's answers, not the labels: from
     /// a teacher whose logits are a trained model's moved on by one class (read back from
-    /// the ONNX file it was written to), the student predicts label + 1; without the
-    /// teacher the same run predicts the labels. A teacher other than the recipe's is
-    /// refused.
+    /// the ONNX file and the int8 blob it was written to), the student predicts label + 1;
+    /// without the teacher the same run predicts the labels. A teacher other than the
+    /// recipe's is refused.
     #[test]
     fn a_distilled_student_learns_its_teachers_answers() {
         use crate::distill::{Distillation, Teacher};
@@ -772,6 +784,37 @@ mod tests {
         )
         .unwrap();
         let teacher = Teacher::load(&path).unwrap();
+        let blob = {
+            use crate::export::q8;
+            let device = Default::default();
+            let shifted = crate::export::unfold::<Cpu>(&layers, &device);
+            let train = synthetic::images(200, 7);
+            let ranges = q8::calibrate(&shifted, ModelKind::Mlp, &train, &device);
+            let card = q8::BlobCard {
+                kind: "mlp",
+                parameters: 101_770,
+                macs: 101_632,
+                float_accuracy: None,
+                int8_accuracy: None,
+                calibration_images: ranges.images as u32,
+                temperature: 1.0,
+            };
+            let bytes = q8::quantize(&layers, &ranges.maxima)
+                .unwrap()
+                .encode(&card)
+                .unwrap();
+            let path = dir.path().join("shifted.q8");
+            std::fs::write(&path, bytes).unwrap();
+            Teacher::load(&path).unwrap()
+        };
+        assert!(teacher
+            .describe()
+            .starts_with("float ONNX, 101,770 parameters"));
+        assert!(
+            blob.describe().starts_with("int8 blob"),
+            "{}",
+            blob.describe()
+        );
 
         let splits = Splits {
             train: synthetic::images(200, 7),
@@ -788,27 +831,29 @@ mod tests {
             fit::<CpuTrain>(&mut info, &splits, &out, teacher, &Default::default())
                 .map(|model| evaluate(&model.valid(), &test, &Default::default()))
         };
-        let recipe = Distillation {
+        let recipe = |teacher: &Teacher| Distillation {
             teacher_sha256: teacher.sha256.clone(),
             weight: 1.0,
             temperature: 2.0,
         };
-        let distilled = student(Some(recipe.clone()), Some(&teacher), "student").unwrap();
-        let shifted = distilled
-            .predictions
-            .iter()
-            .zip(&test.labels)
-            .filter(|&(&p, &l)| {
-                usize::from(p) == (usize::from(l) + 1) % fmnist_runtime::CLASS_COUNT
-            })
-            .count();
-        assert!(shifted >= 90, "{shifted} of 100 follow the teacher");
+        for (name, teacher) in [("onnx", &teacher), ("q8", &blob)] {
+            let distilled = student(Some(recipe(teacher)), Some(teacher), name).unwrap();
+            let shifted = distilled
+                .predictions
+                .iter()
+                .zip(&test.labels)
+                .filter(|&(&p, &l)| {
+                    usize::from(p) == (usize::from(l) + 1) % fmnist_runtime::CLASS_COUNT
+                })
+                .count();
+            assert!(shifted >= 90, "{name}: {shifted} of 100 follow the teacher");
+        }
         let plain = student(None, None, "plain").unwrap();
         assert!(plain.confusion.accuracy() > 0.9);
 
         let other = Distillation {
             teacher_sha256: "0".repeat(64),
-            ..recipe
+            ..recipe(&teacher)
         };
         let error = student(Some(other), Some(&teacher), "other").unwrap_err();
         assert!(format!("{error}").contains("not the teacher"), "{error}");
