@@ -1,8 +1,9 @@
 //! Every inference path on the shipped models, batch 1 (latency) and 256 (throughput), one
 //! thread: the int8 engine (portable kernels, and the AVX2 and AVX-512 VNNI kernels where
 //! the CPU has them), tract-onnx on the exported ONNX, burn's CPU backend (float), and with
-//! `--features cuda` burn's CUDA backend at batch 1, 256 and 4096 (host-to-device copy of
-//! the pixels and the copy of the logits back included).
+//! `--features cuda` burn's CUDA backend at batch 1, 256, 4096 and 65536, from host bytes
+//! to host logits (`burn-cuda-f32`) and on a batch already on the device, waiting for the
+//! device to finish (`burn-cuda-f32-resident`).
 //!
 //! ```text
 //! cargo bench --bench inference                      # everything but CUDA
@@ -10,9 +11,11 @@
 //! cargo bench --bench inference --features cuda -- cuda
 //! ```
 //!
-//! Images: the first 4096 test images of the Debian package `dataset-fashion-mnist` when it
-//! is installed (set `FMNIST_DATA` to another directory), otherwise generated ones (the
-//! run says which; no path's speed depends on the pixel values). burn runs the shipped
+//! Images: the test images of the Debian package `dataset-fashion-mnist` when it is
+//! installed (set `FMNIST_DATA` to another directory), repeated to 65536, otherwise
+//! generated ones (the run says which; no path's speed depends on the pixel values). The
+//! models: `models/` of this checkout, or `FMNIST_MODELS` (the GPU kit runs the bench
+//! binary away from the checkout it was built in). burn runs the shipped
 //! ONNX model read back into burn layers (`fmnist_trainer::export::unfold`), batch norm
 //! folded as in the file.
 
@@ -32,7 +35,9 @@ use fmnist_trainer::model::Classifier;
 const KINDS: [&str; 2] = ["cnn", "edge"];
 
 fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+    std::env::var_os("FMNIST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -40,17 +45,28 @@ fn read(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// 4096 images, 784 bytes each.
+/// The largest batch measured.
+const COUNT: usize = 65536;
+
+/// [`COUNT`] images, 784 bytes each.
 fn images() -> Vec<u8> {
-    const COUNT: usize = 4096;
     let dir = std::env::var_os("FMNIST_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
     for name in ["t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"] {
         if let Ok(pixels) = fmnist_runtime::dataset::read_idx_images(&dir.join(name)) {
-            if pixels.len() >= COUNT * IMAGE_PIXELS {
-                eprintln!("images: {} ({COUNT} test images)", dir.join(name).display());
-                return pixels[..COUNT * IMAGE_PIXELS].to_vec();
+            if pixels.len() >= 256 * IMAGE_PIXELS {
+                let found = pixels.len() / IMAGE_PIXELS;
+                eprintln!(
+                    "images: {} ({found} test images, repeated to {COUNT})",
+                    dir.join(name).display()
+                );
+                return pixels
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(COUNT * IMAGE_PIXELS)
+                    .collect();
             }
         }
     }
@@ -133,6 +149,28 @@ fn burn<B: Backend>(c: &mut Criterion, name: &str, label: &str, batches: &[usize
     }
 }
 
+/// burn's float inference on a batch already on the device (no host copies), waiting for
+/// the device to finish each batch; the logits stay on the device.
+#[cfg(feature = "cuda")]
+fn burn_resident<B: Backend>(c: &mut Criterion, name: &str, batches: &[usize], pixels: &[u8]) {
+    let device = Default::default();
+    let layers = onnx::read(&read(&format!("{name}.onnx"))).expect("the shipped ONNX reads");
+    let model: Classifier<B> = unfold(&layers, &device);
+    for &batch in batches {
+        let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
+        group.throughput(Throughput::Elements(batch as u64));
+        let input = images_tensor::<B>(&pixels[..batch * IMAGE_PIXELS], &device);
+        group.bench_function("burn-cuda-f32-resident", |b| {
+            b.iter(|| {
+                let logits = model.forward(black_box(input.clone()));
+                B::sync(&device).expect("the device finishes");
+                black_box(logits)
+            })
+        });
+        group.finish();
+    }
+}
+
 fn all(c: &mut Criterion) {
     let pixels = images();
     eprintln!("int8 kernels on this CPU: {}", Isa::detect().name());
@@ -142,7 +180,12 @@ fn all(c: &mut Criterion) {
         type Cpu = fmnist_trainer::backend::Cpu;
         burn::<Cpu>(c, name, "burn-flex-f32", &[1, 256], &pixels);
         #[cfg(feature = "cuda")]
-        burn::<fmnist_trainer::backend::Gpu>(c, name, "burn-cuda-f32", &[1, 256, 4096], &pixels);
+        {
+            type Gpu = fmnist_trainer::backend::Gpu;
+            const BATCHES: [usize; 4] = [1, 256, 4096, COUNT];
+            burn::<Gpu>(c, name, "burn-cuda-f32", &BATCHES, &pixels);
+            burn_resident::<Gpu>(c, name, &BATCHES, &pixels);
+        }
     }
 }
 

@@ -292,6 +292,11 @@ pub fn prepare(
     force: bool,
 ) -> anyhow::Result<Prepared> {
     usage::check_device(options.device)?;
+    #[cfg(feature = "cuda")]
+    if options.device == DeviceKind::Cuda {
+        let count = crate::gpu::preflight()?;
+        crate::say!("CUDA: {count} device(s)");
+    }
     let recipe = options
         .recipe
         .apply(options.model)

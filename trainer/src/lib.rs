@@ -7,7 +7,8 @@
 //! ONNX and int8 blobs, [`calibrate`] fits their probabilities' temperature, [`plot`] draws what people would rather look at than read,
 //! [`usage`] names the mistakes in how the tools were called.
 
-#![forbid(unsafe_code)]
+// Unsafe only in `gpu`: asking the CUDA loader whether its libraries open.
+#![deny(unsafe_code)]
 
 /// `println!` that ignores a closed standard output: `trainer fit | head` keeps training
 /// (and saving every epoch) after the reader has gone, instead of dying on a broken pipe.
@@ -28,6 +29,8 @@ pub mod distill;
 pub mod export;
 pub mod fit;
 pub mod fsutil;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod model;
 pub mod plot;
 pub mod recipe;

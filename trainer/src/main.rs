@@ -33,6 +33,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code of `--device cuda` where no CUDA GPU can be used (no driver, no device, no
+/// NVRTC), found before any work.
+const EXIT_NO_GPU: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 )]
 #[command(
     after_help = "Exit codes: 0 success, 1 failure (bad data or files, divergence), 2 bad usage, \
+                  3 no usable CUDA GPU for --device cuda (no driver, no device or no NVRTC), \
                   130 interrupted by Ctrl-C (resume with `trainer fit --resume DIR`)."
 )]
 struct Cli {
@@ -213,11 +217,14 @@ macro_rules! on_backend {
                 $body
             }
             #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => {
-                type $B = fmnist_trainer::backend::GpuTrain;
-                let $device = Default::default();
-                $body
-            }
+            DeviceKind::Cuda => match fmnist_trainer::gpu::preflight() {
+                Err(no_gpu) => Err(no_gpu.into()),
+                Ok(_) => {
+                    type $B = fmnist_trainer::backend::GpuTrain;
+                    let $device = Default::default();
+                    $body
+                }
+            },
             #[cfg(not(feature = "cuda"))]
             DeviceKind::Cuda => Err(UsageError::NoCuda.into()),
         }
@@ -247,11 +254,24 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             } else if error.is::<train::Interrupted>() {
                 ExitCode::from(EXIT_INTERRUPTED)
+            } else if no_gpu(&error) {
+                ExitCode::from(EXIT_NO_GPU)
             } else {
                 ExitCode::from(EXIT_FAILURE)
             }
         }
     }
+}
+
+/// Whether `error` says that no CUDA GPU can be used.
+fn no_gpu(error: &anyhow::Error) -> bool {
+    #[cfg(feature = "cuda")]
+    return error.is::<fmnist_trainer::gpu::NoGpu>();
+    #[cfg(not(feature = "cuda"))]
+    return {
+        let _ = error;
+        false
+    };
 }
 
 /// `--help` and `--version` as clap prints them; a usage error as one line on stderr:
