@@ -36,21 +36,28 @@ die() {
     exit 1
 }
 
+# The path of the executable named like the pattern $1 in cargo's JSON messages on stdin.
+executable() {
+    grep -o "\"executable\":\"[^\"]*/$1\"" | tail -n 1 | cut -d'"' -f4
+}
+
 build() {
     set -e
     cd "$(dirname "$0")/.."
     for f in "${FILES[@]}"; do
         [ -f "$DATA_SRC/$f" ] || die "$DATA_SRC/$f missing (apt-get install -y dataset-fashion-mnist)"
     done
-    cargo build --release -p fmnist-trainer --features cuda
-    local bench
+    # The executables' paths as cargo reports them (CARGO_TARGET_DIR may be anywhere).
+    local trainer bench
+    trainer=$(cargo build --release -p fmnist-trainer --features cuda --bin trainer \
+        --message-format=json-render-diagnostics | executable trainer)
+    [ -x "$trainer" ] || die "the trainer was not built"
     bench=$(cargo bench --no-run -p fmnist-edge --features cuda --bench inference \
-        --message-format=json 2>/dev/null |
-        grep -o '"executable":"[^"]*/inference-[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
+        --message-format=json-render-diagnostics | executable 'inference-[0-9a-f]*')
     [ -x "$bench" ] || die "the inference bench was not built"
     rm -rf "$KIT"
     mkdir -p "$KIT/bin" "$KIT/data"
-    for pair in "target/release/trainer:trainer" "$bench:inference"; do
+    for pair in "$trainer:trainer" "$bench:inference"; do
         local from=${pair%%:*} name=${pair##*:}
         strip -o "$KIT/bin/$name" "$from"
         xz -9 -T0 "$KIT/bin/$name"
