@@ -133,8 +133,17 @@ fn tract(c: &mut Criterion, kind: &str, pixels: &[u8]) {
 }
 
 /// burn's float inference of the shipped ONNX model, read back into burn, on backend `B`,
-/// labelled `label`, at each of `batches`.
-fn burn<B: Backend>(c: &mut Criterion, name: &str, label: &str, batches: &[usize], pixels: &[u8]) {
+/// labelled `label`, at each of `batches`: from host bytes to host logits, or with
+/// `resident` on a batch already on the device, waiting for the device to finish each
+/// batch (the logits stay on the device).
+fn burn<B: Backend>(
+    c: &mut Criterion,
+    name: &str,
+    label: &str,
+    batches: &[usize],
+    pixels: &[u8],
+    resident: bool,
+) {
     let device = Default::default();
     let layers = onnx::read(&read(&format!("{name}.onnx"))).expect("the shipped ONNX reads");
     let model: Classifier<B> = unfold(&layers, &device);
@@ -142,31 +151,20 @@ fn burn<B: Backend>(c: &mut Criterion, name: &str, label: &str, batches: &[usize
         let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
         group.throughput(Throughput::Elements(batch as u64));
         let input = &pixels[..batch * IMAGE_PIXELS];
-        group.bench_function(label, |b| {
-            b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
-        });
-        group.finish();
-    }
-}
-
-/// burn's float inference on a batch already on the device (no host copies), waiting for
-/// the device to finish each batch; the logits stay on the device.
-#[cfg(feature = "cuda")]
-fn burn_resident<B: Backend>(c: &mut Criterion, name: &str, batches: &[usize], pixels: &[u8]) {
-    let device = Default::default();
-    let layers = onnx::read(&read(&format!("{name}.onnx"))).expect("the shipped ONNX reads");
-    let model: Classifier<B> = unfold(&layers, &device);
-    for &batch in batches {
-        let mut group = c.benchmark_group(format!("{name}/batch{batch}"));
-        group.throughput(Throughput::Elements(batch as u64));
-        let input = images_tensor::<B>(&pixels[..batch * IMAGE_PIXELS], &device);
-        group.bench_function("burn-cuda-f32-resident", |b| {
-            b.iter(|| {
-                let logits = model.forward(black_box(input.clone()));
-                B::sync(&device).expect("the device finishes");
-                black_box(logits)
-            })
-        });
+        if resident {
+            let on_device = images_tensor::<B>(input, &device);
+            group.bench_function(label, |b| {
+                b.iter(|| {
+                    let logits = model.forward(black_box(on_device.clone()));
+                    B::sync(&device).expect("the device finishes");
+                    black_box(logits)
+                })
+            });
+        } else {
+            group.bench_function(label, |b| {
+                b.iter(|| black_box(burn_logits(&model, black_box(input), &device)))
+            });
+        }
         group.finish();
     }
 }
@@ -178,13 +176,13 @@ fn all(c: &mut Criterion) {
         int8(c, name, &pixels);
         tract(c, name, &pixels);
         type Cpu = fmnist_trainer::backend::Cpu;
-        burn::<Cpu>(c, name, "burn-flex-f32", &[1, 256], &pixels);
+        burn::<Cpu>(c, name, "burn-flex-f32", &[1, 256], &pixels, false);
         #[cfg(feature = "cuda")]
         {
             type Gpu = fmnist_trainer::backend::Gpu;
             const BATCHES: [usize; 4] = [1, 256, 4096, COUNT];
-            burn::<Gpu>(c, name, "burn-cuda-f32", &BATCHES, &pixels);
-            burn_resident::<Gpu>(c, name, &BATCHES, &pixels);
+            burn::<Gpu>(c, name, "burn-cuda-f32", &BATCHES, &pixels, false);
+            burn::<Gpu>(c, name, "burn-cuda-f32-resident", &BATCHES, &pixels, true);
         }
     }
 }

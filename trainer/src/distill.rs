@@ -159,7 +159,7 @@ impl<'a, B: Backend> Distiller<'a, B> {
     ) -> anyhow::Result<Self> {
         if teacher.sha256 != recipe.teacher_sha256 {
             bail!(
-                "{}: not the teacher this run distils from (its SHA-256 is {}, the run's \
+                "{}: not the teacher the run distils from (its SHA-256 is {}, the run's \
                  teacher has {})",
                 teacher.path.display(),
                 teacher.sha256,

@@ -408,23 +408,8 @@ fn prepare_in(
             val_split.len()
         );
     }
-    match (&info.recipe.distill, &teacher) {
-        (Some(distill), Some(teacher)) if distill.teacher_sha256 != teacher.sha256 => bail!(
-            "{}: not the teacher the run distils from (its SHA-256 is {}, {RUN_FILE} records {})",
-            teacher.path.display(),
-            teacher.sha256,
-            distill.teacher_sha256
-        ),
-        (Some(distill), None) => bail!(
-            "the run distils from a teacher (SHA-256 {}): give its file with --teacher",
-            distill.teacher_sha256
-        ),
-        (None, Some(teacher)) => bail!(
-            "{}: the run does not distil from a teacher, and one cannot be added to it",
-            teacher.path.display()
-        ),
-        _ => {}
-    }
+    // Whether the teacher is the recipe's is checked where training starts
+    // (`train::fit`/`resume`), for every caller.
     info.data_sha256 = Some(data_sha256);
     info.train_images = train_split.len();
     info.val_images = val_split.len();

@@ -121,11 +121,11 @@ fn train<B: AutodiffBackend>(
         (None, None) => None,
         (Some(recipe), Some(teacher)) => Some(Distiller::new(recipe, teacher, device)?),
         (Some(recipe), None) => bail!(
-            "the recipe distils from teacher {}, and no teacher was given",
+            "the run distils from a teacher (SHA-256 {}): give its file with --teacher",
             recipe.teacher_sha256
         ),
         (None, Some(teacher)) => bail!(
-            "{}: a teacher was given to a recipe that does not distil",
+            "{}: the run does not distil from a teacher, and one cannot be added to it",
             teacher.path.display()
         ),
     };
