@@ -16,12 +16,13 @@
 #      site-packages/nvidia/*/lib), LD_LIBRARY_PATH set from them;
 #   2. the notebook's CNN, its recipe (5 epochs) on --device cuda: s/epoch, val/test accuracy;
 #   3. `edge` with a GPU recipe (batch 512, lr 6e-3): an epoch on 10,000 images to time it,
-#      then as many epochs as fit in about 150 s (one-cycle over them), the time to 92.5%
+#      then as many epochs as fit in about 130 s (one-cycle over them), the time to 92.5%
 #      validation accuracy, the test accuracy, ONNX and int8 exports;
 #   4. the inference bench's burn-cuda rows (batch 1, 256, 4096, 65536; with the host
 #      copies, and resident on the device) and the int8 engine's (one thread, all threads);
 #   5. $OUT/gpu.json and $OUT/gpu.log (OUT defaults to ./gpu-out).
-# It ends in about 6 minutes and at most 9 (the sum of the step limits). Without a usable
+# It ends in about 6 minutes, and in at most 515 s, the sum of the step limits (a step that
+# ignores its stop signal is killed 5-10 s later), inside the device call's 540 s. Without a usable
 # GPU the trainer stops at step 2 with one line naming the cause and exit code 3, and so
 # does this script.
 set -uo pipefail
@@ -95,10 +96,10 @@ find_libraries() {
         grep -E 'lib(cuda|nvrtc)\.so' | sed 's/.*=> //' | xargs -r -n1 dirname | sort -u)
     # The driver's own mount (/usr/local/nvidia on this workplace's GPU machines), the
     # toolkit, and Python environments' wheels (nvidia/cu13/lib, nvidia/cuda_nvrtc/lib).
-    while read -r d; do dirs+=("$d"); done < <(timeout 30 find /usr/local /usr/lib /usr/lib64 /opt \
+    while read -r d; do dirs+=("$d"); done < <(timeout 15 find /usr/local /usr/lib /usr/lib64 /opt \
         -maxdepth 7 \( -name 'libcuda.so*' -o -name 'libnvrtc.so*' \) 2>/dev/null |
         xargs -r -n1 dirname | sort -u)
-    while read -r d; do dirs+=("$d"); done < <(timeout 30 find / -maxdepth 9 \
+    while read -r d; do dirs+=("$d"); done < <(timeout 15 find / -maxdepth 9 \
         \( -path /proc -o -path /sys -o -path /dev -o -path "$PWD" \) -prune -o \
         -type d -path '*site-packages/nvidia/*/lib' -print 2>/dev/null | sort -u)
     mapfile -t dirs < <(printf '%s\n' "${dirs[@]}" | awk 'NF && !seen[$0]++')
@@ -141,7 +142,7 @@ run() {
     echo "cores: $(nproc)"
 
     echo "== 2. the notebook's CNN, its recipe, on CUDA"
-    timeout -s INT 100 "$trainer" fit --device cuda --model cnn --replicas 1 \
+    timeout -k 10 -s INT 90 "$trainer" fit --device cuda --model cnn --replicas 1 \
         --data "$data" --out "$work/cnn" --no-progress
     local status=$?
     if [ "$status" -eq 3 ]; then
@@ -158,20 +159,20 @@ run() {
 
     echo "== 3. edge, a GPU recipe (batch 512, lr 6e-3)"
     local edge=(--device cuda --model edge --batch 512 --lr 0.006 --replicas 1 --data "$data" --no-progress)
-    timeout -s INT 60 "$trainer" fit "${edge[@]}" --epochs 1 --train-limit 10000 \
+    timeout -k 10 -s INT 45 "$trainer" fit "${edge[@]}" --epochs 1 --train-limit 10000 \
         --test-limit 1000 --out "$work/edge-probe"
     local probe epochs
     probe=$(epoch_seconds "$work/edge-probe" 2>/dev/null | head -n 1)
     if [ -n "$probe" ]; then
-        # 59,000 images an epoch; about 150 s of training in all, 3 to 40 epochs.
-        epochs=$(awk -v p="$probe" 'BEGIN {e = int(150 / (p * 5.9)); if (e < 3) e = 3; if (e > 40) e = 40; print e}')
+        # 59,000 images an epoch; about 130 s of training in all, 3 to 40 epochs.
+        epochs=$(awk -v p="$probe" 'BEGIN {e = int(130 / (p * 5.9)); if (e < 3) e = 3; if (e > 40) e = 40; print e}')
         figure edge_probe_seconds_per_10000_images "$probe"
     else
         epochs=3
     fi
     echo "edge: $epochs epochs"
     local started=$SECONDS
-    timeout -s INT 200 "$trainer" fit "${edge[@]}" --epochs "$epochs" --out "$work/edge"
+    timeout -k 10 -s INT 160 "$trainer" fit "${edge[@]}" --epochs "$epochs" --out "$work/edge"
     figure edge_wall_seconds $((SECONDS - started))
     if [ -f "$work/edge/run.json" ]; then
         figure edge_epochs "$(epoch_seconds "$work/edge" | wc -l)"
@@ -181,14 +182,14 @@ run() {
         figure edge_seconds_to_92_5_val "$(paste <(grep -o '"val_acc": *[0-9.]*' "$work/edge/run.json" | sed 's/.*: *//') \
             <(epoch_seconds "$work/edge") | awk '!done {t += $2; if ($1 >= 0.925) {printf "%.1f", t; done = 1}} END {if (!done) print "not reached"}')"
         figure edge_val_accuracy "$(grep -o '"val_acc": *[0-9.]*' "$work/edge/run.json" | tail -n 1 | sed 's/.*: *//')"
-        timeout 60 "$trainer" export --checkpoint "$work/edge" --onnx "$OUT/edge-gpu.onnx" \
+        timeout -k 5 40 "$trainer" export --checkpoint "$work/edge" --onnx "$OUT/edge-gpu.onnx" \
             --q8 "$OUT/edge-gpu.q8" --data "$data"
-        figure edge_test_accuracy "$(timeout 60 "$trainer" eval --checkpoint "$work/edge" \
+        figure edge_test_accuracy "$(timeout -k 5 30 "$trainer" eval --checkpoint "$work/edge" \
             --device cuda --data "$data" --json 2>/dev/null | grep -o '"accuracy": *[0-9.]*' | head -n 1 | sed 's/.*: *//')"
     fi
 
     echo "== 4. inference: burn-cuda and the int8 engine"
-    FMNIST_MODELS="$PWD/models" FMNIST_DATA="$data" RAYON_NUM_THREADS=1 timeout 150 \
+    FMNIST_MODELS="$PWD/models" FMNIST_DATA="$data" RAYON_NUM_THREADS=1 timeout -k 5 120 \
         "$work/inference" --warm-up-time 0.5 --measurement-time 1 --sample-size 10 \
         'cuda|int8' | tee "$work/bench.txt"
     # "edge/batch256/burn-cuda-f32" then "time: [...]" and "thrpt: [a b c]": the middle value.
