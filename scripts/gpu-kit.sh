@@ -112,9 +112,19 @@ find_libraries() {
     done
 }
 
-# Epoch seconds of a run directory's run.json, one per line.
-epoch_seconds() {
-    grep -o '"seconds": *[0-9.]*' "$1/run.json" | sed 's/.*: *//'
+# The per-epoch values of field $2 ("seconds", "val_acc") in run directory $1's run.json,
+# one per line: from its "epochs" list only (`best` has a val_acc too).
+epoch_values() {
+    sed -n '/^  "epochs": \[/,/^  \]/p' "$1/run.json" 2>/dev/null |
+        grep -o "\"$2\": *[0-9.]*" | sed 's/.*: *//'
+}
+
+# The figures every training step gives, named after $1: epochs, mean s/epoch, the last
+# validation accuracy of run directory $2.
+run_figures() {
+    figure "$1_epochs" "$(epoch_values "$2" seconds | wc -l)"
+    figure "$1_seconds_per_epoch" "$(epoch_values "$2" seconds | awk '{s += $1} END {if (NR) printf "%.2f", s / NR}')"
+    figure "$1_val_accuracy" "$(epoch_values "$2" val_acc | tail -n 1)"
 }
 
 run() {
@@ -151,9 +161,7 @@ run() {
         exit 3
     fi
     if [ -f "$work/cnn/run.json" ]; then
-        figure cnn_seconds_per_epoch "$(epoch_seconds "$work/cnn" | awk '{s+=$1} END {if (NR) printf "%.2f", s/NR}')"
-        figure cnn_epochs "$(epoch_seconds "$work/cnn" | wc -l)"
-        figure cnn_val_accuracy "$(grep -o '"val_acc": *[0-9.]*' "$work/cnn/run.json" | tail -n 1 | sed 's/.*: *//')"
+        run_figures cnn "$work/cnn"
         figure cnn_test_accuracy "$(json_number "$work/cnn/run.json" test_accuracy)"
     fi
 
@@ -162,7 +170,7 @@ run() {
     timeout -k 10 -s INT 45 "$trainer" fit "${edge[@]}" --epochs 1 --train-limit 10000 \
         --test-limit 1000 --out "$work/edge-probe"
     local probe epochs
-    probe=$(epoch_seconds "$work/edge-probe" 2>/dev/null | head -n 1)
+    probe=$(epoch_values "$work/edge-probe" seconds | head -n 1)
     if [ -n "$probe" ]; then
         # 59,000 images an epoch; about 130 s of training in all, 3 to 40 epochs.
         epochs=$(awk -v p="$probe" 'BEGIN {e = int(130 / (p * 5.9)); if (e < 3) e = 3; if (e > 40) e = 40; print e}')
@@ -175,13 +183,11 @@ run() {
     timeout -k 10 -s INT 160 "$trainer" fit "${edge[@]}" --epochs "$epochs" --out "$work/edge"
     figure edge_wall_seconds $((SECONDS - started))
     if [ -f "$work/edge/run.json" ]; then
-        figure edge_epochs "$(epoch_seconds "$work/edge" | wc -l)"
-        figure edge_seconds_per_epoch "$(epoch_seconds "$work/edge" | awk '{s+=$1} END {if (NR) printf "%.2f", s/NR}')"
+        run_figures edge "$work/edge"
         # Time to 92.5% validation accuracy: the epochs' seconds summed up to the first
         # epoch at or above it.
-        figure edge_seconds_to_92_5_val "$(paste <(grep -o '"val_acc": *[0-9.]*' "$work/edge/run.json" | sed 's/.*: *//') \
-            <(epoch_seconds "$work/edge") | awk '!done {t += $2; if ($1 >= 0.925) {printf "%.1f", t; done = 1}} END {if (!done) print "not reached"}')"
-        figure edge_val_accuracy "$(grep -o '"val_acc": *[0-9.]*' "$work/edge/run.json" | tail -n 1 | sed 's/.*: *//')"
+        figure edge_seconds_to_92_5_val "$(paste <(epoch_values "$work/edge" val_acc) \
+            <(epoch_values "$work/edge" seconds) | awk '!done {t += $2; if ($1 >= 0.925) {printf "%.1f", t; done = 1}} END {if (!done) print "not reached"}')"
         timeout -k 5 40 "$trainer" export --checkpoint "$work/edge" --onnx "$OUT/edge-gpu.onnx" \
             --q8 "$OUT/edge-gpu.q8" --data "$data"
         figure edge_test_accuracy "$(timeout -k 5 30 "$trainer" eval --checkpoint "$work/edge" \

@@ -51,6 +51,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Whether `sha` has the form [`sha256_hex`] writes: 64 lowercase hexadecimal digits.
+pub fn is_sha256_hex(sha: &str) -> bool {
+    sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A digest in lowercase hexadecimal.
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -242,28 +247,27 @@ impl RunInfo {
                 Err(e) => bail!("its options are invalid ({e})"),
                 Ok(mut recipe) => {
                     // The options name the teacher's file, the recipe records its checksum.
-                    let settings = |d: &crate::distill::Distillation| (d.weight, d.temperature);
-                    let given = options
+                    let sha = self
+                        .recipe
+                        .distill
+                        .as_ref()
+                        .map(|d| d.teacher_sha256.clone());
+                    recipe.distill = options
                         .teacher
-                        .is_some()
-                        .then(|| options.recipe.distill_settings());
-                    recipe.distill = self.recipe.distill.clone();
-                    if recipe != self.recipe || given != self.recipe.distill.as_ref().map(settings)
-                    {
+                        .as_ref()
+                        .map(|_| options.recipe.distillation(sha.unwrap_or_default()));
+                    if recipe != self.recipe {
                         bail!("its options give another recipe than the run's")
                     }
                 }
             }
         }
-        let is_sha = |sha: &str| {
-            sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        };
         for (name, sha) in [
             ("model_sha256", self.model_sha256.as_deref()),
             ("data_sha256", self.data_sha256.as_deref()),
             ("best.sha256", self.best.as_ref().map(|b| b.sha256.as_str())),
         ] {
-            if sha.is_some_and(|sha| !is_sha(sha)) {
+            if sha.is_some_and(|sha| !is_sha256_hex(sha)) {
                 bail!("its {name} is not a SHA-256 in hexadecimal");
             }
         }

@@ -237,25 +237,6 @@ impl Backward<Cpu, 3> for GemmConv {
     }
 }
 
-/// The convolution of `x` by `weight` plus `bias` computed on the inner backend, and the
-/// columns it multiplied.
-fn conv_inner(
-    x: Tensor<Cpu, 4>,
-    weight: Tensor<Cpu, 4>,
-    bias: Tensor<Cpu, 1>,
-    g: &Geometry,
-) -> (Tensor<Cpu, 4>, Tensor<Cpu, 3>) {
-    let o = weight.dims()[0];
-    let cols = columns(x, g);
-    let out = weight
-        .reshape([1, o, g.rows()])
-        .matmul(cols.clone())
-        .reshape([g.n, o, g.oh, g.ow])
-        // `[N, O, 1, 1]`: the per-channel broadcast burn-flex runs on its fast path.
-        + bias.reshape([1, o, 1, 1]).repeat_dim(0, g.n);
-    (out, cols)
-}
-
 /// The convolution on the training backend, recorded for [`GemmConv`]'s backward pass.
 fn gemm_conv(
     x: Tensor<CpuTrain, 4>,
@@ -264,6 +245,7 @@ fn gemm_conv(
     padding: Padding,
 ) -> Tensor<CpuTrain, 4> {
     let g = Geometry::new(x.dims(), weight.dims(), padding);
+    let o = weight.dims()[0];
     let (x, weight, bias) = (
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
@@ -273,12 +255,14 @@ fn gemm_conv(
     let weight_inner = inner(weight.primitive.clone());
     let bias_inner =
         Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(bias.primitive.clone()));
-    let (out, cols) = conv_inner(
-        inner(x.primitive.clone()),
-        weight_inner.clone(),
-        bias_inner,
-        &g,
-    );
+    let cols = columns(inner(x.primitive.clone()), &g);
+    let out = weight_inner
+        .clone()
+        .reshape([1, o, g.rows()])
+        .matmul(cols.clone())
+        .reshape([g.n, o, g.oh, g.ow])
+        // `[N, O, 1, 1]`: the per-channel broadcast burn-flex runs on its fast path.
+        + bias_inner.reshape([1, o, 1, 1]).repeat_dim(0, g.n);
     let out = out.into_primitive().tensor();
     let result = match GemmConv
         .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])

@@ -17,12 +17,11 @@ use anyhow::{bail, Context};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
-use fmnist_runtime::CLASS_COUNT;
+use fmnist_runtime::{blob, FastPlan, Plan, CLASS_COUNT, INPUT_SCALE};
 
-use fmnist_runtime::{blob, FastPlan, Plan, INPUT_SCALE};
-
-use crate::export::{FoldedLayer, FoldedOp};
+use crate::export::FoldedLayer;
 use crate::model::Classifier;
+use crate::recipe::RecipeError;
 
 /// The weight of the distillation term when `--distill-weight` is not given.
 pub const DEFAULT_WEIGHT: f32 = 0.9;
@@ -47,6 +46,8 @@ pub struct Teacher {
     pub sha256: String,
     /// The model.
     pub form: TeacherForm,
+    /// Its trainable parameters.
+    pub parameters: usize,
 }
 
 /// What a teacher file holds.
@@ -64,45 +65,43 @@ impl Teacher {
     pub fn load(path: &Path) -> anyhow::Result<Teacher> {
         let bytes = crate::fsutil::read_regular(path, MAX_TEACHER_BYTES)?;
         let sha256 = crate::checkpoint::sha256_hex(&bytes);
-        let form = if bytes.starts_with(&blob::MAGIC) {
-            Plan::new(&bytes).with_context(|| format!("{}: int8 blob refused", path.display()))?;
-            TeacherForm::Int8(bytes)
+        let (form, parameters) = if bytes.starts_with(&blob::MAGIC) {
+            let parameters = Plan::new(&bytes)
+                .with_context(|| format!("{}: int8 blob refused", path.display()))?
+                .model()
+                .parameters as usize;
+            (TeacherForm::Int8(bytes), parameters)
         } else {
-            TeacherForm::Float(crate::export::onnx::read(&bytes).with_context(|| {
+            let layers = crate::export::onnx::read(&bytes).with_context(|| {
                 format!(
                     "{}: not a teacher (an ONNX file or int8 blob written by `trainer export`)",
                     path.display()
                 )
-            })?)
+            })?;
+            let specs: Vec<_> = layers.iter().map(|layer| layer.op.spec()).collect();
+            let parameters = crate::model::summarize(&specs)
+                .map_or(0, |rows| rows.iter().map(|row| row.params).sum());
+            (TeacherForm::Float(layers), parameters)
         };
         Ok(Teacher {
             path: path.to_path_buf(),
             sha256,
             form,
+            parameters,
         })
     }
 
     /// What the teacher is, for the message that names it: "float ONNX, 369,226
     /// parameters" or "int8 blob, 369,226 parameters".
     pub fn describe(&self) -> String {
-        let (form, parameters) = match &self.form {
-            TeacherForm::Float(layers) => (
-                "float ONNX",
-                layers
-                    .iter()
-                    .map(|layer| match &layer.op {
-                        FoldedOp::Conv(conv) => conv.weight.len() + conv.bias.len(),
-                        FoldedOp::Linear(linear) => linear.weight.len() + linear.bias.len(),
-                        _ => 0,
-                    })
-                    .sum(),
-            ),
-            TeacherForm::Int8(bytes) => (
-                "int8 blob",
-                Plan::new(bytes).map_or(0, |plan| plan.model().parameters as usize),
-            ),
+        let form = match &self.form {
+            TeacherForm::Float(_) => "float ONNX",
+            TeacherForm::Int8(_) => "int8 blob",
         };
-        format!("{form}, {} parameters", crate::model::thousands(parameters))
+        format!(
+            "{form}, {} parameters",
+            crate::model::thousands(self.parameters)
+        )
     }
 }
 
@@ -111,7 +110,7 @@ impl Teacher {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Distillation {
-    /// SHA-256 of the teacher's ONNX file.
+    /// SHA-256 of the teacher's file.
     pub teacher_sha256: String,
     /// The weight `w` of the distillation term, in (0, 1].
     pub weight: f32,
@@ -122,15 +121,20 @@ pub struct Distillation {
 impl Distillation {
     /// Whether the weight, the temperature and the checksum's form are in range.
     pub fn is_valid(&self) -> bool {
-        self.weight > 0.0
-            && self.weight <= 1.0
-            && self.temperature > 0.0
-            && self.temperature <= MAX_TEMPERATURE
-            && self.teacher_sha256.len() == 64
-            && self
-                .teacher_sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        check_settings(self.weight, self.temperature).is_ok()
+            && crate::checkpoint::is_sha256_hex(&self.teacher_sha256)
+    }
+}
+
+/// Refuses a weight outside (0, 1] or a temperature outside (0, [`MAX_TEMPERATURE`]],
+/// naming the command-line option.
+pub fn check_settings(weight: f32, temperature: f32) -> Result<(), RecipeError> {
+    if !(weight > 0.0 && weight <= 1.0) {
+        Err(RecipeError::DistillWeight)
+    } else if !(temperature > 0.0 && temperature <= MAX_TEMPERATURE) {
+        Err(RecipeError::DistillTemperature)
+    } else {
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 
 use crate::backend::DeviceKind;
 use crate::checkpoint::{self, ResumeState, RunInfo, BEST_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE};
-use crate::distill::{Distillation, Teacher};
+use crate::distill::Teacher;
 use crate::export::{self, Exports};
 use crate::fsutil;
 use crate::model::{summary_text, ModelKind};
@@ -367,14 +367,9 @@ fn prepare_in(
         Some((info, state)) => (info, Some(state)),
         None => {
             let mut recipe = recipe;
-            recipe.distill = teacher.as_ref().map(|teacher| {
-                let (weight, temperature) = options.recipe.distill_settings();
-                Distillation {
-                    teacher_sha256: teacher.sha256.clone(),
-                    weight,
-                    temperature,
-                }
-            });
+            recipe.distill = teacher
+                .as_ref()
+                .map(|teacher| options.recipe.distillation(teacher.sha256.clone()));
             let mut info = RunInfo::new(
                 options.model,
                 recipe,

@@ -307,6 +307,17 @@ impl RecipeOverrides {
         )
     }
 
+    /// The distillation of these overrides from the teacher file with checksum
+    /// `teacher_sha256`.
+    pub fn distillation(&self, teacher_sha256: String) -> Distillation {
+        let (weight, temperature) = self.distill_settings();
+        Distillation {
+            teacher_sha256,
+            weight,
+            temperature,
+        }
+    }
+
     /// The default recipe of `kind` with these overrides, validated; without distillation,
     /// which needs the teacher's file (`trainer fit` adds it).
     pub fn apply(&self, kind: ModelKind) -> Result<Recipe, RecipeError> {
@@ -322,12 +333,7 @@ impl RecipeOverrides {
         recipe.replicas = self.replicas.unwrap_or(recipe.replicas);
         recipe.validate()?;
         let (weight, temperature) = self.distill_settings();
-        if !(weight > 0.0 && weight <= 1.0) {
-            return Err(RecipeError::DistillWeight);
-        }
-        if !(temperature > 0.0 && temperature <= distill::MAX_TEMPERATURE) {
-            return Err(RecipeError::DistillTemperature);
-        }
+        distill::check_settings(weight, temperature)?;
         Ok(recipe)
     }
 }

@@ -421,18 +421,23 @@ fn eval_json_logits_and_output_paths() {
 #[test]
 fn a_run_distils_from_a_teacher_file_it_records_and_checks() {
     let data = dataset();
-    let teacher = data.path().join("teacher.onnx");
-    ok(trainer(&fit_args(
-        data.path(),
-        &[
+    // A one-epoch run `name` with `seed`, exported to `name.onnx`.
+    let exported = |name: &str, seed: &str| {
+        let file = data.path().join(format!("{name}.onnx"));
+        let (dir, seed_option) = (data.path().join(name), ["--seed", seed]);
+        let mut args = vec![
             "--epochs",
             "1",
             "--out",
-            path(&data.path().join("teacher")),
+            path(&dir),
             "--export",
-            path(&teacher),
-        ],
-    )));
+            path(&file),
+        ];
+        args.extend_from_slice(&seed_option);
+        ok(trainer(&fit_args(data.path(), &args)));
+        file
+    };
+    let teacher = exported("teacher", "42");
     let sha = fmnist_trainer::checkpoint::sha256_hex(&std::fs::read(&teacher).unwrap());
     let run = data.path().join("student");
     let student = |extra: &[&str]| {
@@ -484,21 +489,7 @@ fn a_run_distils_from_a_teacher_file_it_records_and_checks() {
     refused(&changed, 2, "--distill-temperature");
     // A teacher file that changed since (another model's) is refused, and nothing is
     // trained.
-    let other = data.path().join("other.onnx");
-    ok(trainer(&fit_args(
-        data.path(),
-        &[
-            "--epochs",
-            "1",
-            "--seed",
-            "7",
-            "--out",
-            path(&data.path().join("other")),
-            "--export",
-            path(&other),
-        ],
-    )));
-    std::fs::copy(&other, &teacher).unwrap();
+    std::fs::copy(exported("other", "7"), &teacher).unwrap();
     let changed = resume("3");
     assert_eq!(changed.status.code(), Some(1), "{}", text(&changed.stderr));
     assert!(
