@@ -31,7 +31,10 @@ fn the_card_lists_every_shipped_file_with_its_size_and_checksum() {
         assert_eq!(format!("{:x}", Sha256::digest(&bytes)), digest, "{name}");
         listed += 1;
     }
-    assert_eq!(listed, 4, "edge and cnn, ONNX and int8");
+    assert_eq!(
+        listed, 5,
+        "edge and cnn, ONNX and int8, and wide's ONNX file"
+    );
 }
 
 #[test]
@@ -67,7 +70,7 @@ fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
     let test = load_split(Path::new(&dir), Split::Test)
         .expect("run scripts/test.sh: it installs the dataset");
     let pixels = &test.images[..50 * IMAGE_PIXELS];
-    for kind in ["cnn", "edge"] {
+    for kind in ["cnn", "edge", "wide"] {
         let path = models().join(format!("{kind}.onnx"));
         let bytes = std::fs::read(&path).unwrap();
         let tract = fmnist_runtime::onnx::OnnxClassifier::from_bytes(&bytes, &path).unwrap();
@@ -156,4 +159,52 @@ fn the_shipped_models_are_calibrated_as_the_card_states() {
     for kind in ["cnn.q8", "cnn.onnx"] {
         assert!((0.05..=20.0).contains(&card_temperature(kind)), "{kind}");
     }
+}
+
+#[test]
+fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge() {
+    use fmnist_runtime::IMAGE_PIXELS;
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    let test = load_split(Path::new(&dir), Split::Test)
+        .expect("run scripts/test.sh: it installs the dataset");
+    let path = models().join("wide.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let onnx = fmnist_runtime::onnx::OnnxClassifier::from_bytes(&bytes, &path).unwrap();
+    assert!(
+        (f64::from(onnx.temperature()) - card_temperature("wide.onnx")).abs() < 1e-4,
+        "{}",
+        onnx.temperature()
+    );
+    // tract runs one image at a time: the 10,000 images split over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = test.images.len().div_ceil(threads * IMAGE_PIXELS) * IMAGE_PIXELS;
+    let logits: Vec<f32> = std::thread::scope(|scope| {
+        let workers: Vec<_> = test
+            .images
+            .chunks(share)
+            .map(|part| scope.spawn(|| onnx.logits(part).unwrap()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    });
+    let correct = logits
+        .chunks_exact(10)
+        .zip(&test.labels)
+        .filter(|(row, &label)| fmnist_runtime::metrics::argmax(row) == usize::from(label))
+        .count();
+    assert_eq!(test.images.len(), 10_000 * IMAGE_PIXELS);
+    let measured = format!("{:.2}%", correct as f64 / 100.0);
+    assert!(
+        card().contains(&format!("**float {measured}**")),
+        "the card does not state wide's float {measured}"
+    );
+    // The teacher is shipped because it beats the shipped edge blob's int8 accuracy.
+    let edge = std::fs::read(models().join("edge.q8")).unwrap();
+    let edge_accuracy = Plan::new(&edge).unwrap().model().int8_accuracy.unwrap();
+    assert!(
+        correct as f32 / 10_000.0 > edge_accuracy,
+        "wide {measured} does not beat edge's int8 {edge_accuracy}"
+    );
 }
