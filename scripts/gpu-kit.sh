@@ -10,7 +10,8 @@
 # dataset files into .gpu/, and refuses a kit over 60 MiB. cubecl-cuda loads the CUDA
 # driver and NVRTC at run time, so nothing CUDA is needed to build. cubecl compiles every
 # kernel on first use and autotunes matmuls and convolutions by compiling and timing the
-# candidates: the first runs compiled 398 kernels and never finished a training epoch.
+# candidates: the second run on a GPU compiled 398 kernels and neither finished a training
+# epoch.
 # Keep a run's caches here and the next kit carries them (xz, about 2 MiB):
 #
 #   mkdir -p gpu-cache && tar -xzf work.tgz -C gpu-cache ./cuda ./autotune
@@ -279,8 +280,9 @@ TOML
             }
         }
         n = int(t / (1.15 * e)); if (n > 40) n = 40;
-        print (n >= 3) ? "plain " n : "none"
+        print (n >= 3) ? "plain 0 " n : "none"
     }')
+    # "distil WIDE_EPOCHS EDGE_EPOCHS", "plain 0 EDGE_EPOCHS" or "none".
     echo "plan ($left s of training left): $plan"
     figure edge_plan "$plan"
     read -r mode wide_epochs edge_epochs <<<"$plan"
@@ -290,8 +292,6 @@ TOML
         train_and_export wide "$wide_epochs" "$(awk -v n="$wide_epochs" -v w="$w" 'BEGIN {print int(1.3 * n * w + 25)}')" \
             "${gpu_recipe[@]}"
         [ -f "$OUT/wide-gpu.onnx" ] && teacher=(--teacher "$OUT/wide-gpu.onnx")
-    elif [ "$mode" = plain ]; then
-        edge_epochs=$wide_epochs
     fi
     if [ "$mode" != none ]; then
         train_and_export edge "$edge_epochs" $((DEADLINE - SECONDS - 50)) "${gpu_recipe[@]}" "${teacher[@]}"

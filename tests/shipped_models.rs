@@ -163,7 +163,6 @@ fn the_shipped_models_are_calibrated_as_the_card_states() {
 
 #[test]
 fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge() {
-    use fmnist_runtime::IMAGE_PIXELS;
     let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
     let test = load_split(Path::new(&dir), Split::Test)
         .expect("run scripts/test.sh: it installs the dataset");
@@ -175,27 +174,15 @@ fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge(
         "{}",
         onnx.temperature()
     );
-    // tract runs one image at a time: the 10,000 images split over the cores.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let share = test.images.len().div_ceil(threads * IMAGE_PIXELS) * IMAGE_PIXELS;
-    let logits: Vec<f32> = std::thread::scope(|scope| {
-        let workers: Vec<_> = test
-            .images
-            .chunks(share)
-            .map(|part| scope.spawn(|| onnx.logits(part).unwrap()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().unwrap())
-            .collect()
-    });
-    let correct = logits
-        .chunks_exact(10)
-        .zip(&test.labels)
-        .filter(|(row, &label)| fmnist_runtime::metrics::argmax(row) == usize::from(label))
-        .count();
-    assert_eq!(test.images.len(), 10_000 * IMAGE_PIXELS);
-    let measured = format!("{:.2}%", correct as f64 / 100.0);
+    // The project's own evaluation (`trainer eval`'s): the file read back into burn, whose
+    // logits the read-back test above holds to tract's.
+    let device = Default::default();
+    let layers = fmnist_trainer::export::onnx::read(&bytes).unwrap();
+    let model: fmnist_trainer::model::Classifier<fmnist_trainer::backend::Cpu> =
+        fmnist_trainer::export::unfold(&layers, &device);
+    let confusion = fmnist_trainer::train::evaluate(&model, &test, &device).confusion;
+    let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
+    assert_eq!(confusion.total(), 10_000);
     assert!(
         card().contains(&format!("**float {measured}**")),
         "the card does not state wide's float {measured}"
@@ -204,7 +191,7 @@ fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge(
     let edge = std::fs::read(models().join("edge.q8")).unwrap();
     let edge_accuracy = Plan::new(&edge).unwrap().model().int8_accuracy.unwrap();
     assert!(
-        correct as f32 / 10_000.0 > edge_accuracy,
+        confusion.accuracy() > f64::from(edge_accuracy),
         "wide {measured} does not beat edge's int8 {edge_accuracy}"
     );
 }
