@@ -150,8 +150,8 @@ run_figures() {
 probe() {
     local model=$1 limit=$2
     shift 2
-    timeout -k 10 -s INT "$limit" "$trainer" fit --model "$model" "$@" --epochs 2 \
-        --train-limit 5000 --test-limit 500 --out "$work/$model-probe" >&2
+    on_tty "$model-probe" timeout -k 10 -s INT "$limit" "$trainer" fit --model "$model" "$@" \
+        --epochs 2 --train-limit 5000 --test-limit 500 --out "$work/$model-probe" >&2
     epoch_values "$work/$model-probe" seconds | sed -n 2p | awk '{printf "%.2f", $1 * 59000 / 5000}'
 }
 
@@ -177,7 +177,27 @@ train_and_export() {
 }
 
 stamp() {
-    echo "$* [$(date -u +%T), ${SECONDS} s]"
+    local compiled=""
+    [ -f "${OUT:-}/cubecl-compile.log" ] &&
+        compiled=", $(grep -c 'Compiling kernel' "$OUT/cubecl-compile.log") kernels compiled so far"
+    echo "$* [$(date -u +%T), ${SECONDS} s$compiled]"
+}
+
+# Runs the command "$@" on a pseudo-terminal when `script` is there, so that the trainer
+# draws its progress bar (step counts and elapsed time: the only view into an epoch that
+# does not finish) into $OUT/$name-tty.log, $name being the first argument; prints that
+# log's last lines and returns the command's exit status.
+on_tty() {
+    local name=$1
+    shift
+    if ! command -v script >/dev/null; then
+        "$@"
+        return
+    fi
+    script -qfec "$(printf '%q ' "$@")" "$OUT/$name-tty.log" >/dev/null
+    local status=$?
+    tr '\r' '\n' <"$OUT/$name-tty.log" | grep -v '^[[:space:]]*$' | tail -n 4
+    return "$status"
 }
 
 run() {
@@ -232,8 +252,8 @@ TOML
     echo "cores: $(nproc), CPU: $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2-)"
 
     stamp "== 2. the notebook's CNN, its recipe, on CUDA"
-    timeout -k 10 -s INT 90 "$trainer" fit --device cuda --model cnn --replicas 1 \
-        --data "$data" --out "$work/cnn" --no-progress
+    on_tty cnn timeout -k 10 -s INT 90 "$trainer" fit --device cuda --model cnn --replicas 1 \
+        --data "$data" --out "$work/cnn"
     local status=$?
     if [ "$status" -eq 3 ]; then
         echo "gpu-kit: no usable CUDA GPU (the line above says why); nothing measured"
@@ -246,7 +266,7 @@ TOML
     fi
 
     stamp "== 3. probes: edge and wide, 2 epochs on 5,000 images (the 2nd has no compiling)"
-    local gpu_recipe=(--device cuda --batch 512 --lr 0.006 --replicas 1 --data "$data" --no-progress)
+    local gpu_recipe=(--device cuda --batch 512 --lr 0.006 --replicas 1 --data "$data")
     local e w
     e=$(probe edge 40 "${gpu_recipe[@]}")
     w=$(probe wide 45 "${gpu_recipe[@]}")
@@ -255,9 +275,12 @@ TOML
 
     stamp "== 4. inference: burn-cuda and the int8 engine"
     # --bench: without it criterion only tests that each benchmark runs once.
-    FMNIST_MODELS="$models" FMNIST_DATA="$data" timeout -k 5 100 \
+    # GPU_KIT_BENCH narrows the rows (a regular expression over their names) to those an
+    # earlier run did not reach, GPU_KIT_BENCH_SECONDS the time they get.
+    echo "bench rows: ${GPU_KIT_BENCH:=cuda|int8/avx|threads}, ${GPU_KIT_BENCH_SECONDS:=100} s"
+    FMNIST_MODELS="$models" FMNIST_DATA="$data" timeout -k 5 "$GPU_KIT_BENCH_SECONDS" \
         "$work/inference" --bench --warm-up-time 0.5 --measurement-time 1 --sample-size 10 \
-        'cuda|int8/avx|threads' | tee "$work/bench.txt"
+        "$GPU_KIT_BENCH" | tee "$work/bench.txt"
     # "edge/batch256/burn-cuda-f32" then "time: [...]" and "thrpt: [a b c]": the middle value.
     while read -r id value unit; do
         figure "bench:$id" "$value $unit"
