@@ -505,8 +505,7 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     info.test_accuracy = Some(evaluation.confusion.accuracy());
     checkpoint::save_info(&prepared.output.dir, info)?;
     let dir = &prepared.output.dir;
-    crate::plot::curves(&dir.join(checkpoint::CURVES_FILE), info, dir)
-        .context("cannot draw curves.png")?;
+    crate::plot::run_curves(dir, info);
     let (first, last) = (before + 1, info.epochs.len());
     crate::say!(
         "trained {} in {seconds:.1} s ({:.1} s/epoch)",

@@ -42,6 +42,10 @@ impl<T, E: std::fmt::Display> OrAnyhow<T> for Result<T, E> {
 /// Registers a system TrueType font once; false when none is installed, in which case
 /// pictures are drawn without text rather than not at all.
 fn have_font() -> bool {
+    #[cfg(test)]
+    if tests::NO_FONT.with(std::cell::Cell::get) {
+        return false;
+    }
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let candidates = [
@@ -332,6 +336,22 @@ pub fn curves(path: &Path, info: &RunInfo, run_dir: &Path) -> anyhow::Result<()>
     })
 }
 
+/// [`curves`] for run directory `dir` (its `curves.png`), as training and resuming call
+/// it: a picture that cannot be drawn is a warning (printed once per process), not the
+/// end of a run whose weights and figures are already saved.
+pub fn run_curves(dir: &Path, info: &RunInfo) {
+    let path = dir.join(crate::checkpoint::CURVES_FILE);
+    if let Err(e) = curves(&path, info, dir) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!(
+                "warning: cannot draw {}: {e:#}; training goes on without it",
+                path.display()
+            );
+        }
+    }
+}
+
 /// Draws `curves.png` onto `root`; returns the plotting area of each panel.
 fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Result<Vec<PlotRect>> {
     let text = have_font();
@@ -476,16 +496,21 @@ fn draw_curves(root: &Area<'_>, info: &RunInfo, run_dir: &Path) -> anyhow::Resul
                 format!("{:.*}", decimals(span), y)
             }
         };
+        // The grid lines only without a font: any text, even empty, needs one.
+        let none = |_: &f64| String::new();
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc("epoch")
-            .y_desc(y_name)
-            .x_labels(x_ticks)
-            .y_labels(8)
-            .x_label_formatter(&x_format)
-            .y_label_formatter(&y_format)
-            .axis_desc_style((FONT, 14));
-        if !text {
-            mesh.disable_x_axis().disable_y_axis();
+        mesh.x_labels(x_ticks).y_labels(8);
+        if text {
+            mesh.x_desc("epoch")
+                .y_desc(y_name)
+                .x_label_formatter(&x_format)
+                .y_label_formatter(&y_format)
+                .axis_desc_style((FONT, 14));
+        } else {
+            mesh.x_label_formatter(&none)
+                .y_label_formatter(&none)
+                .disable_x_axis()
+                .disable_y_axis();
         }
         mesh.draw().or_err()?;
         if learning_rate && !schedule.is_empty() {
@@ -901,6 +926,33 @@ mod tests {
             None,
             "the notebook's recipe has no reason"
         );
+    }
+
+    thread_local! {
+        /// Set by a test on its own thread: [`have_font`] then answers as on a machine
+        /// with no font installed (a GPU server's image, for one).
+        pub(super) static NO_FONT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn without_a_font_curves_and_grids_are_drawn_without_text() {
+        NO_FONT.with(|f| f.set(true));
+        let dir = tempfile::tempdir().unwrap();
+        let mut info = run_info(ModelKind::Edge, 3);
+        info.test_accuracy = Some(0.85);
+        let path = dir.path().join("curves.png");
+        curves(&path, &info, dir.path()).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), CURVES_SIZE);
+        // The series are drawn: some pixels are neither white nor gray.
+        assert!(image.pixels().any(|p| p[0] != p[1] || p[1] != p[2]));
+        let set = crate::synthetic::images(12, 3);
+        let grid_path = dir.path().join("grid.png");
+        grid(&grid_path, &set, "title", Some(&[0; 12])).unwrap();
+        let picture = image::open(&grid_path).unwrap();
+        // No heading row without a font.
+        assert_eq!(picture.width(), (CELL_W * 10) as u32);
+        assert!(picture.height() < (HEAD_H + 2 * (4 + 28 * SCALE + 4 + 2 * LINE_H + 6)) as u32);
     }
 
     #[test]

@@ -229,8 +229,7 @@ fn reconcile(dir: &Path, info: &RunInfo, state: &ResumeState) -> anyhow::Result<
             &dir.join(METRICS_FILE),
             checkpoint::metrics_csv(&info.epochs).as_bytes(),
         )?;
-        crate::plot::curves(&dir.join(checkpoint::CURVES_FILE), info, dir)
-            .context("cannot draw curves.png")?;
+        crate::plot::run_curves(dir, info);
     }
     Ok(notes)
 }

@@ -543,7 +543,8 @@ fn save_epoch<B: Backend>(
         &dir.join(checkpoint::METRICS_FILE),
         checkpoint::metrics_csv(&info.epochs).as_bytes(),
     )?;
-    plot::curves(&dir.join(checkpoint::CURVES_FILE), info, dir).context("cannot draw curves.png")
+    plot::run_curves(dir, info);
+    Ok(())
 }
 
 fn progress_bar(enabled: bool, len: u64, prefix: &str) -> ProgressBar {
