@@ -21,21 +21,28 @@
 #   1. nvidia-smi, the CUDA libraries found (ldconfig, and any Python environment's
 #      site-packages/nvidia/*/lib), LD_LIBRARY_PATH set from them;
 #   2. the notebook's CNN, its recipe (5 epochs) on --device cuda: s/epoch, val/test accuracy;
-#   3. `edge` and `wide` with a GPU recipe (batch 512, lr 6e-3), two epochs each on 5,000
-#      images: the second epoch's time (the first compiles the kernels) per 59,000 images;
-#   4. the inference bench's burn-cuda rows (batch 1, 256, 4096, 65536; with the host
+#   3. the inference bench's burn-cuda rows (batch 1, 256, 4096, 65536; with the host
 #      copies, and resident on the device) and the int8 engine's (AVX2, AVX-512 VNNI where
-#      the CPU has it, one thread and all threads);
-#   5. issue 17's edge at 94% in int8, in the time left: `wide` (up to 30 epochs), then
-#      `edge` distilled from its ONNX file (up to 40 epochs), epochs sized from the probes;
-#      plain `edge` if the time left is too short for both; each exported to
-#      $OUT/{wide,edge}-gpu.{onnx,q8} with its run.json, the export printing the float and
-#      int8 test accuracy; the time to 92.5% validation accuracy;
-#   6. $OUT/gpu.json and $OUT/gpu.log (OUT defaults to ./gpu-out).
-# It ends by 565 s (GPU_KIT_SECONDS) after it starts, steps 1-4 within their limits and
-# step 5 sized to the time left (a step that ignores its stop signal is killed 5-10 s
-# later): call it with the device call's timeout at 595 s. Without a usable GPU the trainer
-# stops at step 2 with one line naming the cause and exit code 3, and so does this script.
+#      the CPU has it, one thread and all threads); GPU_KIT_BENCH (a regular expression
+#      over the rows' names) narrows them to those an earlier run missed,
+#      GPU_KIT_BENCH_SECONDS (0: none) is their time;
+#   4. issue 17's edge at 94% in int8, in the time left: `edge` with its own recipe,
+#      distilled from the shipped models/wide.onnx, for as many epochs (at most 60) as the
+#      time left holds at GPU_KIT_EDGE_EPOCH_S seconds an epoch (default 5) after
+#      GPU_KIT_COMPILE_S (default 90) of compiling; exported to $OUT/edge-gpu.{onnx,q8}
+#      with its run.json, the export printing the float and int8 test accuracy; the time
+#      to 92.5% validation accuracy;
+#   5. $OUT/gpu.json and $OUT/gpu.log (OUT defaults to ./gpu-out).
+# Training steps run on a pseudo-terminal (`script`), their progress bars in
+# $OUT/*-tty.log: the three runs so far showed where the time goes. cubecl compiles and
+# autotunes the kernels of every new tensor shape: the first steps of an epoch, its last
+# (smaller) batch and its validation each cost 25-50 s, while the CNN's other 184 steps
+# took about a second; two-epoch probes on 5,000 images measured nothing but compiling.
+# It ends by 565 s (GPU_KIT_SECONDS) after it starts, steps 1-3 within their limits and
+# step 4 sized to the time left (a step that ignores its stop signal is killed 5-10 s
+# later): call it with the device call's timeout 30 s above that. Without a usable GPU the
+# trainer stops at step 2 with one line naming the cause and exit code 3, and so does this
+# script.
 set -uo pipefail
 
 KIT=.gpu
@@ -144,17 +151,6 @@ run_figures() {
     figure "$1_val_accuracy" "$(epoch_values "$2" val_acc | tail -n 1)"
 }
 
-# Seconds per 59,000-image epoch of model $1 on the GPU, from the 2nd of two epochs on
-# 5,000 images (the 1st compiles the kernels), under time limit $2; the rest is the recipe.
-# Empty if it failed.
-probe() {
-    local model=$1 limit=$2
-    shift 2
-    on_tty "$model-probe" timeout -k 10 -s INT "$limit" "$trainer" fit --model "$model" "$@" \
-        --epochs 2 --train-limit 5000 --test-limit 500 --out "$work/$model-probe" >&2
-    epoch_values "$work/$model-probe" seconds | sed -n 2p | awk '{printf "%.2f", $1 * 59000 / 5000}'
-}
-
 # Trains model $1 for $2 epochs within $3 seconds (interrupted then, keeping its complete
 # epochs), the rest of the arguments being the recipe; exports it to $OUT/$1-gpu.onnx and
 # .q8 (the export prints float and int8 test accuracy) and copies its run.json there.
@@ -163,7 +159,8 @@ train_and_export() {
     shift 3
     local dir="$work/$model" started=$SECONDS best=()
     [ "$limit" -gt 10 ] || { echo "$model: no time left"; return; }
-    timeout -k 10 -s INT "$limit" "$trainer" fit --model "$model" "$@" --epochs "$epochs" --out "$dir"
+    on_tty "$model" timeout -k 10 -s INT "$limit" "$trainer" fit --model "$model" "$@" --epochs "$epochs" \
+        --out "$dir"
     [ $? -eq 0 ] || best=(--best)
     figure "${model}_wall_seconds" $((SECONDS - started))
     [ -f "$dir/run.json" ] || return
@@ -252,7 +249,7 @@ TOML
     echo "cores: $(nproc), CPU: $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2-)"
 
     stamp "== 2. the notebook's CNN, its recipe, on CUDA"
-    on_tty cnn timeout -k 10 -s INT 90 "$trainer" fit --device cuda --model cnn --replicas 1 \
+    on_tty cnn timeout -k 10 -s INT "${GPU_KIT_CNN_SECONDS:-120}" "$trainer" fit --device cuda --model cnn --replicas 1 \
         --data "$data" --out "$work/cnn"
     local status=$?
     if [ "$status" -eq 3 ]; then
@@ -265,59 +262,31 @@ TOML
         figure cnn_test_accuracy "$(json_number "$work/cnn/run.json" test_accuracy)"
     fi
 
-    stamp "== 3. probes: edge and wide, 2 epochs on 5,000 images (the 2nd has no compiling)"
-    local gpu_recipe=(--device cuda --batch 512 --lr 0.006 --replicas 1 --data "$data")
-    local e w
-    e=$(probe edge 40 "${gpu_recipe[@]}")
-    w=$(probe wide 45 "${gpu_recipe[@]}")
-    figure edge_probe_seconds_per_epoch "$e"
-    figure wide_probe_seconds_per_epoch "$w"
-
-    stamp "== 4. inference: burn-cuda and the int8 engine"
-    # --bench: without it criterion only tests that each benchmark runs once.
-    # GPU_KIT_BENCH narrows the rows (a regular expression over their names) to those an
-    # earlier run did not reach, GPU_KIT_BENCH_SECONDS the time they get.
+    stamp "== 3. inference: burn-cuda and the int8 engine"
     echo "bench rows: ${GPU_KIT_BENCH:=cuda|int8/avx|threads}, ${GPU_KIT_BENCH_SECONDS:=100} s"
-    FMNIST_MODELS="$models" FMNIST_DATA="$data" timeout -k 5 "$GPU_KIT_BENCH_SECONDS" \
-        "$work/inference" --bench --warm-up-time 0.5 --measurement-time 1 --sample-size 10 \
-        "$GPU_KIT_BENCH" | tee "$work/bench.txt"
-    # "edge/batch256/burn-cuda-f32" then "time: [...]" and "thrpt: [a b c]": the middle value.
-    while read -r id value unit; do
-        figure "bench:$id" "$value $unit"
-    done < <(awk '/^[a-z]+\/batch[0-9]+\// {id = $1}
-        /thrpt:/ {gsub(/[\[\]]/, ""); print id, $4, $5}' "$work/bench.txt")
-
-    stamp "== 5. edge at 94% (issue 17): wide, then edge distilled from it, in the time left"
-    # Seconds left for training: to the deadline, less the exports (45 s each) and 10 s.
-    local left=$((DEADLINE - SECONDS - 100))
-    local plan
-    plan=$(awk -v e="$e" -v w="$w" -v t="$left" 'BEGIN {
-        if (e == "" || e <= 0) { print "none"; exit }
-        d = e + 0.5 * w;                      # a distilled edge epoch: plus the teacher forward pass
-        if (w != "" && w > 0) {
-            n = int(t / (1.15 * (w + d)));
-            if (n >= 12) {
-                ew = (n > 30) ? 30 : n;
-                ee = int((t - 1.15 * ew * w) / (1.15 * d)); if (ee > 40) ee = 40;
-                print "distil", ew, ee; exit
-            }
-        }
-        n = int(t / (1.15 * e)); if (n > 40) n = 40;
-        print (n >= 3) ? "plain 0 " n : "none"
-    }')
-    # "distil WIDE_EPOCHS EDGE_EPOCHS", "plain 0 EDGE_EPOCHS" or "none".
-    echo "plan ($left s of training left): $plan"
-    figure edge_plan "$plan"
-    read -r mode wide_epochs edge_epochs <<<"$plan"
-    local teacher=()
-    if [ "$mode" = distil ]; then
-        # Its estimate and a third more, leaving the edge run its share.
-        train_and_export wide "$wide_epochs" "$(awk -v n="$wide_epochs" -v w="$w" 'BEGIN {print int(1.3 * n * w + 25)}')" \
-            "${gpu_recipe[@]}"
-        [ -f "$OUT/wide-gpu.onnx" ] && teacher=(--teacher "$OUT/wide-gpu.onnx")
+    if [ "$GPU_KIT_BENCH_SECONDS" -gt 0 ]; then
+        # --bench: without it criterion only tests that each benchmark runs once.
+        FMNIST_MODELS="$models" FMNIST_DATA="$data" timeout -k 5 "$GPU_KIT_BENCH_SECONDS" \
+            "$work/inference" --bench --warm-up-time 0.5 --measurement-time 1 --sample-size 10 \
+            "$GPU_KIT_BENCH" | tee "$work/bench.txt"
+        # "edge/batch256/burn-cuda-f32" then "time: [...]" and "thrpt: [a b c]": the middle value.
+        while read -r id value unit; do
+            figure "bench:$id" "$value $unit"
+        done < <(awk '/^[a-z]+\/batch[0-9]+\// {id = $1}
+            /thrpt:/ {gsub(/[\[\]]/, ""); print id, $4, $5}' "$work/bench.txt")
     fi
-    if [ "$mode" != none ]; then
-        train_and_export edge "$edge_epochs" $((DEADLINE - SECONDS - 50)) "${gpu_recipe[@]}" "${teacher[@]}"
+
+    stamp "== 4. edge at 94% (issue 17): distilled from models/wide.onnx, in the time left"
+    # Seconds left for training: to the deadline, less the export (45 s) and 15 s.
+    local left=$((DEADLINE - SECONDS - 60))
+    local epochs
+    epochs=$(awk -v t="$left" -v c="${GPU_KIT_COMPILE_S:-90}" -v e="${GPU_KIT_EDGE_EPOCH_S:-5}" \
+        'BEGIN {n = int((t - c) / e); print (n > 60) ? 60 : n}')
+    echo "$left s left: $epochs epochs"
+    figure edge_planned_epochs "$epochs"
+    if [ "$epochs" -ge 3 ]; then
+        train_and_export edge "$epochs" "$left" --device cuda --replicas 1 --data "$data" \
+            --teacher "$models/wide.onnx"
         local dir="$work/edge"
         if [ -f "$dir/run.json" ]; then
             # Time to 92.5% validation accuracy: the epochs' seconds summed up to the first
