@@ -32,7 +32,8 @@
 #      GPU_KIT_COMPILE_S (default 90) of compiling; exported to $OUT/edge-gpu.{onnx,q8}
 #      with its run.json, the export printing the float and int8 test accuracy; the time
 #      to 92.5% validation accuracy;
-#   5. $OUT/gpu.json and $OUT/gpu.log (OUT defaults to ./gpu-out).
+#   5. $OUT/gpu.json, $OUT/gpu.log and $OUT/logs.tgz (cubecl's logs and the progress
+#      bars: the device tool brings back at most 8 files); OUT defaults to ./gpu-out.
 # Training steps run on a pseudo-terminal (`script`), their progress bars in
 # $OUT/*-tty.log: the three runs so far showed where the time goes. cubecl compiles and
 # autotunes the kernels of every new tensor shape: the first steps of an epoch, its last
@@ -300,8 +301,10 @@ TOML
     # to start from and for the record.
     tar -czf "$OUT/work.tgz" --exclude=./trainer --exclude=./inference -C "$work" . &&
         [ "$(stat -c %s "$OUT/work.tgz")" -le $((40 * 1024 * 1024)) ] || rm -f "$OUT/work.tgz"
+    # The device tool brings back at most 8 files: the logs go into one.
+    (cd "$OUT" && tar -czf logs.tgz --remove-files cubecl-*.log ./*-tty.log 2>/dev/null)
     write_json "$gpu" "$driver" "ok"
-    stamp "== done: $OUT/gpu.json, $OUT/gpu.log"
+    stamp "== done: $OUT/gpu.json, $OUT/gpu.log, $OUT/logs.tgz"
 }
 
 write_json() {
