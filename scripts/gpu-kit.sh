@@ -20,7 +20,10 @@
 # loses its own figures and not the others':
 #   1. nvidia-smi, the CUDA libraries found (ldconfig, and any Python environment's
 #      site-packages/nvidia/*/lib), LD_LIBRARY_PATH set from them;
-#   2. the notebook's CNN, its recipe (5 epochs) on --device cuda: s/epoch, val/test accuracy;
+#   2. the notebook's CNN, its recipe (5 epochs) on --device cuda: s/epoch, val/test
+#      accuracy; then PyTorch's, benches/pytorch/train_speed.py --device cuda, 5 epochs,
+#      where a Python with torch and CUDA is found (/opt/torch/.venv on the device
+#      machine), under GPU_KIT_TORCH_SECONDS (60);
 #   3. the inference bench's burn-cuda rows (batch 1, 256, 4096, 65536; with the host
 #      copies, and resident on the device) and the int8 engine's (AVX2, AVX-512 VNNI where
 #      the CPU has it, one thread and all threads); GPU_KIT_BENCH (a regular expression
@@ -207,7 +210,7 @@ run() {
     work=$(mktemp -d /tmp/gpu-kit.XXXXXX)
     KIT=$PWD/$KIT
     data="$KIT/data"
-    local models="$PWD/models"
+    local models="$PWD/models" torch_speed="$PWD/benches/pytorch/train_speed.py"
     # cubecl reads cubecl.toml from the working directory: every step runs in $work and
     # shares one on-disk cache of compiled kernels and autotune results, and autotunes at
     # the minimal level (at the default level the first run spent its 90 s on the
@@ -261,6 +264,24 @@ TOML
     if [ -f "$work/cnn/run.json" ]; then
         run_figures cnn "$work/cnn"
         figure cnn_test_accuracy "$(json_number "$work/cnn/run.json" test_accuracy)"
+    fi
+
+    stamp "== 2b. PyTorch's notebook CNN on the same GPU (benches/pytorch/train_speed.py)"
+    # The first Python that imports torch with CUDA: the device machine has /opt/torch/.venv.
+    local py="" candidate
+    for candidate in /opt/torch/.venv/bin/python python3; do
+        if timeout 60 "$candidate" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+            py=$candidate
+            break
+        fi
+    done
+    if [ -n "$py" ]; then
+        timeout -k 5 "${GPU_KIT_TORCH_SECONDS:-60}" "$py" "$torch_speed" --device cuda --epochs 5 \
+            --data "$data" | tee "$work/torch.txt"
+        figure pytorch_cuda_seconds_per_epoch "$(grep -o 's_per_epoch=[0-9.]*' "$work/torch.txt" | cut -d= -f2)"
+        figure pytorch_cuda_epoch_walls "$(grep -o 'batches in [0-9.]*s' "$work/torch.txt" | awk '{printf "%s%s", sep, $3; sep = " "}')"
+    else
+        echo "no Python with torch and CUDA found"
     fi
 
     stamp "== 3. inference: burn-cuda and the int8 engine"

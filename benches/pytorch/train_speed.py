@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch CPU training speed on the "seed CNN" Fashion-MNIST recipe.
+"""PyTorch training speed on the "seed CNN" Fashion-MNIST recipe, on the CPU or a GPU.
 
 Reference point for the Rust (burn) trainer: same model, optimizer, batch size
 and training subset. See README.md in this folder for install and usage.
@@ -61,7 +61,14 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=None,
                    help="stop after N batches per epoch (quick measurement)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="cpu, or cuda: batches are copied from host memory each step, as "
+                        "the Rust trainer does, and each step is timed to its end "
+                        "(torch.cuda.synchronize)")
     args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda: torch sees no CUDA device")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -73,7 +80,7 @@ def main() -> None:
     x_all = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)  # [N,1,28,28]
     y_all = torch.from_numpy(labels.astype(np.int64))
 
-    model = seed_cnn()
+    model = seed_cnn().to(device)
     n_params = sum(t.numel() for t in model.parameters())
     assert n_params == PARAMS, f"expected {PARAMS} parameters, got {n_params}"
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-8)
@@ -83,7 +90,8 @@ def main() -> None:
     if n_batches <= WARMUP:
         sys.exit(f"error: need more than {WARMUP} batches (warm-up) to measure")
 
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, params={n_params}, "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, {where}, threads={torch.get_num_threads()}, params={n_params}, "
           f"batch={BATCH}, batches/epoch={n_batches} of {BATCHES_PER_EPOCH}")
 
     timed = []  # seconds per batch, excluding the first WARMUP batches of the run
@@ -96,12 +104,14 @@ def main() -> None:
         for b in range(n_batches):
             t0 = time.perf_counter()
             idx = perm[b * BATCH:(b + 1) * BATCH]
-            x, y = x_all[idx], y_all[idx]
+            x, y = x_all[idx].to(device), y_all[idx].to(device)
             logits = model(x)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
             if epoch > 1 or b >= WARMUP:
                 timed.append(dt)
@@ -118,7 +128,7 @@ def main() -> None:
     print(f"seconds per batch: {s_per_batch:.4f} (mean of {len(timed)} batches after {WARMUP}-batch warm-up)")
     print(f"seconds per epoch (extrapolated, {BATCHES_PER_EPOCH} batches of {BATCH}): {s_per_epoch:.1f}")
     print(f"train accuracy (last epoch, running): {100.0 * correct / seen:.2f}%")
-    print(f"RESULT threads={torch.get_num_threads()} s_per_batch={s_per_batch:.4f} "
+    print(f"RESULT device={args.device} threads={torch.get_num_threads()} s_per_batch={s_per_batch:.4f} "
           f"s_per_epoch={s_per_epoch:.1f} train_acc={correct / seen:.4f} torch={torch.__version__}")
 
 
