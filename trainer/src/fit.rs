@@ -226,7 +226,7 @@ pub fn new_run_dir(options: &FitOptions, force: bool) -> Result<PathBuf, UsageEr
                         PathBuf::from(format!("{}-{n}", base.display()))
                     }
                 })
-                .find(|dir| !holds_run(dir))
+                .find(|dir| !holds_run(dir) && !fsutil::run_locked(dir))
                 .unwrap_or(base.clone());
             if dir != base {
                 crate::say!(
@@ -309,6 +309,10 @@ pub fn prepare(
     }
     let out = options.out_dir();
     let created = fsutil::probe_dir(&out)?;
+    if let Err(error) = fsutil::lock_run(&out) {
+        fsutil::remove_created(&created);
+        return Err(error);
+    }
     report_temporaries(&out)?;
     let fresh = resume.is_none();
     let prepared = prepare_in(options, command, progress, resume, recipe, out.clone());
@@ -329,6 +333,9 @@ pub fn prepare(
         }
         Err(error) => {
             // Nothing was written: leave no empty run directory behind.
+            if !created.is_empty() {
+                let _ = std::fs::remove_file(out.join(fsutil::LOCK_FILE));
+            }
             fsutil::remove_created(&created);
             Err(error)
         }
@@ -540,6 +547,9 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
 /// Opens the run in `dir` to continue it ([`crate::rundir::open_resume`]: every file
 /// verified, what can be repaired from `resume.state` repaired) and says what was repaired.
 pub fn open(dir: &Path) -> anyhow::Result<crate::rundir::Resume> {
+    if dir.is_dir() {
+        fsutil::lock_run(dir)?;
+    }
     let resume = crate::rundir::open_resume(dir)?;
     report_temporaries(dir)?;
     for note in &resume.notes {

@@ -11,6 +11,57 @@ use anyhow::{bail, Context};
 /// The prefix of [`write_atomic`]'s temporary files (what a killed process leaves behind).
 pub const TEMP_PREFIX: &str = ".tmp-";
 
+/// The file in a run directory whose lock (`flock`) a `trainer fit` holds while it writes
+/// the run: a second `fit` into the same directory, fresh or resumed, is refused instead of
+/// interleaving epochs with the first and removing its temporary files. The operating
+/// system releases the lock when the process ends, however it ends.
+pub const LOCK_FILE: &str = ".fit.lock";
+
+/// Whether another `trainer fit` holds the run lock of `dir` ([`LOCK_FILE`]).
+pub fn run_locked(dir: &Path) -> bool {
+    std::fs::File::open(dir.join(LOCK_FILE))
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// Takes the run lock of the existing directory `dir` for the rest of this process
+/// ([`LOCK_FILE`]); taking it again is a no-op. Fails, naming the directory, if another
+/// process holds it.
+pub fn lock_run(dir: &Path) -> anyhow::Result<()> {
+    use std::sync::{Mutex, OnceLock};
+    static HELD: OnceLock<Mutex<Vec<(PathBuf, std::fs::File)>>> = OnceLock::new();
+    let key = dir
+        .canonicalize()
+        .with_context(|| format!("{}: cannot resolve the run directory", dir.display()))?;
+    let mut held = HELD
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if held.iter().any(|(path, _)| *path == key) {
+        return Ok(());
+    }
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot create the run's lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            held.push((key, file));
+            Ok(())
+        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{}: another `trainer fit` is writing this run directory (it holds {LOCK_FILE}); \
+             wait for it to end, or give another --out",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically, creating the parent directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
@@ -189,6 +240,28 @@ pub fn remove_temporaries(dir: &Path) -> anyhow::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_directory_locked_elsewhere_is_refused_and_seen_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!run_locked(dir.path()));
+        // Another process's lock: an open file description of its own.
+        let other = std::fs::File::create(dir.path().join(LOCK_FILE)).unwrap();
+        other.lock().unwrap();
+        assert!(run_locked(dir.path()));
+        let error = format!("{:#}", lock_run(dir.path()).unwrap_err());
+        assert!(
+            error.contains("another `trainer fit` is writing this run directory"),
+            "{error}"
+        );
+        assert!(error.contains(&dir.path().display().to_string()), "{error}");
+        drop(other);
+        assert!(!run_locked(dir.path()));
+        lock_run(dir.path()).unwrap();
+        // Held by this process now: taking it again is a no-op, and others see it.
+        lock_run(dir.path()).unwrap();
+        assert!(run_locked(dir.path()));
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporaries() {

@@ -135,6 +135,37 @@ fn a_run_is_never_clobbered() {
     for dir in ["runs/mlp", "runs/mlp-2"] {
         assert_eq!(info(&cwd.path().join(dir)).epochs.len(), 1, "{dir}");
     }
+
+    // A directory another fit is writing (it holds the lock; its first epoch is not saved
+    // yet) is neither chosen, nor written with --out, nor resumed.
+    let busy = cwd.path().join("runs/mlp-3");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join(".tmp-in-flight"), b"another run's temporary file").unwrap();
+    let lock = std::fs::File::create(busy.join(".fit.lock")).unwrap();
+    lock.lock().unwrap();
+    let third = ok(trainer_in(
+        Some(cwd.path()),
+        &fit_args(data.path(), &["--epochs", "1"]),
+    ));
+    assert!(third.contains("this run goes to runs/mlp-4"), "{third}");
+    let into_busy = trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--out", path(&busy)],
+    ));
+    refused(
+        &into_busy,
+        1,
+        "another `trainer fit` is writing this run directory",
+    );
+    let resumed = trainer(&["fit", "--resume", path(&busy)]);
+    refused(
+        &resumed,
+        1,
+        "another `trainer fit` is writing this run directory",
+    );
+    assert!(!busy.join("run.json").exists());
+    assert!(busy.join(".tmp-in-flight").exists());
+    drop(lock);
 }
 
 #[test]
