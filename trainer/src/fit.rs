@@ -111,6 +111,17 @@ impl FitOptions {
         true
     }
 
+    /// `self` with the teacher and data paths made absolute (against the working
+    /// directory; a path that cannot be made so stays as given).
+    pub fn with_absolute_paths(self) -> FitOptions {
+        let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+        FitOptions {
+            teacher: self.teacher.map(absolute),
+            data: absolute(self.data),
+            ..self
+        }
+    }
+
     /// Clears what [`CHANGEABLE_ON_RESUME`] lets change, and the run directory (a run may
     /// be moved): what is left is the same in every file of one run.
     pub fn forget_changeable(&mut self) {

@@ -379,18 +379,21 @@ fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
+    // The teacher and data as absolute paths: the run records them, and a resume from
+    // another working directory finds them without naming them again.
+    let args_options = args.options.with_absolute_paths();
     let (options, resume) = match &args.resume {
         None => {
-            let out = fit::new_run_dir(&args.options, args.force)?;
+            let out = fit::new_run_dir(&args_options, args.force)?;
             let options = FitOptions {
                 out: Some(out),
-                ..args.options
+                ..args_options
             };
             (options, None)
         }
         Some(dir) => {
             let resume = fit::open(dir)?;
-            let options = fit::merge_resume_options(&resume.options, &args.options, &given)?;
+            let options = fit::merge_resume_options(&resume.options, &args_options, &given)?;
             match fit::continue_run(resume, options, &command, dir)? {
                 fit::Continuation::Finished => return Ok(()),
                 fit::Continuation::Train(run) => {

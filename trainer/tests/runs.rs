@@ -505,6 +505,29 @@ fn a_run_distils_from_a_teacher_file_it_records_and_checks() {
     let resume = |epochs: &str| trainer(&["fit", "--resume", path(&run), "--epochs", epochs]);
     ok(resume("2"));
     assert_eq!(info(&run).epochs.len(), 2);
+    // A teacher named relative to where a run started is found when it is resumed from
+    // another working directory.
+    let relative = data.path().join("relative");
+    ok(trainer_in(
+        Some(data.path()),
+        &fit_args(
+            data.path(),
+            &[
+                "--epochs",
+                "1",
+                "--out",
+                "relative",
+                "--teacher",
+                "teacher.onnx",
+            ],
+        ),
+    ));
+    let elsewhere = tempfile::tempdir().unwrap();
+    ok(trainer_in(
+        Some(elsewhere.path()),
+        &["fit", "--resume", path(&relative), "--epochs", "2"],
+    ));
+    assert_eq!(info(&relative).epochs.len(), 2);
     // Another temperature on resume is another run.
     let changed = trainer(&[
         "fit",
