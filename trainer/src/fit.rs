@@ -321,6 +321,7 @@ pub fn prepare(
     let out = options.out_dir();
     let created = fsutil::probe_dir(&out)?;
     if let Err(error) = fsutil::lock_run(&out) {
+        // Another run's lock file is not ours to remove.
         fsutil::remove_created(&created);
         return Err(error);
     }
@@ -344,10 +345,9 @@ pub fn prepare(
         }
         Err(error) => {
             // Nothing was written: leave no empty run directory behind.
-            if !created.is_empty() {
-                let _ = std::fs::remove_file(out.join(fsutil::LOCK_FILE));
+            if !holds_run(&out) {
+                fsutil::remove_unsaved_run(&out, &created);
             }
-            fsutil::remove_created(&created);
             Err(error)
         }
     }
@@ -500,7 +500,7 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
         Err(error) => {
             if info.epochs.is_empty() {
                 // No epoch was saved: leave no empty run directory behind.
-                fsutil::remove_created(&prepared.created);
+                fsutil::remove_unsaved_run(&prepared.output.dir, &prepared.created);
             }
             return Err(error);
         }

@@ -62,6 +62,13 @@ pub fn lock_run(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Undoes a run that saved nothing in `dir`: removes its lock file ([`LOCK_FILE`]), then
+/// the directories [`probe_dir`] created for it (`created`).
+pub fn remove_unsaved_run(dir: &Path, created: &[PathBuf]) {
+    let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+    remove_created(created);
+}
+
 /// Writes `bytes` to `path` atomically, creating the parent directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
