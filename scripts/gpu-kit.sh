@@ -39,7 +39,7 @@
 #   5. $OUT/gpu.json, $OUT/gpu.log and $OUT/logs.tgz (cubecl's logs and the progress
 #      bars: the device tool brings back at most 8 files); OUT defaults to ./gpu-out.
 # Training steps run on a pseudo-terminal (`script`), their progress bars in
-# $OUT/*-tty.log: the three runs so far showed where the time goes. cubecl compiles and
+# $OUT/*-tty.log (packed into logs.tgz at the end): they showed where the time goes. cubecl compiles and
 # autotunes the kernels of every new tensor shape: the first steps of an epoch, its last
 # (smaller) batch and its validation each cost 25-50 s, while the CNN's other 184 steps
 # took about a second; two-epoch probes on 5,000 images measured nothing but compiling.

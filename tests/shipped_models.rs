@@ -16,6 +16,12 @@ fn card() -> String {
     std::fs::read_to_string(models().join("README.md")).unwrap()
 }
 
+/// `split` of the dataset in `FMNIST_DATA`, or in the Debian package's directory.
+fn dataset(split: Split) -> fmnist_runtime::dataset::LabeledImages {
+    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+    load_split(Path::new(&dir), split).expect("run scripts/test.sh: it installs the dataset")
+}
+
 #[test]
 fn the_card_lists_every_shipped_file_with_its_size_and_checksum() {
     let card = card();
@@ -39,9 +45,7 @@ fn the_card_lists_every_shipped_file_with_its_size_and_checksum() {
 
 #[test]
 fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
-    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-    let test = load_split(Path::new(&dir), Split::Test)
-        .expect("run scripts/test.sh: it installs the dataset");
+    let test = dataset(Split::Test);
     let blob = std::fs::read(models().join("edge.q8")).unwrap();
     let plan = FastPlan::new(Plan::new(&blob).unwrap());
     let (confusion, _) = fmnist_runtime::evaluate::evaluate(&plan, &test).expect("classifies");
@@ -66,9 +70,7 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
 fn the_shipped_onnx_files_read_back_into_burn_with_tracts_logits() {
     use fmnist_runtime::IMAGE_PIXELS;
     type Cpu = fmnist_trainer::backend::Cpu;
-    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-    let test = load_split(Path::new(&dir), Split::Test)
-        .expect("run scripts/test.sh: it installs the dataset");
+    let test = dataset(Split::Test);
     let pixels = &test.images[..50 * IMAGE_PIXELS];
     for kind in ["cnn", "edge", "wide"] {
         let path = models().join(format!("{kind}.onnx"));
@@ -104,10 +106,7 @@ fn card_temperature(file: &str) -> f64 {
 #[test]
 fn the_shipped_models_are_calibrated_as_the_card_states() {
     use fmnist_trainer::calibrate::{ece, fit_temperature, int8_logits, onnx_logits};
-    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-    let (_, val) = load_split(Path::new(&dir), Split::Train)
-        .expect("run scripts/test.sh: it installs the dataset")
-        .split_last(1000);
+    let (_, val) = dataset(Split::Train).split_last(1000);
     // The edge blob: format 2, and its temperature is the one a fit on its own int8
     // logits gives again (the fit reads raw logits), which lowers the calibration error.
     let blob = std::fs::read(models().join("edge.q8")).unwrap();
@@ -163,9 +162,7 @@ fn the_shipped_models_are_calibrated_as_the_card_states() {
 
 #[test]
 fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge() {
-    let dir = std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-    let test = load_split(Path::new(&dir), Split::Test)
-        .expect("run scripts/test.sh: it installs the dataset");
+    let test = dataset(Split::Test);
     let path = models().join("wide.onnx");
     let bytes = std::fs::read(&path).unwrap();
     let onnx = fmnist_runtime::onnx::OnnxClassifier::from_bytes(&bytes, &path).unwrap();
