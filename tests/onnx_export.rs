@@ -46,6 +46,7 @@ fn every_model_kind_exports_and_tract_matches_burn() {
         ModelKind::Cnn,
         ModelKind::Edge,
         ModelKind::Wide,
+        ModelKind::Edge14,
     ] {
         let run = tempfile::tempdir().unwrap();
         let info = trained_run(kind, run.path());

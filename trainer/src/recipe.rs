@@ -87,7 +87,7 @@ impl Recipe {
                 replicas: DEFAULT_REPLICAS,
                 distill: None,
             },
-            ModelKind::Edge | ModelKind::Wide => Recipe {
+            ModelKind::Edge | ModelKind::Wide | ModelKind::Edge14 => Recipe {
                 epochs: 36,
                 batch: 128,
                 lr: 3e-3,

@@ -405,6 +405,7 @@ mod tests {
             ModelKind::Cnn,
             ModelKind::Edge,
             ModelKind::Wide,
+            ModelKind::Edge14,
         ] {
             let model = Classifier::<Cpu>::new(kind, &device);
             let folded = fold(&model, kind).expect("folds");
