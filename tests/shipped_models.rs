@@ -52,8 +52,8 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
     let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
     assert_eq!(confusion.total(), 10_000);
     assert!(
-        confusion.accuracy() >= 0.935,
-        "the shipped edge blob is under the 93.5% target: {measured}"
+        confusion.accuracy() >= 0.94,
+        "the shipped edge blob is under the 94.0% target: {measured}"
     );
     assert!(
         card().contains(&format!("int8 {measured}")),
