@@ -30,10 +30,11 @@
 #      the CPU has it, one thread and all threads); GPU_KIT_BENCH (a regular expression
 #      over the rows' names) narrows them to those an earlier run missed,
 #      GPU_KIT_BENCH_SECONDS (0: none) is their time;
-#   4. issue 17's edge at 94% in int8, in the time left: `edge` with its own recipe,
-#      distilled from the shipped models/wide.onnx, for as many epochs (at most 60) as the
+#   4. issue 17's edge at 94% in int8, in the time left: `edge14` (the kind of the shipped
+#      models/edge.*) with its own recipe, distilled from the shipped models/wide.onnx: a
+#      second run of the shipped model's kind, for as many epochs (at most 60) as the
 #      time left holds at GPU_KIT_EDGE_EPOCH_S seconds an epoch (default 5) after
-#      GPU_KIT_COMPILE_S (default 90) of compiling; exported to $OUT/edge-gpu.{onnx,q8}
+#      GPU_KIT_COMPILE_S (default 90) of compiling; exported to $OUT/edge14-gpu.{onnx,q8}
 #      with its run.json, the export printing the float and int8 test accuracy; the time
 #      to 92.5% validation accuracy;
 #   5. $OUT/gpu.json, $OUT/gpu.log and $OUT/logs.tgz (cubecl's logs and the progress
@@ -299,7 +300,7 @@ TOML
             /thrpt:/ {gsub(/[\[\]]/, ""); print id, $4, $5}' "$work/bench.txt")
     fi
 
-    stamp "== 4. edge at 94% (issue 17): distilled from models/wide.onnx, in the time left"
+    stamp "== 4. edge14 at 94% (issue 17): distilled from models/wide.onnx, in the time left"
     # Seconds left for training: to the deadline, less the export (45 s) and 15 s.
     local left=$((DEADLINE - SECONDS - 60))
     local epochs
@@ -308,13 +309,13 @@ TOML
     echo "$left s left: $epochs epochs"
     figure edge_planned_epochs "$epochs"
     if [ "$epochs" -ge 3 ]; then
-        train_and_export edge "$epochs" "$left" --device cuda --replicas 1 --data "$data" \
+        train_and_export edge14 "$epochs" "$left" --device cuda --replicas 1 --data "$data" \
             --teacher "$models/wide.onnx"
-        local dir="$work/edge"
+        local dir="$work/edge14"
         if [ -f "$dir/run.json" ]; then
             # Time to 92.5% validation accuracy: the epochs' seconds summed up to the first
             # epoch at or above it.
-            figure edge_seconds_to_92_5_val "$(paste <(epoch_values "$dir" val_acc) \
+            figure edge14_seconds_to_92_5_val "$(paste <(epoch_values "$dir" val_acc) \
                 <(epoch_values "$dir" seconds) | awk '!done {t += $2; if ($1 >= 0.925) {printf "%.1f", t; done = 1}} END {if (!done) print "not reached"}')"
         fi
     fi
