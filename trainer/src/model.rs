@@ -31,7 +31,8 @@ pub enum ModelKind {
     Wide,
     /// `edge`'s layers and parameters with its second pool moved one convolution later, so
     /// that three convolutions work at 14x14 instead of two: it spends the MACs `edge`
-    /// leaves unused on resolution. 97,066 params, 9,153,216 MACs.
+    /// leaves unused on resolution. The shipped models/edge.* are an `edge14` model.
+    /// 97,066 params, 9,153,216 MACs.
     Edge14,
 }
 
