@@ -307,7 +307,7 @@ TOML
     epochs=$(awk -v t="$left" -v c="${GPU_KIT_COMPILE_S:-90}" -v e="${GPU_KIT_EDGE_EPOCH_S:-5}" \
         'BEGIN {n = int((t - c) / e); print (n > 60) ? 60 : n}')
     echo "$left s left: $epochs epochs"
-    figure edge_planned_epochs "$epochs"
+    figure edge14_planned_epochs "$epochs"
     if [ "$epochs" -ge 3 ]; then
         train_and_export edge14 "$epochs" "$left" --device cuda --replicas 1 --data "$data" \
             --teacher "$models/wide.onnx"

@@ -41,13 +41,7 @@ fn test_images(count: usize) -> LabeledImages {
 #[test]
 fn every_model_kind_exports_and_tract_matches_burn() {
     let test = test_images(256);
-    for kind in [
-        ModelKind::Mlp,
-        ModelKind::Cnn,
-        ModelKind::Edge,
-        ModelKind::Wide,
-        ModelKind::Edge14,
-    ] {
+    for &kind in ModelKind::all() {
         let run = tempfile::tempdir().unwrap();
         let info = trained_run(kind, run.path());
         let (info_loaded, model) =

@@ -37,6 +37,11 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Every model kind, in declaration order (the list `--model` accepts).
+    pub fn all() -> &'static [ModelKind] {
+        <ModelKind as clap::ValueEnum>::value_variants()
+    }
+
     /// The name used on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
@@ -605,13 +610,7 @@ mod tests {
     fn burn_modules_match_the_specs() {
         let device = Default::default();
         let _rng = lock_backend_rng();
-        for kind in [
-            ModelKind::Mlp,
-            ModelKind::Cnn,
-            ModelKind::Edge,
-            ModelKind::Wide,
-            ModelKind::Edge14,
-        ] {
+        for &kind in ModelKind::all() {
             let model = Classifier::<Flex>::new(kind, &device);
             // burn also counts batch norm's running mean and variance as parameters.
             let running: usize = kind

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use fmnist_trainer::model::ModelKind;
 use fmnist_trainer::synthetic;
 
 mod common;
@@ -175,7 +176,7 @@ fn eval_of_a_broken_run_directory_is_an_error_not_a_crash() {
 #[test]
 fn the_model_table_in_the_help_is_what_info_counts() {
     let help = stdout(&trainer(&["fit", "--help"]));
-    for kind in ["mlp", "cnn", "edge", "wide", "edge14"] {
+    for kind in ModelKind::all().iter().map(|kind| kind.name()) {
         let line = help
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("- {kind}:")))

@@ -400,13 +400,7 @@ mod tests {
     #[test]
     fn an_exported_file_reads_back_into_a_burn_model_with_the_same_logits() {
         let device = Default::default();
-        for kind in [
-            ModelKind::Mlp,
-            ModelKind::Cnn,
-            ModelKind::Edge,
-            ModelKind::Wide,
-            ModelKind::Edge14,
-        ] {
+        for &kind in ModelKind::all() {
             let model = Classifier::<Cpu>::new(kind, &device);
             let folded = fold(&model, kind).expect("folds");
             let card = ModelCard {
