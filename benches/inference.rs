@@ -84,7 +84,7 @@ fn burn_logits<B: Backend>(model: &Classifier<B>, pixels: &[u8], device: &B::Dev
 fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {
     let blob = read(&format!("{kind}.q8"));
     let plan = Plan::new(&blob).expect("the shipped blob loads");
-    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni] {
+    for isa in Isa::ALL {
         if !isa.supported() {
             eprintln!("int8 {}: not on this CPU, skipped", isa.name());
             continue;

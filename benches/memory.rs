@@ -20,9 +20,10 @@ use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};
 use fmnist_trainer::model::Classifier;
 
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 6] = [
     "int8-portable",
     "int8-avx2",
+    "int8-avx-vnni",
     "int8-avx512-vnni",
     "tract-f32",
     "burn-flex-f32",
@@ -70,14 +71,13 @@ fn measure(path: &str, kind: &str) -> Result<(), String> {
         std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))
     };
     match path {
-        "int8-portable" | "int8-avx2" | "int8-avx512-vnni" => {
+        _ if path.starts_with("int8-") => {
             let blob = read("q8")?;
             let plan = Plan::new(&blob).map_err(|e| e.to_string())?;
-            let isa = match path {
-                "int8-portable" => Isa::Portable,
-                "int8-avx2" => Isa::Avx2,
-                _ => Isa::Avx512Vnni,
-            };
+            let isa = Isa::ALL
+                .into_iter()
+                .find(|isa| path == format!("int8-{}", isa.name()))
+                .ok_or_else(|| format!("{path}: no such kernels"))?;
             let fast = FastPlan::with_isa(plan, isa);
             if fast.isa() != isa {
                 return Err(format!("{path}: this CPU lacks it"));

@@ -68,7 +68,7 @@ pub fn blob(data: &[u8]) {
     }
     // The vector kernels of every ISA this CPU runs give the portable logits, bit for bit,
     // with the arena (activations and scratch) they state, and refuse one byte less.
-    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+    for isa in Isa::ALL.into_iter().skip(1) {
         if !isa.supported() {
             continue;
         }

@@ -87,7 +87,7 @@ fn logits_on_every_isa(bytes: &[u8], pixels: &[u8; IMAGE_PIXELS]) -> Logits {
     let plan = Plan::new(bytes).expect("a valid blob");
     let mut arena = vec![0u8; plan.arena_bytes()];
     let portable = plan.classify(pixels, &mut arena).expect("classifies");
-    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni] {
+    for isa in Isa::ALL {
         if !isa.supported() {
             eprintln!("this CPU lacks {}, not compared", isa.name());
             continue;

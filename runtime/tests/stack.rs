@@ -69,7 +69,7 @@ fn classify_needs_a_few_kilobytes_of_stack_on_every_path() {
         ("edge", &include_bytes!("../../models/edge.q8")[..]),
         ("cnn", &include_bytes!("../../models/cnn.q8")[..]),
     ] {
-        let isas = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+        let isas = Isa::ALL;
         let paths =
             std::iter::once(None).chain(isas.into_iter().filter(|isa| isa.supported()).map(Some));
         for isa in paths {

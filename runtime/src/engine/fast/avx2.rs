@@ -48,19 +48,26 @@ fn conv_tiles<const P: usize>(
             let keep = 8.min(packed.channels - channel);
             for (p, &sum) in sums.iter().enumerate().take(count) {
                 let at = (first + p) * packed.channels + channel;
-                let bytes = requantize_relu(packed, channel, sum);
-                if keep == 8 {
-                    let out = &mut output[at..at + 8];
-                    // SAFETY: 8 bytes stored into the 8 bytes of `out`.
-                    unsafe { _mm_storel_epi64(out.as_mut_ptr().cast(), bytes) };
-                } else {
-                    let mut all = [0u8; 16];
-                    // SAFETY: 16 bytes stored into the 16 of `all`.
-                    unsafe { _mm_storeu_si128(all.as_mut_ptr().cast(), bytes) };
-                    output[at..at + keep].copy_from_slice(&all[..keep]);
-                }
+                store(
+                    requantize_relu(packed, channel, sum),
+                    &mut output[at..at + keep],
+                );
             }
         }
+    }
+}
+
+/// The first `dst.len()` (at most 8) bytes of `bytes` into `dst`.
+#[target_feature(enable = "avx2")]
+pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
+    if let Ok(out) = <&mut [u8; 8]>::try_from(&mut *dst) {
+        // SAFETY: 8 bytes stored into the 8 bytes of `out`.
+        unsafe { _mm_storel_epi64(out.as_mut_ptr().cast(), bytes) };
+    } else {
+        let mut all = [0u8; 16];
+        // SAFETY: 16 bytes stored into the 16 of `all`.
+        unsafe { _mm_storeu_si128(all.as_mut_ptr().cast(), bytes) };
+        dst.copy_from_slice(&all[..dst.len()]);
     }
 }
 
@@ -201,7 +208,7 @@ fn tile<const P: usize>(
 /// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first). The 8
 /// output bytes are the low half of the result.
 #[target_feature(enable = "avx2")]
-fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
+pub(super) fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
     assert!(channel.is_multiple_of(8));
     let (block, half) = (channel / LANES, (channel % LANES) / 8);
     let lanes = &packed.lanes[block * 32..(block + 1) * 32];

@@ -1,14 +1,14 @@
 //! The desktop path of the int8 engine (`std`): the same plan, with its convolutions and
-//! logits layer run by AVX-512 VNNI kernels when the CPU has them, else by AVX2 kernels,
-//! else by the portable kernels (chosen at run time, so the default x86-64 build keeps
-//! working everywhere).
+//! logits layer run by AVX-512 VNNI kernels when the CPU has them, else by AVX-VNNI
+//! kernels, else by AVX2 kernels, else by the portable kernels (chosen at run time, so
+//! the default x86-64 build keeps working everywhere).
 //!
 //! - `pack`: at load, [`FastPlan::new`] repacks each accelerated layer's weights once,
 //!   on the heap, in the layout the vector instructions want.
 //! - `source`: what a convolution's tiles read: the input itself, or a zero-bordered or
 //!   "expanded" copy of it, read through a per-layer table of offsets.
-//! - `avx512` and `avx2`: the kernels of each instruction set. A NEON file for arm64
-//!   would sit beside them.
+//! - `avx512`, `avxvnni` and `avx2`: the kernels of each instruction set. A NEON file
+//!   for arm64 would sit beside them.
 //!
 //! Classification allocates nothing and keeps nothing large on the stack: the copies
 //! (and the AVX2 kernels' 16-bit widened input) live in the scratch part of the caller's
@@ -21,6 +21,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avxvnni;
 mod pack;
 mod source;
 
@@ -37,15 +39,23 @@ pub enum Isa {
     /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer, and
     /// `vpmaxub` for max pooling.
     Avx2,
+    /// AVX-VNNI (`vpdpbusd` in its VEX form, on 256-bit registers: Alder Lake and later
+    /// Intel cores, AMD Zen 5) for convolutions and the logits layer; AVX2 for max
+    /// pooling.
+    AvxVnni,
     /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
     Avx512Vnni,
 }
 
 impl Isa {
+    /// Every tier, slowest first.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+
     /// The best kernels this CPU runs.
     pub fn detect() -> Isa {
-        [Isa::Avx512Vnni, Isa::Avx2]
+        Isa::ALL
             .into_iter()
+            .rev()
             .find(|isa| isa.supported())
             .unwrap_or(Isa::Portable)
     }
@@ -58,6 +68,7 @@ impl Isa {
             match self {
                 Isa::Portable => true,
                 Isa::Avx2 => has!("avx2"),
+                Isa::AvxVnni => has!("avx2") && has!("avxvnni"),
                 Isa::Avx512Vnni => {
                     has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
                 }
@@ -69,11 +80,12 @@ impl Isa {
         }
     }
 
-    /// A short name for reports ("portable", "avx2", "avx512-vnni").
+    /// A short name for reports ("portable", "avx2", "avx-vnni", "avx512-vnni").
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512-vnni",
         }
     }
@@ -105,7 +117,7 @@ impl<'a> FastPlan<'a> {
         let isa = if isa.supported() { isa } else { Isa::Portable };
         let packed = match isa {
             Isa::Portable => Vec::new(),
-            Isa::Avx2 | Isa::Avx512Vnni => plan
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => plan
                 .steps
                 .iter()
                 .zip(plan.model.layers.iter())
@@ -264,6 +276,11 @@ impl Accelerator for FastPlan<'_> {
             },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
+            (Isa::AvxVnni, Some(Some(packed))) => unsafe {
+                avxvnni::conv(packed, input, output, scratch)
+            },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, Some(Some(packed))) => unsafe {
                 avx2::conv(packed, input, output, scratch)
             },
@@ -284,6 +301,11 @@ impl Accelerator for FastPlan<'_> {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
                 avx512::logits(packed, input, logits, scratch)
+            },
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::AvxVnni, Some(Some(packed))) => unsafe {
+                avxvnni::logits(packed, input, logits, scratch)
             },
             // SAFETY: as in `conv`.
             #[cfg(target_arch = "x86_64")]
@@ -308,8 +330,8 @@ impl Accelerator for FastPlan<'_> {
                 true
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Some(step), Some(Layer::MaxPool { size })) => {
-                // SAFETY: `with_isa` confirmed AVX2 for this ISA.
+            (Isa::Avx2 | Isa::AvxVnni, Some(step), Some(Layer::MaxPool { size })) => {
+                // SAFETY: `with_isa` confirmed AVX2 for these ISAs.
                 unsafe { avx2::max_pool(step.input, usize::from(*size), input, output) }
             }
             _ => false,
