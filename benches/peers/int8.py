@@ -16,9 +16,10 @@ Timings, one thread unless a row says otherwise, µs per image:
 - Python: onnxruntime `session.run` and OpenVINO `InferRequest.infer`, the best of 5
   rounds over the 2,000 images, one call per image (batch 1) or per 64 images.
 
-`--isa avx2` caps OpenVINO's kernels at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`), for comparing
-with the engine's AVX2 tier on a machine that has AVX-512. onnxruntime has no such
-switch and runs its best kernels.
+`--isa` caps OpenVINO's kernels for comparing with one of the engine's tiers on a machine
+that has more: `avx2` (`ONEDNN_MAX_CPU_ISA=AVX2`), `avx-vnni` (`AVX2_VNNI`: AVX2 with the
+VEX `vpdpbusd`, the Alder Lake class), `avx512-vnni` (`AVX512_CORE_VNNI`: no AMX).
+onnxruntime has no such switch and runs its best kernels.
 
     python3 -m venv /tmp/ov-venv
     /tmp/ov-venv/bin/pip install -r benches/peers/requirements-int8.txt
@@ -39,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 2000
 CALIBRATION = 2048
+# --isa: the oneDNN ISA cap (ONEDNN_MAX_CPU_ISA) matching each of the engine's tiers.
+CAPS = {"avx2": "AVX2", "avx-vnni": "AVX2_VNNI", "avx512-vnni": "AVX512_CORE_VNNI"}
 
 
 def idx_images(data_dir, stem):
@@ -165,14 +168,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["cnn", "edge"], help="kinds in models/")
     parser.add_argument("--data", default=os.environ.get("FMNIST_DATA", "/usr/share/datasets/fashion-mnist"))
-    parser.add_argument("--isa", choices=["best", "avx2"], default="best",
-                        help="cap OpenVINO's kernels (avx2: ONEDNN_MAX_CPU_ISA=AVX2)")
+    parser.add_argument("--isa", choices=["best", *CAPS], default="best",
+                        help="cap OpenVINO's kernels (ONEDNN_MAX_CPU_ISA: "
+                        + ", ".join(f"{k} {v}" for k, v in CAPS.items()) + ")")
     parser.add_argument("--seconds", type=int, default=5, help="benchmark_app time per row")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
-    if args.isa == "avx2":
+    if args.isa in CAPS:
         # Read when OpenVINO's CPU plugin loads: set before the first import.
-        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        os.environ["ONEDNN_MAX_CPU_ISA"] = CAPS[args.isa]
 
     from importlib.metadata import version
 
@@ -184,7 +188,7 @@ def main():
     lines = [
         f"Machine: {cpu}, {os.cpu_count()} cores; OpenVINO {version('openvino')}, "
         f"onnxruntime {version('onnxruntime')}; OpenVINO kernels: "
-        f"{'capped at AVX2' if args.isa == 'avx2' else 'best available'}.",
+        f"{'capped at ' + CAPS[args.isa] if args.isa in CAPS else 'best available'}.",
         f"Command: `python benches/peers/int8.py --isa {args.isa} --seconds {args.seconds}`",
         "",
         "| model | path | test accuracy | threads | batch 1: µs/image | batch 64: µs/image |",

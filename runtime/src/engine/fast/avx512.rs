@@ -120,7 +120,7 @@ fn copy(src: &[u8], dst: &mut [u8]) {
 
 /// The first `dst.len()` (at most 16) bytes of `bytes` into `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn store(bytes: __m128i, dst: &mut [u8]) {
+pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
     assert!(dst.len() <= LANES);
     let mask: __mmask16 = (u32::MAX >> (32 - dst.len())) as u16;
     // SAFETY: the mask covers exactly dst.len() bytes.
@@ -176,7 +176,7 @@ fn tile<const P: usize, const B: usize>(
 /// Bias, requantization and ReLU of the 16 channels of `block`, as
 /// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
+pub(super) fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
     let channel = block * LANES;
     let (bias, multiplier) = (
         &packed.bias[channel..channel + LANES],

@@ -18,6 +18,8 @@
 //! shipped models and on random models of awkward shapes).
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -45,11 +47,21 @@ pub enum Isa {
     AvxVnni,
     /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
     Avx512Vnni,
+    /// AMX-INT8 tiles (`tdpbusd`: Sapphire Rapids and later Xeons) for the convolutions
+    /// over inputs of 4n channels, AVX-512 VNNI for the rest. On Linux, choosing it asks
+    /// the kernel for AMX's register state once (`arch_prctl`).
+    AmxInt8,
 }
 
 impl Isa {
     /// Every tier, slowest first.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512Vnni,
+        Isa::AmxInt8,
+    ];
 
     /// The best kernels this CPU runs.
     pub fn detect() -> Isa {
@@ -72,6 +84,7 @@ impl Isa {
                 Isa::Avx512Vnni => {
                     has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
                 }
+                Isa::AmxInt8 => Isa::Avx512Vnni.supported() && amx::available(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -80,13 +93,15 @@ impl Isa {
         }
     }
 
-    /// A short name for reports ("portable", "avx2", "avx-vnni", "avx512-vnni").
+    /// A short name for reports ("portable", "avx2", "avx-vnni", "avx512-vnni",
+    /// "amx-int8").
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512-vnni",
+            Isa::AmxInt8 => "amx-int8",
         }
     }
 }
@@ -117,18 +132,28 @@ impl<'a> FastPlan<'a> {
         let isa = if isa.supported() { isa } else { Isa::Portable };
         let packed = match isa {
             Isa::Portable => Vec::new(),
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => plan
+            _ => plan
                 .steps
                 .iter()
                 .zip(plan.model.layers.iter())
-                .map(|(step, layer)| pack(step, layer))
+                .map(|(step, layer)| {
+                    let mut packed = pack(step, layer)?;
+                    if isa == Isa::AmxInt8 {
+                        packed.tiles = packed.tiles();
+                    }
+                    Some(packed)
+                })
                 .collect(),
         };
         let widened = isa == Isa::Avx2;
         let scratch_bytes = packed
             .iter()
             .flatten()
-            .map(|p: &Packed| p.scratch_bytes(widened))
+            .map(|p: &Packed| match &p.tiles {
+                #[cfg(target_arch = "x86_64")]
+                Some(tiles) => tiles.reads + amx::ACCUMULATORS,
+                _ => p.scratch_bytes(widened),
+            })
             .max()
             .unwrap_or(0);
         FastPlan {
@@ -163,6 +188,9 @@ impl<'a> FastPlan<'a> {
                 p.weights.len()
                     + 4 * (p.bias.len() + p.multiplier.len() + p.offsets.len())
                     + 8 * (p.total_shift.len() + p.lanes.len())
+                    + p.tiles
+                        .as_ref()
+                        .map_or(0, |t| t.weights.len() + 4 * t.starts.len())
             })
             .sum()
     }
@@ -274,6 +302,11 @@ impl Accelerator for FastPlan<'_> {
             (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
                 avx512::conv(packed, input, output, scratch)
             },
+            // SAFETY: as above; `supported` asked the kernel for AMX's state.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::AmxInt8, Some(Some(packed))) => unsafe {
+                amx::conv(packed, input, output, scratch)
+            },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             (Isa::AvxVnni, Some(Some(packed))) => unsafe {
@@ -299,7 +332,7 @@ impl Accelerator for FastPlan<'_> {
         match (self.isa, self.packed.get(index)) {
             // SAFETY: as in `conv`.
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
+            (Isa::Avx512Vnni | Isa::AmxInt8, Some(Some(packed))) => unsafe {
                 avx512::logits(packed, input, logits, scratch)
             },
             // SAFETY: as in `conv`.
@@ -324,7 +357,7 @@ impl Accelerator for FastPlan<'_> {
             self.plan.model.layers.get(index),
         ) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, Some(step), Some(Layer::MaxPool { size })) => {
+            (Isa::Avx512Vnni | Isa::AmxInt8, Some(step), Some(Layer::MaxPool { size })) => {
                 // SAFETY: `with_isa` confirmed AVX-512 VNNI (and BW) for this ISA.
                 unsafe { avx512::max_pool(step.input, usize::from(*size), input, output) };
                 true

@@ -36,7 +36,29 @@ pub(super) struct Packed {
     pub direct: bool,
     /// What the layer is: a convolution (with its shape) or the logits.
     pub geometry: Geometry,
+    /// The weights as AMX tiles, for direct convolutions when the AMX kernels run.
+    pub tiles: Option<Tiles>,
 }
+
+/// A direct convolution's weights laid out for AMX's `tdpbusd` (see `amx`). The groups
+/// of 4 taps a pixel reads are split into "chunks": runs of them that lie within a
+/// 64-byte window of the input, so that one tile row (64 bytes) holds a pixel's taps of
+/// a chunk. Per chunk and block of 16 channels, 16 rows (the window's 4-byte positions)
+/// of 16 channels x 4 taps; positions no group uses hold zero weights, so the input
+/// bytes read there add nothing.
+#[derive(Debug, Clone)]
+pub(super) struct Tiles {
+    /// `[chunks][blocks][16][16][4]` i8 weights.
+    pub weights: Vec<i8>,
+    /// Per chunk, where its window starts relative to the pixel's first byte.
+    pub starts: Vec<u32>,
+    /// Bytes of the (zero-bordered) input copy the tiles read, with the slack the last
+    /// tiles' windows reach into (zeros).
+    pub reads: usize,
+}
+
+/// Output pixels per AMX tile (its rows).
+pub(super) const TILE_ROWS: usize = 16;
 
 /// What a packed layer computes.
 #[derive(Debug, Clone, Copy)]
@@ -172,8 +194,61 @@ impl Packed {
             offsets: layout.offsets,
             direct: layout.direct,
             geometry,
+            tiles: None,
         }
         .with_lanes()
+    }
+
+    /// This layer's AMX tiles, if it is a direct convolution: see [`Tiles`]. The kernel
+    /// computes the output pixels of every column of the source's width (those past the
+    /// output's width are dropped), so that consecutive pixels' taps lie at a constant
+    /// stride (the input channels), 32 pixels (two tiles) at a time.
+    pub fn tiles(&self) -> Option<Tiles> {
+        let Geometry::Conv {
+            input: [h, w, c],
+            output: [out_h, out_w, _],
+            padding,
+            ..
+        } = self.geometry
+        else {
+            return None;
+        };
+        if !self.direct || out_h == 0 || out_w == 0 {
+            return None;
+        }
+        let mut starts: Vec<u32> = Vec::new();
+        // Per group of 4 taps: its chunk and its row in the chunk's window.
+        let mut places = Vec::with_capacity(self.offsets.len());
+        for &offset in &self.offsets {
+            match starts.last() {
+                Some(&start)
+                    if offset >= start && offset + 4 <= start + 64 && (offset - start) % 4 == 0 => {
+                }
+                _ => starts.push(offset),
+            }
+            let start = starts[starts.len() - 1];
+            places.push((starts.len() - 1, ((offset - start) / 4) as usize));
+        }
+        let (blocks, width) = (self.blocks, self.blocks * LANES);
+        let mut weights = vec![0i8; starts.len() * blocks * TILE_ROWS * 64];
+        for (g, &(chunk, row)) in places.iter().enumerate() {
+            for channel in 0..width {
+                let (block, lane) = (channel / LANES, channel % LANES);
+                let from = (g * width + channel) * 4;
+                let to = ((chunk * blocks + block) * TILE_ROWS + row) * 64 + lane * 4;
+                weights[to..to + 4].copy_from_slice(&self.weights[from..from + 4]);
+            }
+        }
+        let source_width = w + 2 * padding;
+        let pixels = (out_h - 1) * source_width + out_w;
+        let computed = pixels.div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
+        let last = starts.iter().max().map_or(0, |&s| s as usize);
+        let reads = ((h + 2 * padding) * source_width * c).max((computed - 1) * c + last + 64);
+        Some(Tiles {
+            weights,
+            starts,
+            reads,
+        })
     }
 
     /// Bytes of the zero-bordered and of the expanded copy of the input that

@@ -1,0 +1,243 @@
+//! AMX-INT8 kernels (Sapphire Rapids and later Xeons): the direct convolutions as tile
+//! matrix products (`tdpbusd`: 16 pixels x 64 input bytes times 64 bytes x 16 channels,
+//! 16,384 multiply-accumulates per instruction), 32 pixels x 32 channels at a time in
+//! four accumulator tiles. Everything else (the expanded first layer, the logits, max
+//! pooling, requantization) runs the AVX-512 VNNI kernels.
+//!
+//! Rust has no stable AMX intrinsics, so the tile instructions are written as inline
+//! assembly on fixed tile registers, which the compiler never uses: tmm0-3 accumulate,
+//! tmm4-5 hold the pixels' bytes, tmm6-7 the weights. Linux hands AMX's register state
+//! to a process only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which
+//! [`available`] makes once.
+
+use core::arch::asm;
+use core::arch::x86_64::*;
+
+use super::avx512;
+use super::pack::{Geometry, Packed, Tiles, LANES, TILE_ROWS};
+
+/// Bytes of the four accumulator tiles stored for requantization.
+pub(super) const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
+
+/// Whether this CPU has AMX-INT8 and the operating system lets this process use it
+/// (asked once; the answer is kept).
+pub(super) fn available() -> bool {
+    use std::sync::OnceLock;
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        // CPUID leaf 7: EDX bit 24 is AMX-TILE, bit 25 AMX-INT8.
+        let leaf = __cpuid_count(7, 0);
+        let cpu = leaf.edx >> 24 & 1 == 1 && leaf.edx >> 25 & 1 == 1;
+        cpu && request_tile_data()
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_data() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with these arguments only changes which register state the
+    // kernel saves for this process; it fails (non-zero) where AMX is not supported.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_data() -> bool {
+    false
+}
+
+/// `ldtilecfg`'s 64-byte operand: palette 1, every tile used 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    bytes_per_row: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// A convolution with ReLU output: direct layers on AMX tiles, the others by the AVX-512
+/// VNNI kernel.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI, and [`available`] said yes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+    let Some(tiles) = &packed.tiles else {
+        // SAFETY: the caller's guarantees are this function's.
+        return unsafe { avx512::conv(packed, input, output, scratch) };
+    };
+    let Geometry::Conv {
+        input: [h, w, c],
+        output: [out_h, out_w, _],
+        padding,
+        ..
+    } = packed.geometry
+    else {
+        unreachable!("only convolutions have tiles");
+    };
+    // The zero-bordered input, and zeros past it for the last tiles' windows.
+    let width = w + 2 * padding;
+    let (source, rest) = scratch.split_at_mut(tiles.reads);
+    source.fill(0);
+    let row = w * c;
+    for y in 0..h {
+        let at = ((y + padding) * width + padding) * c;
+        source[at..at + row].copy_from_slice(&input[y * row..][..row]);
+    }
+    let accumulators = &mut rest[..ACCUMULATORS];
+    let pixels = (out_h - 1) * width + out_w;
+    // SAFETY: CONFIG is a valid palette-1 configuration (the CPU has AMX: `available`).
+    unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+    for first in (0..pixels).step_by(2 * TILE_ROWS) {
+        for block in (0..packed.blocks).step_by(2) {
+            let pair = block + 1 < packed.blocks;
+            products(tiles, packed.blocks, source, first * c, c, block, pair);
+            // SAFETY: four tiles of 16 rows x 64 bytes into the 4,096 bytes of
+            // `accumulators`.
+            unsafe {
+                let at = accumulators.as_mut_ptr();
+                asm!(
+                    "tilestored [{a} + {s}*1], tmm0",
+                    "tilestored [{b} + {s}*1], tmm1",
+                    "tilestored [{c} + {s}*1], tmm2",
+                    "tilestored [{d} + {s}*1], tmm3",
+                    a = in(reg) at,
+                    b = in(reg) at.add(1024),
+                    c = in(reg) at.add(2048),
+                    d = in(reg) at.add(3072),
+                    s = in(reg) 64usize,
+                    options(nostack),
+                );
+            }
+            finish(
+                packed,
+                accumulators,
+                first,
+                pixels,
+                [width, out_w],
+                block,
+                pair,
+                output,
+            );
+        }
+    }
+    // SAFETY: releases the tile state (back to its initial, unused state).
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
+
+/// The raw dot products of pixels `first..first + 32` (their taps starting at byte
+/// `at` of `source`, `stride` bytes apart) and channel block `block` (and `block + 1`
+/// when `pair`), accumulated in tmm0 (first 16 pixels, `block`), tmm1 (first 16,
+/// `block + 1`), tmm2 and tmm3 (the next 16).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn products(
+    tiles: &Tiles,
+    blocks: usize,
+    source: &[u8],
+    at: usize,
+    stride: usize,
+    block: usize,
+    pair: bool,
+) {
+    // SAFETY: zeroing tile registers touches no memory.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        )
+    };
+    let tile = TILE_ROWS * 64;
+    for (chunk, &start) in tiles.starts.iter().enumerate() {
+        // Two tiles of 16 rows, 64 bytes each, `stride` apart: within this slice
+        // (`Packed::tiles` sized `reads` for the last pixels' windows).
+        let pixels = &source[at + start as usize..][..(2 * TILE_ROWS - 1) * stride + 64];
+        let weights =
+            &tiles.weights[(chunk * blocks + block) * tile..][..tile << usize::from(pair)];
+        // SAFETY: every tile load reads within the slices above (16 rows of 64 bytes,
+        // `stride` or 64 bytes apart).
+        unsafe {
+            asm!(
+                "tileloadd tmm4, [{p} + {s}*1]",
+                "tileloadd tmm5, [{q} + {s}*1]",
+                "tileloadd tmm6, [{w} + {r}*1]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm2, tmm5, tmm6",
+                p = in(reg) pixels.as_ptr(),
+                q = in(reg) pixels.as_ptr().add(TILE_ROWS * stride),
+                s = in(reg) stride,
+                w = in(reg) weights.as_ptr(),
+                r = in(reg) 64usize,
+                options(nostack, readonly),
+            );
+            if pair {
+                asm!(
+                    "tileloadd tmm7, [{w} + {r}*1]",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    w = in(reg) weights.as_ptr().add(tile),
+                    r = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+        }
+    }
+}
+
+/// Bias, requantization, ReLU and the stores of the stored accumulators: 32 computed
+/// pixels from `first` (of `pixels` computed in all, `width` per row of which the first
+/// `out_w` are output pixels) x 16 or 32 channels from `block`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn finish(
+    packed: &Packed,
+    accumulators: &[u8],
+    first: usize,
+    pixels: usize,
+    [width, out_w]: [usize; 2],
+    block: usize,
+    pair: bool,
+    output: &mut [u8],
+) {
+    for i in 0..2 * TILE_ROWS {
+        let pixel = first + i;
+        if pixel >= pixels {
+            break;
+        }
+        let (y, x) = (pixel / width, pixel % width);
+        if x >= out_w {
+            continue;
+        }
+        let (half, row) = (i / TILE_ROWS, i % TILE_ROWS);
+        for b in 0..1 + usize::from(pair) {
+            let at = (2 * half + b) * 1024 + row * 64;
+            let sums = &accumulators[at..at + 64];
+            // SAFETY: 64 bytes loaded from the 64 of `sums`.
+            let sums = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
+            let channel = (block + b) * LANES;
+            let keep = LANES.min(packed.channels - channel);
+            let at = (y * out_w + x) * packed.channels + channel;
+            avx512::store(
+                avx512::requantize_relu(packed, block + b, sums),
+                &mut output[at..at + keep],
+            );
+        }
+    }
+}
