@@ -1,7 +1,7 @@
-//! AMX-INT8 kernels (Sapphire Rapids and later Xeons): the direct convolutions as tile
+//! AMX-INT8 kernels (Sapphire Rapids and later Xeons): the convolutions as tile
 //! matrix products (`tdpbusd`: 16 pixels x 64 input bytes times 64 bytes x 16 channels,
 //! 16,384 multiply-accumulates per instruction), 32 pixels x 32 channels at a time in
-//! four accumulator tiles. Everything else (the expanded first layer, the logits, max
+//! four accumulator tiles. Everything else (the logits, max
 //! pooling, requantization) runs the AVX-512 VNNI kernels.
 //!
 //! Rust has no stable AMX intrinsics, so the tile instructions are written as inline

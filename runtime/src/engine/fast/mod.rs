@@ -138,8 +138,8 @@ impl<'a> FastPlan<'a> {
                 .zip(plan.model.layers.iter())
                 .map(|(step, layer)| {
                     let mut packed = pack(step, layer)?;
-                    if isa == Isa::AmxInt8 {
-                        packed.tiles = packed.tiles();
+                    if let (Isa::AmxInt8, Layer::Conv(conv)) = (isa, layer) {
+                        packed.tiles = packed.tiles(conv.weights);
                     }
                     Some(packed)
                 })

@@ -199,53 +199,57 @@ impl Packed {
         .with_lanes()
     }
 
-    /// This layer's AMX tiles, if it is a direct convolution: see [`Tiles`]. The kernel
-    /// computes the output pixels of every column of the source's width (those past the
-    /// output's width are dropped), so that consecutive pixels' taps lie at a constant
-    /// stride (the input channels), 32 pixels (two tiles) at a time.
-    pub fn tiles(&self) -> Option<Tiles> {
+    /// This convolution's AMX tiles (see [`Tiles`]), from the blob's `[channel][ky][kx]
+    /// [in]` weights. The kernel reads the zero-bordered input, in which tap `(ky, kx,
+    /// in)` of a pixel lies `(ky * width + kx) * in_channels + in` bytes after its first
+    /// byte, whatever the channel count; it computes the output pixels of every column
+    /// of that width (those past the output's width are dropped), so that consecutive
+    /// pixels' taps lie a constant stride apart (the input channels), 32 pixels (two
+    /// tiles) at a time.
+    pub fn tiles(&self, weights: &[u8]) -> Option<Tiles> {
         let Geometry::Conv {
             input: [h, w, c],
             output: [out_h, out_w, _],
+            kernel,
             padding,
-            ..
         } = self.geometry
         else {
             return None;
         };
-        if !self.direct || out_h == 0 || out_w == 0 {
+        if out_h == 0 || out_w == 0 {
             return None;
         }
+        let source_width = w + 2 * padding;
+        let taps = kernel * kernel * c;
         let mut starts: Vec<u32> = Vec::new();
-        // Per group of 4 taps: its chunk and its row in the chunk's window.
-        let mut places = Vec::with_capacity(self.offsets.len());
-        for &offset in &self.offsets {
+        // Per tap: its chunk and its byte in the chunk's window.
+        let mut places = Vec::with_capacity(taps);
+        for t in 0..taps {
+            let (ky, kx, ic) = (t / (kernel * c), (t / c) % kernel, t % c);
+            let offset = ((ky * source_width + kx) * c + ic) as u32;
             match starts.last() {
-                Some(&start)
-                    if offset >= start && offset + 4 <= start + 64 && (offset - start) % 4 == 0 => {
-                }
+                Some(&start) if offset < start + 64 => {}
                 _ => starts.push(offset),
             }
             let start = starts[starts.len() - 1];
-            places.push((starts.len() - 1, ((offset - start) / 4) as usize));
+            places.push((starts.len() - 1, (offset - start) as usize));
         }
-        let (blocks, width) = (self.blocks, self.blocks * LANES);
-        let mut weights = vec![0i8; starts.len() * blocks * TILE_ROWS * 64];
-        for (g, &(chunk, row)) in places.iter().enumerate() {
-            for channel in 0..width {
-                let (block, lane) = (channel / LANES, channel % LANES);
-                let from = (g * width + channel) * 4;
-                let to = ((chunk * blocks + block) * TILE_ROWS + row) * 64 + lane * 4;
-                weights[to..to + 4].copy_from_slice(&self.weights[from..from + 4]);
+        let blocks = self.blocks;
+        let mut tiles = vec![0i8; starts.len() * blocks * TILE_ROWS * 64];
+        for channel in 0..self.channels {
+            let (block, lane) = (channel / LANES, channel % LANES);
+            for (t, &(chunk, byte)) in places.iter().enumerate() {
+                let row = byte / 4;
+                let to = ((chunk * blocks + block) * TILE_ROWS + row) * 64 + lane * 4 + byte % 4;
+                tiles[to] = weights[channel * taps + t] as i8;
             }
         }
-        let source_width = w + 2 * padding;
         let pixels = (out_h - 1) * source_width + out_w;
         let computed = pixels.div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
         let last = starts.iter().max().map_or(0, |&s| s as usize);
         let reads = ((h + 2 * padding) * source_width * c).max((computed - 1) * c + last + 64);
         Some(Tiles {
-            weights,
+            weights: tiles,
             starts,
             reads,
         })
