@@ -20,11 +20,12 @@ use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};
 use fmnist_trainer::model::Classifier;
 
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 7] = [
     "int8-portable",
     "int8-avx2",
     "int8-avx-vnni",
     "int8-avx512-vnni",
+    "int8-amx-int8",
     "tract-f32",
     "burn-flex-f32",
 ];

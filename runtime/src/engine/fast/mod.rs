@@ -47,9 +47,11 @@ pub enum Isa {
     AvxVnni,
     /// AVX-512 VNNI (`vpdpbusd`) for convolutions, max pooling and the logits layer.
     Avx512Vnni,
-    /// AMX-INT8 tiles (`tdpbusd`: Sapphire Rapids and later Xeons) for the convolutions
-    /// over inputs of 4n channels, AVX-512 VNNI for the rest. On Linux, choosing it asks
-    /// the kernel for AMX's register state once (`arch_prctl`).
+    /// AMX-INT8 tiles (`tdpbusd`: Sapphire Rapids and later Xeons) for the convolutions,
+    /// AVX-512 VNNI for the rest. Asking whether the CPU runs it ([`Isa::supported`],
+    /// [`Isa::detect`], so [`FastPlan::new`]) asks Linux, once per process, for AMX's
+    /// register state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which makes this process's
+    /// signal frames about 8 KiB larger; other systems do not get this tier.
     AmxInt8,
 }
 

@@ -40,12 +40,12 @@ pub(super) struct Packed {
     pub tiles: Option<Tiles>,
 }
 
-/// A direct convolution's weights laid out for AMX's `tdpbusd` (see `amx`). The groups
-/// of 4 taps a pixel reads are split into "chunks": runs of them that lie within a
-/// 64-byte window of the input, so that one tile row (64 bytes) holds a pixel's taps of
-/// a chunk. Per chunk and block of 16 channels, 16 rows (the window's 4-byte positions)
-/// of 16 channels x 4 taps; positions no group uses hold zero weights, so the input
-/// bytes read there add nothing.
+/// A convolution's weights laid out for AMX's `tdpbusd` (see `amx`). The taps a pixel
+/// reads are split into "chunks": runs of them that lie within a 64-byte window of the
+/// zero-bordered input, so that one tile row (64 bytes) holds a pixel's taps of a chunk.
+/// Per chunk and block of 16 channels, 16 rows (the window's 4-byte positions) of 16
+/// channels x 4 bytes; bytes no tap uses hold zero weights, so the input bytes read
+/// there add nothing.
 #[derive(Debug, Clone)]
 pub(super) struct Tiles {
     /// `[chunks][blocks][16][16][4]` i8 weights.
