@@ -216,28 +216,25 @@ fn finish(
     pair: bool,
     output: &mut [u8],
 ) {
-    for i in 0..2 * TILE_ROWS {
-        let pixel = first + i;
-        if pixel >= pixels {
-            break;
-        }
-        let (y, x) = (pixel / width, pixel % width);
-        if x >= out_w {
-            continue;
-        }
-        let (half, row) = (i / TILE_ROWS, i % TILE_ROWS);
-        for b in 0..1 + usize::from(pair) {
-            let at = (2 * half + b) * 1024 + row * 64;
-            let sums = &accumulators[at..at + 64];
-            // SAFETY: 64 bytes loaded from the 64 of `sums`.
-            let sums = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
-            let channel = (block + b) * LANES;
-            let keep = LANES.min(packed.channels - channel);
-            let at = (y * out_w + x) * packed.channels + channel;
-            avx512::store(
-                avx512::requantize_relu(packed, block + b, sums),
-                &mut output[at..at + keep],
-            );
+    let count = (2 * TILE_ROWS).min(pixels - first);
+    for b in 0..1 + usize::from(pair) {
+        let requant = avx512::Requant::new(packed, block + b);
+        let channel = (block + b) * LANES;
+        let keep = LANES.min(packed.channels - channel);
+        let (mut y, mut x) = (first / width, first % width);
+        for i in 0..count {
+            if x < out_w {
+                let at = (2 * (i / TILE_ROWS) + b) * 1024 + (i % TILE_ROWS) * 64;
+                let sums = &accumulators[at..at + 64];
+                // SAFETY: 64 bytes loaded from the 64 of `sums`.
+                let sums = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
+                let at = (y * out_w + x) * packed.channels + channel;
+                avx512::store(requant.relu(sums), &mut output[at..at + keep]);
+            }
+            x += 1;
+            if x == width {
+                (y, x) = (y + 1, 0);
+            }
         }
     }
 }

@@ -177,35 +177,64 @@ fn tile<const P: usize, const B: usize>(
 /// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
-    let channel = block * LANES;
-    let (bias, multiplier) = (
-        &packed.bias[channel..channel + LANES],
-        &packed.multiplier[channel..channel + LANES],
-    );
-    let lanes = &packed.lanes[block * 32..(block + 1) * 32];
-    // SAFETY: every load reads 16 i32 or 8 i64 within the slices above.
-    unsafe {
-        let acc = _mm512_add_epi32(sums, _mm512_loadu_si512(bias.as_ptr().cast()));
-        let multiplier = _mm512_loadu_si512(multiplier.as_ptr().cast());
-        // 64-bit lanes: the even channels in the low halves, the odd in the high.
-        let lane = |i: usize| _mm512_loadu_si512(lanes[i * 8..].as_ptr().cast());
-        let scaled = |products: __m512i, shift: __m512i, half: __m512i| {
-            let rounded = _mm512_srav_epi64(_mm512_add_epi64(products, half), shift);
+    Requant::new(packed, block).relu(sums)
+}
+
+/// One block's requantization constants, loaded into registers once for a run of
+/// pixels.
+#[derive(Clone, Copy)]
+pub(super) struct Requant {
+    bias: __m512i,
+    /// The multipliers of the even channels in the low halves of the 64-bit lanes, and
+    /// of the odd ones.
+    even: __m512i,
+    odd: __m512i,
+    /// Per 64-bit lane: the shifts and rounding halves of the even and odd channels.
+    shifts: [__m512i; 2],
+    halves: [__m512i; 2],
+}
+
+impl Requant {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn new(packed: &Packed, block: usize) -> Requant {
+        let channel = block * LANES;
+        let (bias, multiplier) = (
+            &packed.bias[channel..channel + LANES],
+            &packed.multiplier[channel..channel + LANES],
+        );
+        let lanes = &packed.lanes[block * 32..(block + 1) * 32];
+        // SAFETY: every load reads 16 i32 or 8 i64 within the slices above.
+        unsafe {
+            let multiplier = _mm512_loadu_si512(multiplier.as_ptr().cast());
+            let lane = |i: usize| _mm512_loadu_si512(lanes[i * 8..].as_ptr().cast());
+            Requant {
+                bias: _mm512_loadu_si512(bias.as_ptr().cast()),
+                even: multiplier,
+                odd: _mm512_srli_epi64(multiplier, 32),
+                shifts: [lane(0), lane(1)],
+                halves: [lane(2), lane(3)],
+            }
+        }
+    }
+
+    /// The 16 output bytes of the raw dot products `sums`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn relu(&self, sums: __m512i) -> __m128i {
+        let acc = _mm512_add_epi32(sums, self.bias);
+        let scaled = |products: __m512i, half: usize| {
+            let rounded = _mm512_srav_epi64(
+                _mm512_add_epi64(products, self.halves[half]),
+                self.shifts[half],
+            );
             _mm512_min_epi64(
                 _mm512_max_epi64(rounded, _mm512_setzero_si512()),
                 _mm512_set1_epi64(255),
             )
         };
         // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
-        let even = scaled(_mm512_mul_epi32(acc, multiplier), lane(0), lane(2));
-        let odd = scaled(
-            _mm512_mul_epi32(
-                _mm512_srli_epi64(acc, 32),
-                _mm512_srli_epi64(multiplier, 32),
-            ),
-            lane(1),
-            lane(3),
-        );
+        let even = scaled(_mm512_mul_epi32(acc, self.even), 0);
+        let odd = scaled(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), self.odd), 1);
         _mm512_cvtepi32_epi8(_mm512_or_si512(even, _mm512_slli_epi64(odd, 32)))
     }
 }
