@@ -142,6 +142,10 @@ impl<'a> FastPlan<'a> {
                     let mut packed = pack(step, layer)?;
                     if let (Isa::AmxInt8, Layer::Conv(conv)) = (isa, layer) {
                         packed.tiles = packed.tiles(conv.weights);
+                        if packed.tiles.is_some() {
+                            // The tiles replace the VNNI layout: no kernel reads it.
+                            packed.weights = Vec::new();
+                        }
                     }
                     Some(packed)
                 })
