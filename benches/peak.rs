@@ -3,6 +3,9 @@
 //! accumulators (enough to hide their latency). benches/README.md states the GMAC/s every
 //! path reaches against these.
 //!
+//! With AMX-INT8 it times `tdpbusd` on resident tiles and in the engine's pass (tile
+//! loads included).
+//!
 //! On AVX2 cores it also measures the clock (a chain of dependent adds) and the steps an
 //! int8 kernel can be built from: `vpmaddwd` + `vpaddd` (exact for any i8 weights: the
 //! engine's AVX2 tier) and `vpmaddubsw` + `vpmaddwd` + `vpaddd` (the byte-wise step, whose
@@ -174,6 +177,80 @@ mod avx2 {
     );
 }
 
+/// The AMX probes (inline assembly: Rust has no stable AMX intrinsics), with every tile
+/// configured as 16 rows of 64 bytes: `tdpbusd` (16 x 16 x 64 = 16,384 multiply-
+/// accumulates) on 4 accumulator tiles with resident operands, and the engine's pass,
+/// which loads two pixel tiles and two weight tiles (from L1) per 4 products.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use std::arch::asm;
+
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    #[repr(C, align(64))]
+    pub struct Operands(pub [u8; 8192]);
+
+    /// # Safety
+    /// The CPU has AMX-INT8 and the process may use it (`Isa::AmxInt8.supported()`).
+    pub unsafe fn configure() {
+        let mut config = [0u8; 64];
+        config[0] = 1;
+        for t in 0..8 {
+            config[16 + 2 * t] = 64;
+            config[48 + t] = 16;
+        }
+        let config = TileConfig(config);
+        // SAFETY: a valid palette-1 configuration.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+    }
+
+    /// # Safety
+    /// As `configure`, which ran on this thread.
+    pub unsafe fn resident(iterations: u64) {
+        for _ in 0..iterations {
+            // SAFETY: tile registers only.
+            unsafe {
+                asm!(
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    options(nostack, nomem)
+                )
+            };
+        }
+    }
+
+    /// # Safety
+    /// As `configure`, which ran on this thread.
+    pub unsafe fn with_loads(iterations: u64, operands: &Operands) {
+        let at = operands.0.as_ptr();
+        for i in 0..iterations as usize {
+            let k = (i % 2) * 4096;
+            // SAFETY: four 1,024-byte tiles within the 8,192 bytes of `operands`.
+            unsafe {
+                asm!(
+                    "tileloadd tmm4, [{a} + {s}*1]",
+                    "tileloadd tmm5, [{b} + {s}*1]",
+                    "tileloadd tmm6, [{c} + {s}*1]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tileloadd tmm7, [{d} + {s}*1]",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    a = in(reg) at.add(k),
+                    b = in(reg) at.add(k + 1024),
+                    c = in(reg) at.add(k + 2048),
+                    d = in(reg) at.add(k + 3072),
+                    s = in(reg) 64usize,
+                    options(nostack, readonly)
+                )
+            };
+        }
+    }
+}
+
 /// Seconds per call of `run(iterations)`: the best of many short runs, so that a busy
 /// machine's other processes are left out.
 fn best_seconds(iterations: u64, run: impl Fn(u64)) -> f64 {
@@ -215,6 +292,33 @@ fn avx2_steps() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn amx_steps() {
+    const ITERATIONS: u64 = 2_000;
+    let operands = amx::Operands([1; 8192]);
+    // SAFETY: the caller checked that the process may use AMX.
+    unsafe { amx::configure() };
+    for (name, seconds) in [
+        (
+            "tdpbusd, resident tiles",
+            // SAFETY: configured above, on this thread.
+            best_seconds(ITERATIONS, |n| unsafe { amx::resident(n) }),
+        ),
+        (
+            "tdpbusd, the engine's pass (1 tile load per product)",
+            // SAFETY: as above.
+            best_seconds(ITERATIONS, |n| unsafe { amx::with_loads(n, &operands) }),
+        ),
+    ] {
+        let products = 4.0 * ITERATIONS as f64 / seconds;
+        println!(
+            "{name}: {:.1} ns per tdpbusd = {:.0} GMAC/s",
+            1e9 / products,
+            products * 16_384.0 / 1e9
+        );
+    }
+}
+
 fn rate(name: &str, macs_per_instruction: f64, run: impl Fn(u64) -> f64) {
     const ITERATIONS: u64 = 20_000_000;
     let best = (0..3)
@@ -251,6 +355,11 @@ fn main() {
             rate("vfmadd231ps zmm (f32)", 16.0, |n| {
                 f64::from(unsafe { x86::f32(n) })
             });
+        }
+        if fmnist_runtime::Isa::AmxInt8.supported() {
+            amx_steps();
+        } else {
+            println!("tdpbusd (AMX-INT8): not on this CPU, or not allowed by the system");
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
