@@ -70,8 +70,9 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// A convolution with ReLU output: direct layers on AMX tiles, the others by the AVX-512
-/// VNNI kernel.
+/// A convolution with ReLU output on AMX tiles, 32 pixels x 32 channels per pass (a layer
+/// without tiles, which `Packed::tiles` gives every convolution with an output: the
+/// AVX-512 VNNI kernel).
 ///
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI, and [`available`] said yes.
