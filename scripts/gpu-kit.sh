@@ -287,7 +287,7 @@ TOML
     fi
 
     stamp "== 3. inference: burn-cuda and the int8 engine"
-    echo "bench rows: ${GPU_KIT_BENCH:=cuda|int8/avx|threads}, ${GPU_KIT_BENCH_SECONDS:=100} s"
+    echo "bench rows: ${GPU_KIT_BENCH:=cuda|int8/(avx|amx)|threads}, ${GPU_KIT_BENCH_SECONDS:=100} s"
     if [ "$GPU_KIT_BENCH_SECONDS" -gt 0 ]; then
         # --bench: without it criterion only tests that each benchmark runs once.
         FMNIST_MODELS="$models" FMNIST_DATA="$data" timeout -k 5 "$GPU_KIT_BENCH_SECONDS" \

@@ -4,7 +4,8 @@
 //! validates the blob once (envelope, checksum, every shape and length, the arena it
 //! needs), then [`Plan::classify`] runs one 28x28 image in a caller-supplied arena,
 //! without allocating. On `std`, [`FastPlan`] runs the same plan with the fastest
-//! kernels this CPU has (AVX-512 VNNI, AVX2), bit for bit the same results.
+//! kernels this CPU has (AMX-INT8, AVX-512 VNNI, AVX-VNNI, AVX2), bit for bit the same
+//! results.
 //!
 //! ```
 //! use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};

@@ -1,7 +1,8 @@
 //! Weights and requantization constants repacked once, at load, for the vector kernels:
 //! 4 consecutive filter taps of 16 output channels per 64 bytes, the layout `vpdpbusd`
 //! (u8 x i8 -> i32, 4 products per lane) wants, and that AVX2 widens to 16 bits for
-//! `vpmaddwd`. Also what each layer reads ([`Layout`]) and the scratch memory that costs.
+//! `vpmaddwd`; for AMX, each convolution's weights as tiles ([`Tiles`]). Also what each
+//! layer reads ([`Layout`]) and the scratch memory that costs.
 
 use crate::blob::Requant;
 
