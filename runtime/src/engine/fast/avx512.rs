@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::pack::{Packed, LANES};
-use super::source::prepare;
+use super::source::{patch, prepare};
 use crate::classes::CLASS_COUNT;
 
 /// Output pixels per register tile.
@@ -59,10 +59,7 @@ pub(super) unsafe fn logits(
     logits: &mut [i32; CLASS_COUNT],
     scratch: &mut [u8],
 ) {
-    let patch = &mut scratch[..packed.taps];
-    let (head, tail) = patch.split_at_mut(input.len());
-    copy(input, head);
-    tail.fill(0);
+    let patch = patch(packed, input, scratch, |s, d| copy(s, d));
     let mut acc = [0i32; LANES];
     // CLASS_COUNT (10) channels: one block.
     tile::<1, 1>(packed, patch, &[0], 0, &mut |_, _, sums| {

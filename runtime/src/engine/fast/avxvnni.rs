@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 
 use super::avx2;
 use super::pack::{Packed, LANES};
-use super::source::{prepare, Source};
+use super::source::{patch, prepare, Source};
 use crate::classes::CLASS_COUNT;
 
 /// Output pixels per register tile: 6 pixels x 2 registers is 12 accumulators; with 2
@@ -72,10 +72,7 @@ pub(super) unsafe fn logits(
     logits: &mut [i32; CLASS_COUNT],
     scratch: &mut [u8],
 ) {
-    let patch = &mut scratch[..packed.taps];
-    let (head, tail) = patch.split_at_mut(input.len());
-    head.copy_from_slice(input);
-    tail.fill(0);
+    let patch = patch(packed, input, scratch, |s, d| d.copy_from_slice(s));
     // CLASS_COUNT (10) channels: one block.
     let [[low, high]] = tile::<1, 2>(packed, patch, &[0], 0);
     let mut acc = [0i32; LANES];

@@ -45,6 +45,21 @@ impl Source<'_> {
     }
 }
 
+/// The logits layer's patch: the flattened `input`, then zeros up to `packed.taps` (a
+/// multiple of 4), at the start of `scratch`, copied with `copy`.
+pub(super) fn patch<'s>(
+    packed: &Packed,
+    input: &[u8],
+    scratch: &'s mut [u8],
+    copy: impl Fn(&[u8], &mut [u8]),
+) -> &'s [u8] {
+    let patch = &mut scratch[..packed.taps];
+    let (head, tail) = patch.split_at_mut(input.len());
+    copy(input, head);
+    tail.fill(0);
+    patch
+}
+
 /// The source of convolution `packed` over `input`: the zero-bordered copy of a padded
 /// input (direct layers) or the expanded input (the others) is built at the start of
 /// `scratch` with `copy` (`dst.copy_from_slice(src)`, or a faster equivalent). Returns
