@@ -1,14 +1,15 @@
 //! The desktop path of the int8 engine (`std`): the same plan, with its convolutions and
-//! logits layer run by AVX-512 VNNI kernels when the CPU has them, else by AVX-VNNI
-//! kernels, else by AVX2 kernels, else by the portable kernels (chosen at run time, so
-//! the default x86-64 build keeps working everywhere).
+//! logits layer run by AMX-INT8 tiles (the convolutions) and AVX-512 VNNI kernels when
+//! the CPU has them, else by AVX-512 VNNI kernels, else by AVX-VNNI kernels, else by AVX2
+//! kernels, else by the portable kernels (chosen at run time, so the default x86-64 build
+//! keeps working everywhere).
 //!
 //! - `pack`: at load, [`FastPlan::new`] repacks each accelerated layer's weights once,
 //!   on the heap, in the layout the vector instructions want.
 //! - `source`: what a convolution's tiles read: the input itself, or a zero-bordered or
 //!   "expanded" copy of it, read through a per-layer table of offsets.
-//! - `avx512`, `avxvnni` and `avx2`: the kernels of each instruction set. A NEON file
-//!   for arm64 would sit beside them.
+//! - `amx`, `avx512`, `avxvnni` and `avx2`: the kernels of each instruction set. A NEON
+//!   file for arm64 would sit beside them.
 //!
 //! Classification allocates nothing and keeps nothing large on the stack: the copies
 //! (and the AVX2 kernels' 16-bit widened input) live in the scratch part of the caller's
