@@ -15,6 +15,7 @@ use core::arch::x86_64::*;
 
 use super::avx512;
 use super::pack::{Geometry, Packed, Tiles, LANES, TILE_ROWS};
+use super::source::border;
 
 /// Bytes of the four accumulator tiles stored for requantization.
 pub(super) const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
@@ -94,14 +95,9 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     // The zero-bordered input, and zeros past it for the last tiles' windows.
     let width = w + 2 * padding;
     let (source, rest) = scratch.split_at_mut(tiles.reads);
-    let (row, mut done) = (w * c, 0);
-    for y in 0..h {
-        let at = ((y + padding) * width + padding) * c;
-        source[done..at].fill(0);
-        source[at..at + row].copy_from_slice(&input[y * row..][..row]);
-        done = at + row;
-    }
-    source[done..].fill(0);
+    border(input, [h, w, c], padding, source, |s, d| {
+        d.copy_from_slice(s)
+    });
     let accumulators = &mut rest[..ACCUMULATORS];
     let pixels = (out_h - 1) * width + out_w;
     // SAFETY: CONFIG is a valid palette-1 configuration (the CPU has AMX: `available`).

@@ -45,6 +45,27 @@ impl Source<'_> {
     }
 }
 
+/// `input` (`[h, w, c]`) with `padding` zero pixels around it, at the start of `dst`
+/// (`copy` copies its rows); the rest of `dst` is zeroed. Only the bytes outside the
+/// input's rows are written with zeros.
+pub(super) fn border(
+    input: &[u8],
+    [h, w, c]: [usize; 3],
+    padding: usize,
+    dst: &mut [u8],
+    copy: impl Fn(&[u8], &mut [u8]),
+) {
+    let (width, row) = (w + 2 * padding, w * c);
+    let mut done = 0;
+    for y in 0..h {
+        let at = ((y + padding) * width + padding) * c;
+        dst[done..at].fill(0);
+        copy(&input[y * row..][..row], &mut dst[at..at + row]);
+        done = at + row;
+    }
+    dst[done..].fill(0);
+}
+
 /// The logits layer's patch: the flattened `input`, then zeros up to `packed.taps` (a
 /// multiple of 4), at the start of `scratch`, copied with `copy`.
 pub(super) fn patch<'s>(
@@ -85,14 +106,8 @@ pub(super) fn prepare<'s>(
     let (source, width): (&[u8], usize) = if padding == 0 {
         (input, in_w)
     } else {
-        let width = in_w + 2 * padding;
-        bordered.fill(0);
-        let row = in_w * in_c;
-        for y in 0..in_h {
-            let at = ((y + padding) * width + padding) * in_c;
-            copy(&input[y * row..][..row], &mut bordered[at..at + row]);
-        }
-        (bordered, width)
+        border(input, [in_h, in_w, in_c], padding, bordered, &copy);
+        (bordered, in_w + 2 * padding)
     };
     let piece = packed.padded_span;
     let reads: &[u8] = if packed.direct {
