@@ -18,7 +18,13 @@ use super::pack::{Geometry, Packed, Tiles, LANES, TILE_ROWS};
 use super::source::border;
 
 /// Bytes of the four accumulator tiles stored for requantization.
-pub(super) const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
+const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
+
+/// Scratch bytes of a layer with these tiles: its bordered input and the stored
+/// accumulators, each from a cache line.
+pub(super) fn scratch_bytes(tiles: &Tiles) -> usize {
+    63 + tiles.reads.next_multiple_of(64) + ACCUMULATORS
+}
 
 /// Whether this CPU has AMX-INT8 and the operating system lets this process use it
 /// (asked once; the answer is kept).
@@ -94,7 +100,10 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     };
     // The zero-bordered input, and zeros past it for the last tiles' windows.
     let width = w + 2 * padding;
-    let (source, rest) = scratch.split_at_mut(tiles.reads);
+    // Both on cache lines (`SCRATCH` has room for it): a tile row that straddles two
+    // lines loads more slowly.
+    let skip = scratch.as_ptr().align_offset(64);
+    let (source, rest) = scratch[skip..].split_at_mut(tiles.reads.next_multiple_of(64));
     border(input, [h, w, c], padding, source, |s, d| {
         d.copy_from_slice(s)
     });
@@ -191,7 +200,7 @@ fn products(
                     "tileloadd tmm7, [{w} + {r}*1]",
                     "tdpbusd tmm1, tmm4, tmm7",
                     "tdpbusd tmm3, tmm5, tmm7",
-                    w = in(reg) weights.as_ptr().add(tile),
+                    w = in(reg) weights[tile..].as_ptr(),
                     r = in(reg) 64usize,
                     options(nostack, readonly),
                 );

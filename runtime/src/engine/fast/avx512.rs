@@ -24,26 +24,28 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     // The closure runs inside this function, with its target features.
     let (source, _) = prepare(packed, input, scratch, |s, d| copy(s, d));
     let reads = source.reads;
-    for (first, count, starts) in source.tiles::<PIXELS>() {
-        // Bias, requantization, ReLU and the store, straight from the accumulators.
-        let mut finish = |p: usize, block: usize, sums: __m512i| {
-            if p < count {
-                let channel = block * LANES;
-                let keep = LANES.min(packed.channels - channel);
-                let at = (first + p) * packed.channels + channel;
-                store(
-                    requantize_relu(packed, block, sums),
-                    &mut output[at..at + keep],
-                );
-            }
-        };
-        let mut block = 0;
-        while block < packed.blocks {
-            block += match packed.blocks - block {
+    let mut block = 0;
+    while block < packed.blocks {
+        let step = (packed.blocks - block).min(MAX_BLOCKS);
+        for (first, count, starts) in source.tiles::<PIXELS>() {
+            // Bias, requantization, ReLU and the store, straight from the accumulators.
+            let mut finish = |p: usize, block: usize, sums: __m512i| {
+                if p < count {
+                    let channel = block * LANES;
+                    let keep = LANES.min(packed.channels - channel);
+                    let at = (first + p) * packed.channels + channel;
+                    store(
+                        requantize_relu(packed, block, sums),
+                        &mut output[at..at + keep],
+                    );
+                }
+            };
+            match step {
                 1 => tile::<PIXELS, 1>(packed, reads, &starts, block, &mut finish),
                 _ => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
             };
         }
+        block += step;
     }
 }
 

@@ -145,7 +145,7 @@ impl<'a> FastPlan<'a> {
                         packed.tiles = packed.tiles(conv.weights);
                         if packed.tiles.is_some() {
                             // The tiles replace the VNNI layout: no kernel reads it.
-                            packed.weights = Vec::new();
+                            packed.weights = Default::default();
                         }
                     }
                     Some(packed)
@@ -158,7 +158,7 @@ impl<'a> FastPlan<'a> {
             .flatten()
             .map(|p: &Packed| match &p.tiles {
                 #[cfg(target_arch = "x86_64")]
-                Some(tiles) => tiles.reads + amx::ACCUMULATORS,
+                Some(tiles) => amx::scratch_bytes(tiles),
                 _ => p.scratch_bytes(widened),
             })
             .max()
