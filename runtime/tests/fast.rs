@@ -93,6 +93,29 @@ fn assert_same_logits(bytes: &[u8], pixels: &[u8], what: &str) {
             );
         }
     }
+    // In batches (layer by layer through every image of a batch; 40 images in batches of
+    // 16 and 5 leave a short last batch and a full one), on every tier: the same logits,
+    // in order.
+    let some = &pixels[..pixels.len().min(40 * IMAGE_PIXELS)];
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+        let fast = FastPlan::with_isa(plan.clone(), isa);
+        for size in [5, 16] {
+            let mut arena = vec![0u8; fast.batch_arena_bytes(size)];
+            let mut logits = vec![fmnist_runtime::Logits::default(); size];
+            let mut batched = Vec::new();
+            for batch in some.chunks(size * IMAGE_PIXELS) {
+                let slots = &mut logits[..batch.len() / IMAGE_PIXELS];
+                fast.classify_batch(batch, &mut arena, slots)
+                    .expect("classifies");
+                batched.extend_from_slice(slots);
+            }
+            assert!(
+                batched == portable[..batched.len()],
+                "{what}: {} in batches of {size} differs from portable one by one",
+                isa.name()
+            );
+        }
+    }
     // On several threads (shares of unequal length with 3): the same logits, in order.
     let fast = FastPlan::new(plan);
     for threads in [2, 3] {
@@ -123,6 +146,52 @@ fn classify_all_refuses_a_partial_last_image_and_takes_none() {
         fast.classify_all(&pixels, 8).expect("classifies"),
         fast.classify_all(&pixels, 1).expect("classifies")
     );
+}
+
+#[test]
+fn classify_batch_checks_its_sizes_and_leaves_the_logits_on_error() {
+    use fmnist_runtime::{EngineError, Logits};
+    let plan = Plan::new(include_bytes!("../../models/edge.q8")).expect("valid blob");
+    let fast = FastPlan::new(plan.clone());
+    let pixels = images(&mut Rng(11), 4);
+    // One arena per image, and the kernels' scratch once.
+    assert_eq!(
+        fast.batch_arena_bytes(4),
+        4 * plan.arena_bytes() + fast.arena_bytes() - plan.arena_bytes()
+    );
+    assert_eq!(fast.batch_arena_bytes(1), fast.arena_bytes());
+    assert_eq!(fast.batch_arena_bytes(usize::MAX), usize::MAX);
+    let mut arena = vec![0u8; fast.batch_arena_bytes(4)];
+    let untouched = [Logits::default(); 4];
+    let mut logits = untouched;
+    // 4 slots, 3.5 images; 4 slots, 5 images: refused, nothing written.
+    for given in [3 * IMAGE_PIXELS + 392, 5 * IMAGE_PIXELS] {
+        let pixels: Vec<u8> = pixels.iter().copied().cycle().take(given).collect();
+        assert_eq!(
+            fast.classify_batch(&pixels, &mut arena, &mut logits),
+            Err(EngineError::BadInput { given })
+        );
+        assert_eq!(logits, untouched);
+    }
+    let short = fast.batch_arena_bytes(4) - 1;
+    assert_eq!(
+        fast.classify_batch(&pixels, &mut arena[..short], &mut logits),
+        Err(EngineError::ArenaTooSmall {
+            needed: short + 1,
+            given: short
+        })
+    );
+    assert_eq!(logits, untouched);
+    // An empty batch needs only the scratch, and does nothing.
+    assert_eq!(fast.classify_batch(&[], &mut arena, &mut []), Ok(()));
+    // A whole batch: each image's logits, with the model's scale and temperature.
+    fast.classify_batch(&pixels, &mut arena, &mut logits)
+        .expect("classifies");
+    let mut one = vec![0u8; fast.arena_bytes()];
+    for (image, got) in pixels.chunks(IMAGE_PIXELS).zip(&logits) {
+        assert_eq!(*got, fast.classify(image, &mut one).expect("classifies"));
+        assert_eq!(got.scale, plan.model().logit_scale);
+    }
 }
 
 #[test]

@@ -41,8 +41,12 @@ static GLOBAL: Counting = Counting;
 /// The shipped edge model, as firmware embeds it.
 static BLOB: &[u8] = include_bytes!("../../models/edge.q8");
 
+/// The tests share the allocation count: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn loading_and_classifying_allocate_zero_bytes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut arena = [0u8; 64 * 1024]; // on the stack: no allocation
     let image = [90u8; 784];
     let sanity = {
@@ -69,4 +73,21 @@ fn loading_and_classifying_allocate_zero_bytes() {
     );
     assert_eq!(first, second);
     assert!(plan.arena_bytes() <= arena.len());
+}
+
+#[test]
+fn fast_plans_classify_one_image_and_a_batch_without_allocating() {
+    use fmnist_runtime::{FastPlan, Logits};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fast = FastPlan::new(Plan::new(BLOB).expect("the shipped blob loads"));
+    let mut arena = vec![0u8; fast.batch_arena_bytes(3)];
+    let images: Vec<u8> = (0..3 * 784).map(|i| (i * 7 % 256) as u8).collect();
+    let mut logits = [Logits::default(); 3];
+    COUNTING.with(|c| c.set(true));
+    let one = fast.classify(&images[..784], &mut arena);
+    let batch = fast.classify_batch(&images, &mut arena, &mut logits);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(ALLOCATIONS.swap(0, Ordering::SeqCst), 0, "allocations");
+    assert_eq!(batch, Ok(()));
+    assert_eq!(one, Ok(logits[0]), "{}", fast.isa().name());
 }

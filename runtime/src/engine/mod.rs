@@ -216,6 +216,18 @@ pub struct Logits {
     pub temperature: f32,
 }
 
+impl Default for Logits {
+    /// All-zero logits (scale 0, temperature 1): an output slot for a batch
+    /// (`FastPlan::classify_batch`) to fill.
+    fn default() -> Logits {
+        Logits {
+            values: [0; CLASS_COUNT],
+            scale: 0.0,
+            temperature: 1.0,
+        }
+    }
+}
+
 impl Logits {
     /// The predicted class (the first of equal maxima).
     pub fn class(&self) -> usize {
@@ -600,70 +612,123 @@ impl<'a> Plan<'a> {
                 given: pixels.len(),
             });
         }
+        let mut logits = [Logits::default()];
+        self.run_batch(pixels, arena, &mut logits, faster)?;
+        Ok(logits[0])
+    }
+
+    /// Bytes of arena [`Plan::run_batch`] needs for `images` images and `scratch` bytes
+    /// of accelerator scratch (`usize::MAX` if that overflows).
+    fn batch_arena_bytes(&self, images: usize, scratch: usize) -> usize {
+        self.arena_bytes
+            .checked_mul(images)
+            .and_then(|arenas| arenas.checked_add(scratch))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// [`Plan::run`] for `logits.len()` images (784 pixels each, back to back in
+    /// `pixels`), layer by layer: every image goes through a layer before any goes
+    /// through the next, so that a layer's weights are read for the whole batch while
+    /// they are in cache. `arena` holds one plan arena per image, side by side, then
+    /// `faster`'s scratch, which the images share.
+    fn run_batch<A: Accelerator>(
+        &self,
+        pixels: &[u8],
+        arena: &mut [u8],
+        logits: &mut [Logits],
+        faster: &A,
+    ) -> Result<(), EngineError> {
+        let images = logits.len();
+        if images.checked_mul(IMAGE_PIXELS) != Some(pixels.len()) {
+            return Err(EngineError::BadInput {
+                given: pixels.len(),
+            });
+        }
         let size = self.arena_bytes;
-        let needed = size + faster.scratch_bytes();
+        let needed = self.batch_arena_bytes(images, faster.scratch_bytes());
         if arena.len() < needed {
             return Err(EngineError::ArenaTooSmall {
                 needed,
                 given: arena.len(),
             });
         }
-        let (arena, scratch) = arena[..needed].split_at_mut(size);
-        let mut logits = [0i32; CLASS_COUNT];
+        let (arenas, scratch) = arena[..needed].split_at_mut(size * images);
         for (index, (step, layer)) in self.steps.iter().zip(self.model.layers.iter()).enumerate() {
-            let (in_len, out_len) = (
-                step.input.iter().product::<usize>(),
-                step.output.iter().product::<usize>(),
-            );
-            if let Layer::Linear(linear) = layer {
-                if linear.requant.output == Output::Logits {
-                    let input = region(pixels, arena, step.from, in_len);
-                    if !faster.logits(index, input, &mut logits, scratch) {
-                        run_linear(step.kind, linear, input, |c, v| logits[c] = v);
-                    }
-                    continue;
-                }
-            }
-            if step.from == step.to {
-                continue; // Flatten: the same bytes, read as a vector.
-            }
-            let (input, output) = split(pixels, arena, step.from, in_len, out_len);
-            match (layer, step.kind) {
-                (Layer::Conv(_), _) if faster.conv(index, input, output, scratch) => {}
-                (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
-                (Layer::Conv(conv), kind) => {
-                    let shape = ConvShape {
-                        input: step.input,
-                        output: step.output,
-                        kernel: usize::from(conv.kernel),
-                        padding: usize::from(conv.padding),
-                    };
-                    match kind {
-                        Kind::U8 => {
-                            kernels::conv::<U8>(&shape, conv.weights, &conv.requant, input, output)
-                        }
-                        Kind::I8 => {
-                            kernels::conv::<I8>(&shape, conv.weights, &conv.requant, input, output)
-                        }
-                    }
-                }
-                (Layer::Linear(linear), kind) => {
-                    run_linear(kind, linear, input, |c, v| output[c] = v as u8)
-                }
-                (Layer::MaxPool { size }, Kind::U8) => {
-                    kernels::max_pool::<U8>(step.input, usize::from(*size), input, output)
-                }
-                (Layer::MaxPool { size }, Kind::I8) => {
-                    kernels::max_pool::<I8>(step.input, usize::from(*size), input, output)
-                }
-                (Layer::Flatten, _) => {}
+            for (image, logits) in logits.iter_mut().enumerate() {
+                let pixels = &pixels[image * IMAGE_PIXELS..][..IMAGE_PIXELS];
+                let arena = &mut arenas[image * size..][..size];
+                let values = &mut logits.values;
+                self.layer(index, step, layer, pixels, arena, scratch, values, faster);
             }
         }
-        Ok(Logits {
-            values: logits,
-            scale: self.model.logit_scale,
-            temperature: self.model.temperature,
-        })
+        for logits in logits.iter_mut() {
+            logits.scale = self.model.logit_scale;
+            logits.temperature = self.model.temperature;
+        }
+        Ok(())
+    }
+
+    /// Layer `index` of one image, whose pixels are `pixels` and activations in `arena`;
+    /// the logits layer writes `logits`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer<A: Accelerator>(
+        &self,
+        index: usize,
+        step: &Step,
+        layer: &Layer<'_>,
+        pixels: &[u8],
+        arena: &mut [u8],
+        scratch: &mut [u8],
+        logits: &mut [i32; CLASS_COUNT],
+        faster: &A,
+    ) {
+        let (in_len, out_len) = (
+            step.input.iter().product::<usize>(),
+            step.output.iter().product::<usize>(),
+        );
+        if let Layer::Linear(linear) = layer {
+            if linear.requant.output == Output::Logits {
+                let input = region(pixels, arena, step.from, in_len);
+                if !faster.logits(index, input, logits, scratch) {
+                    run_linear(step.kind, linear, input, |c, v| logits[c] = v);
+                }
+                return;
+            }
+        }
+        if step.from == step.to {
+            return; // Flatten: the same bytes, read as a vector.
+        }
+        let (input, output) = split(pixels, arena, step.from, in_len, out_len);
+        match (layer, step.kind) {
+            (Layer::Conv(_), _) if faster.conv(index, input, output, scratch) => {}
+            (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
+            (Layer::Conv(conv), kind) => {
+                let shape = ConvShape {
+                    input: step.input,
+                    output: step.output,
+                    kernel: usize::from(conv.kernel),
+                    padding: usize::from(conv.padding),
+                };
+                match kind {
+                    Kind::U8 => {
+                        kernels::conv::<U8>(&shape, conv.weights, &conv.requant, input, output)
+                    }
+                    Kind::I8 => {
+                        kernels::conv::<I8>(&shape, conv.weights, &conv.requant, input, output)
+                    }
+                }
+            }
+            (Layer::Linear(linear), kind) => {
+                run_linear(kind, linear, input, |c, v| output[c] = v as u8)
+            }
+            (Layer::MaxPool { size }, Kind::U8) => {
+                kernels::max_pool::<U8>(step.input, usize::from(*size), input, output)
+            }
+            (Layer::MaxPool { size }, Kind::I8) => {
+                kernels::max_pool::<I8>(step.input, usize::from(*size), input, output)
+            }
+            (Layer::Flatten, _) => {}
+        }
     }
 }
 

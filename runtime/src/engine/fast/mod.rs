@@ -214,6 +214,32 @@ impl<'a> FastPlan<'a> {
         self.plan.run(pixels, arena, self)
     }
 
+    /// Bytes of arena [`FastPlan::classify_batch`] needs for `images` images: one plan
+    /// arena ([`Plan::arena_bytes`]) per image, then the kernels' scratch, which the
+    /// images share (`usize::MAX` if that overflows).
+    pub fn batch_arena_bytes(&self, images: usize) -> usize {
+        self.plan.batch_arena_bytes(images, self.scratch_bytes)
+    }
+
+    /// Classifies `logits.len()` images (784 pixels each, back to back in `pixels`) into
+    /// `logits`, the same as [`FastPlan::classify`] one by one, bit for bit, with `arena`
+    /// at least [`FastPlan::batch_arena_bytes`] long. The images go through the model
+    /// layer by layer, all of them through one layer before the next, so each layer's
+    /// weights are fetched into cache once for the batch rather than once per image. On
+    /// one thread, allocating nothing.
+    ///
+    /// `pixels` of another length than 784 per logits slot gives
+    /// [`EngineError::BadInput`], a short arena [`EngineError::ArenaTooSmall`]; `logits`
+    /// is then left as it was.
+    pub fn classify_batch(
+        &self,
+        pixels: &[u8],
+        arena: &mut [u8],
+        logits: &mut [Logits],
+    ) -> Result<(), EngineError> {
+        self.plan.run_batch(pixels, arena, logits, self)
+    }
+
     /// Classifies many images (784 pixels each, back to back) on up to `threads` threads
     /// (0: as many as [`std::thread::available_parallelism`] reports), each with its own
     /// arena and a contiguous share of the images. The logits come back in image order,
