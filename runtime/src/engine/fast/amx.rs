@@ -224,24 +224,31 @@ fn finish(
     pair: bool,
     output: &mut [u8],
 ) {
-    let count = (2 * TILE_ROWS).min(pixels - first);
+    let channels = packed.channels;
     for b in 0..1 + usize::from(pair) {
         let requant = avx512::Requant::new(packed, block + b);
         let channel = (block + b) * LANES;
-        let keep = LANES.min(packed.channels - channel);
-        let (mut y, mut x) = (first / width, first % width);
-        for i in 0..count {
-            if x < out_w {
-                let at = (2 * (i / TILE_ROWS) + b) * 1024 + (i % TILE_ROWS) * 64;
-                let sums = &accumulators[at..at + 64];
-                // SAFETY: 64 bytes loaded from the 64 of `sums`.
-                let sums = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
-                let at = (y * out_w + x) * packed.channels + channel;
-                avx512::store(requant.relu(sums), &mut output[at..at + keep]);
+        let keep = LANES.min(channels - channel);
+        let output = &mut output[channel..];
+        // The two pixel tiles (16 computed pixels each) of this block's accumulators.
+        for half in 0..2 {
+            let start = first + half * TILE_ROWS;
+            if start >= pixels {
+                break;
             }
-            x += 1;
-            if x == width {
-                (y, x) = (y + 1, 0);
+            let tile = &accumulators[(2 * half + b) * 1024..][..1024];
+            let (mut y, mut x) = (start / width, start % width);
+            for sums in tile.chunks_exact(64).take(pixels - start) {
+                if x < out_w {
+                    // SAFETY: 64 bytes loaded from the 64 of `sums`.
+                    let sums = unsafe { _mm512_loadu_si512(sums.as_ptr().cast()) };
+                    let at = (y * out_w + x) * channels;
+                    avx512::store(requant.relu(sums), &mut output[at..at + keep]);
+                }
+                x += 1;
+                if x == width {
+                    (y, x) = (y + 1, 0);
+                }
             }
         }
     }

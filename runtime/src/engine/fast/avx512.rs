@@ -221,19 +221,19 @@ impl Requant {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) fn relu(&self, sums: __m512i) -> __m128i {
         let acc = _mm512_add_epi32(sums, self.bias);
-        let scaled = |products: __m512i, half: usize| {
+        // Rounded, shifted, ReLU, then bytes saturating at 255 (`vpmovusqb`: the value is
+        // not negative by then): 8 channels in the low 8 bytes.
+        let bytes = |products: __m512i, half: usize| {
             let rounded = _mm512_srav_epi64(
                 _mm512_add_epi64(products, self.halves[half]),
                 self.shifts[half],
             );
-            _mm512_min_epi64(
-                _mm512_max_epi64(rounded, _mm512_setzero_si512()),
-                _mm512_set1_epi64(255),
-            )
+            _mm512_cvtusepi64_epi8(_mm512_max_epi64(rounded, _mm512_setzero_si512()))
         };
         // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
-        let even = scaled(_mm512_mul_epi32(acc, self.even), 0);
-        let odd = scaled(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), self.odd), 1);
-        _mm512_cvtepi32_epi8(_mm512_or_si512(even, _mm512_slli_epi64(odd, 32)))
+        let even = bytes(_mm512_mul_epi32(acc, self.even), 0);
+        let odd = bytes(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), self.odd), 1);
+        // Even and odd channels' bytes interleaved: the 16 channels in order.
+        _mm_unpacklo_epi8(even, odd)
     }
 }
