@@ -62,12 +62,37 @@ pub(super) unsafe fn logits(
     scratch: &mut [u8],
 ) {
     let patch = patch(packed, input, scratch, |s, d| copy(s, d));
+    // CLASS_COUNT (10) channels: one block, so a row of weights is 4 taps x 16 channels
+    // (64 bytes) and row `g` multiplies patch bytes `4 g..4 g + 4`. Four rows at a time
+    // into four accumulators: one would chain every `vpdpbusd` on the previous one.
+    assert_eq!(packed.blocks, 1);
+    let (weights, patch) = (&packed.weights[..], &patch[..packed.taps]);
+    let mut sums = [_mm512_setzero_si512(); 4];
+    let (rows, taps) = (weights.chunks_exact(4 * 64), patch.chunks_exact(4 * 4));
+    let (rest_rows, rest_taps) = (rows.remainder(), taps.remainder());
+    let step = |sum: __m512i, row: &[i8], taps: &[u8]| {
+        // SAFETY: 64 bytes loaded from the 64 of `row`, 4 read from the 4 of `taps`.
+        unsafe {
+            let w = _mm512_loadu_si512(row[..64].as_ptr().cast());
+            let x = taps[..4].as_ptr().cast::<i32>().read_unaligned();
+            _mm512_dpbusd_epi32(sum, _mm512_set1_epi32(x), w)
+        }
+    };
+    for (rows, taps) in rows.zip(taps) {
+        for (r, sum) in sums.iter_mut().enumerate() {
+            *sum = step(*sum, &rows[r * 64..], &taps[r * 4..]);
+        }
+    }
+    for (row, taps) in rest_rows.chunks_exact(64).zip(rest_taps.chunks_exact(4)) {
+        sums[0] = step(sums[0], row, taps);
+    }
+    let total = _mm512_add_epi32(
+        _mm512_add_epi32(sums[0], sums[1]),
+        _mm512_add_epi32(sums[2], sums[3]),
+    );
     let mut acc = [0i32; LANES];
-    // CLASS_COUNT (10) channels: one block.
-    tile::<1, 1>(packed, patch, &[0], 0, &mut |_, _, sums| {
-        // SAFETY: 16 i32 into 16 i32.
-        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), sums) }
-    });
+    // SAFETY: 16 i32 into the 16 of `acc`.
+    unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), total) };
     super::finish_logits(packed, &acc, logits);
 }
 
