@@ -192,16 +192,17 @@ fn tile<const P: usize>(
     // checks the bounds once per tile, the loop reads through the slices' start.
     let pixels: [*const u8; P] =
         core::array::from_fn(|p| wide[2 * starts[p]..2 * starts[p] + reach].as_ptr());
-    let rows = packed.weights.chunks_exact(width * 4);
+    // The weights widened to 16 bits at load (`FastPlan::with_isa`): 2 bytes per tap.
+    let rows = packed.weights.chunks_exact(width * 4 * 2);
     for (row, &offset) in rows.zip(&packed.offsets) {
-        let row = &row[channel * 4..channel * 4 + 32];
-        // SAFETY: the two 16-byte weight loads lie within `row` (32 bytes), and every
+        let row = &row[channel * 8..channel * 8 + 64];
+        // SAFETY: the two 32-byte weight loads lie within `row` (64 bytes), and every
         // input read (8 bytes at byte `2 * offset`) ends by `reach`, within each pixel's
         // slice.
         unsafe {
             // 4 taps of channels channel..+4, then of channel+4..+8, as 16-bit values.
-            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().cast()));
-            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(16).cast()));
+            let w0 = _mm256_loadu_si256(row.as_ptr().cast());
+            let w1 = _mm256_loadu_si256(row.as_ptr().add(32).cast());
             for (sum, pixel) in sums.iter_mut().zip(pixels) {
                 // The 4 taps' 16-bit values, once per 64-bit lane.
                 let x = pixel

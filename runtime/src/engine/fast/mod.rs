@@ -141,6 +141,10 @@ impl<'a> FastPlan<'a> {
                 .zip(plan.model.layers.iter())
                 .map(|(step, layer)| {
                     let mut packed = pack(step, layer)?;
+                    if isa == Isa::Avx2 {
+                        // `vpmaddwd` multiplies 16-bit values: widened once, here.
+                        packed.weights = packed.weights.widened();
+                    }
                     if let (Isa::AmxInt8, Layer::Conv(conv)) = (isa, layer) {
                         packed.tiles = packed.tiles(conv.weights);
                         if packed.tiles.is_some() {

@@ -73,6 +73,16 @@ pub(super) struct Aligned {
 struct Line([i8; 64]);
 
 impl Aligned {
+    /// Each byte as a 16-bit little-endian value (2 bytes), in order.
+    pub fn widened(&self) -> Aligned {
+        let mut wide = Aligned::zeroed(2 * self.len);
+        for (pair, &value) in wide.chunks_exact_mut(2).zip(self.iter()) {
+            let [low, high] = i16::from(value).to_le_bytes();
+            pair.copy_from_slice(&[low as i8, high as i8]);
+        }
+        wide
+    }
+
     /// `len` zero bytes.
     pub fn zeroed(len: usize) -> Aligned {
         Aligned {
