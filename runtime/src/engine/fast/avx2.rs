@@ -246,28 +246,129 @@ pub(super) fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) ->
         )
     };
     let acc = _mm256_add_epi32(sums, bias);
+    // The rounded, shifted product, 0 if negative.
     let relu = |products: __m256i, shift: __m256i, half: __m256i| {
         let rounded = _mm256_add_epi64(products, half);
         let negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), rounded);
-        let value = _mm256_srlv_epi64(_mm256_andnot_si256(negative, rounded), shift);
-        let top = _mm256_set1_epi64x(255);
-        _mm256_blendv_epi8(value, top, _mm256_cmpgt_epi64(value, top))
+        _mm256_srlv_epi64(_mm256_andnot_si256(negative, rounded), shift)
+    };
+    // ... at most 255: with every total shift 31 or more the value is under 2^31, and the
+    // unsigned-saturating packs below clamp it; else it is clamped in 64 bits here.
+    let narrow = packed.narrow;
+    let clamp = |value: __m256i| {
+        if narrow {
+            value
+        } else {
+            let top = _mm256_set1_epi64x(255);
+            _mm256_blendv_epi8(value, top, _mm256_cmpgt_epi64(value, top))
+        }
     };
     // vpmuldq multiplies the signed low 32 bits of each 64-bit lane.
-    let even = relu(_mm256_mul_epi32(acc, multiplier), load(0), load(16));
-    let odd = relu(
+    let even = clamp(relu(_mm256_mul_epi32(acc, multiplier), load(0), load(16)));
+    let odd = clamp(relu(
         _mm256_mul_epi32(
             _mm256_srli_epi64(acc, 32),
             _mm256_srli_epi64(multiplier, 32),
         ),
         load(8),
         load(24),
-    );
-    // The 8 values (0..=255, in order as i32) packed to bytes: the low 8 of the result.
+    ));
+    // The 8 values (non-negative, under 2^31, in order as i32) packed to bytes, saturating
+    // at 255 (32767, then 255: both packs saturate signed inputs): the low 8 of the
+    // result.
     let values = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
-    let words = _mm_packus_epi32(
+    let words = _mm_packs_epi32(
         _mm256_castsi256_si128(values),
         _mm256_extracti128_si256(values, 1),
     );
     _mm_packus_epi16(words, words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{Output, Requant};
+    use crate::engine::fast::pack::Geometry;
+    use crate::engine::kernels::requantize;
+
+    /// Every shift the validator accepts (so both the narrow and the clamping path), with
+    /// sums and biases at their extremes and between: the bytes `kernels::requantize`
+    /// and ReLU give.
+    #[test]
+    fn vector_requantization_equals_the_portable_one_for_every_shift() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2: not compared");
+            return;
+        }
+        let sums = [
+            i32::MIN,
+            -(1 << 30),
+            -65_536,
+            -255,
+            -1,
+            0,
+            1,
+            2,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            1 << 20,
+            1 << 30,
+            i32::MAX,
+        ];
+        for low in -30i8..=31 {
+            // 8 channels: shifts low..low+8 (wrapping into the range), various multipliers
+            // and biases.
+            let shift: Vec<u8> = (0..8)
+                .map(|c| ((low as i32 + c + 30) % 62 - 30) as i8 as u8)
+                .collect();
+            let multiplier: Vec<i32> = [
+                0,
+                1,
+                1 << 16,
+                1 << 29,
+                1 << 30,
+                (1 << 30) + 12_345,
+                i32::MAX - 1,
+                i32::MAX,
+            ]
+            .into();
+            let bias: Vec<i32> = [0, 1, -1, 1000, -1000, (1 << 30) - 1, -(1 << 30) + 1, 77].into();
+            let (bias_bytes, multiplier_bytes): (Vec<u8>, Vec<u8>) = (
+                bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+                multiplier.iter().flat_map(|m| m.to_le_bytes()).collect(),
+            );
+            let requant = Requant {
+                bias: &bias_bytes,
+                multiplier: &multiplier_bytes,
+                shift: &shift,
+                output: Output::Logits,
+            };
+            let packed = Packed::new(&[0; 8], &requant, 1, Geometry::Logits);
+            assert_eq!(packed.narrow, shift.iter().all(|&s| s as i8 >= 0));
+            for &sum in &sums {
+                let lanes: Vec<i32> = (0..8).map(|c| sum.wrapping_add(c * 7)).collect();
+                // SAFETY: AVX2 was detected above; 8 i32 loaded from the 8 of `lanes`.
+                let got = unsafe {
+                    let v = _mm256_loadu_si256(lanes.as_ptr().cast());
+                    let mut out = [0u8; 16];
+                    _mm_storeu_si128(out.as_mut_ptr().cast(), requantize_relu(&packed, 0, v));
+                    out
+                };
+                for c in 0..8 {
+                    let acc = lanes[c].wrapping_add(bias[c]);
+                    let want =
+                        requantize(acc, multiplier[c], i32::from(shift[c] as i8)).clamp(0, 255);
+                    assert_eq!(
+                        i32::from(got[c]),
+                        want,
+                        "shift {}, sum {sum}, channel {c}",
+                        shift[c] as i8
+                    );
+                }
+            }
+        }
+    }
 }

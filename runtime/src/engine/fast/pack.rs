@@ -25,6 +25,9 @@ pub(super) struct Packed {
     pub bias: Vec<i32>,
     pub multiplier: Vec<i32>,
     pub total_shift: Vec<i64>,
+    /// Whether every channel's total shift is at least 31, so that a requantized value
+    /// (a product of two values under 2^31, shifted right that far) is under 2^31.
+    pub narrow: bool,
     /// Per block of 16 channels, the 64-bit lanes the vector requantization uses: the
     /// shifts of the even channels, of the odd ones, then the rounding halves of each.
     pub lanes: Vec<i64>,
@@ -241,6 +244,7 @@ impl Packed {
             total_shift: (0..width)
                 .map(|c| 31 + requant.shift.get(c).map_or(0, |&s| i64::from(s as i8)))
                 .collect(),
+            narrow: false,
             lanes: Vec::new(),
             reach: layout.offsets.iter().max().map_or(0, |&o| o as usize + 4),
             offsets: layout.offsets,
@@ -363,6 +367,7 @@ impl Packed {
     }
 
     fn with_lanes(mut self) -> Packed {
+        self.narrow = self.total_shift.iter().all(|&shift| shift >= 31);
         self.lanes = self
             .total_shift
             .chunks_exact(LANES)
