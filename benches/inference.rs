@@ -26,7 +26,7 @@ use std::time::Duration;
 use burn::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fmnist_runtime::onnx::OnnxClassifier;
-use fmnist_runtime::{FastPlan, Isa};
+use fmnist_runtime::{FastPlan, Isa, Logits};
 use fmnist_runtime::{Plan, IMAGE_PIXELS};
 use fmnist_trainer::batch::images_tensor;
 use fmnist_trainer::export::{onnx, unfold};
@@ -104,6 +104,22 @@ fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {
             });
             group.finish();
         }
+        // The batch API: 64 images per call, layer by layer, one arena.
+        let mut batch_arena = vec![0u8; fast.batch_arena_bytes(64)];
+        let mut logits = vec![Logits::default(); 64];
+        let mut group = c.benchmark_group(format!("{kind}/batch256"));
+        group.throughput(Throughput::Elements(256));
+        let input = &pixels[..256 * IMAGE_PIXELS];
+        group.bench_function(BenchmarkId::new("int8-batch64", isa.name()), |b| {
+            b.iter(|| {
+                for batch in black_box(input).chunks_exact(64 * IMAGE_PIXELS) {
+                    fast.classify_batch(batch, &mut batch_arena, &mut logits)
+                        .expect("classifies");
+                    black_box(&logits);
+                }
+            })
+        });
+        group.finish();
     }
     // The best kernels on every core (`FastPlan::classify_all`, one arena per thread).
     let fast = FastPlan::new(plan);
