@@ -89,6 +89,26 @@ pub fn blob(data: &[u8]) {
         );
         assert!(fast.classify(&pixels, &mut arena[..needed - 1]).is_err());
     }
+    // A batch of two (layer by layer, one arena per image) on the best kernels: each
+    // image's logits as one by one, the second image being the first reversed.
+    let fast = FastPlan::new(plan.clone());
+    let needed = fast.batch_arena_bytes(2);
+    if needed <= MAX_ARENA {
+        let mut arena = vec![0u8; needed];
+        let mut images = pixels.to_vec();
+        images.extend(pixels.iter().rev());
+        let mut batch = [fmnist_runtime::Logits::default(); 2];
+        fast.classify_batch(&images, &mut arena, &mut batch)
+            .expect("a FastPlan classifies a batch with the arena it states");
+        let mut one = vec![0u8; plan.arena_bytes()];
+        for (image, got) in images.chunks_exact(784).zip(&batch) {
+            let want = plan.classify(image, &mut one).expect("classifies");
+            assert_eq!(*got, want, "{}: a batch differs", fast.isa().name());
+        }
+        assert!(fast
+            .classify_batch(&images, &mut arena[..needed - 1], &mut batch)
+            .is_err());
+    }
 }
 
 /// `data` in a temporary file (in memory where /dev/shm exists).
