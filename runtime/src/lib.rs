@@ -5,7 +5,9 @@
 //! needs), then [`Plan::classify`] runs one 28x28 image in a caller-supplied arena,
 //! without allocating. On `std`, [`FastPlan`] runs the same plan with the fastest
 //! kernels this CPU has (AMX-INT8, AVX-512 VNNI, AVX-VNNI, AVX2), bit for bit the same
-//! results.
+//! results, one image at a time ([`FastPlan::classify`]), a batch in one arena
+//! ([`FastPlan::classify_batch`]) or many images on every core
+//! ([`FastPlan::classify_all`]).
 //!
 //! ```
 //! use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};

@@ -235,6 +235,24 @@ impl<'a> FastPlan<'a> {
     /// `pixels` of another length than 784 per logits slot gives
     /// [`EngineError::BadInput`], a short arena [`EngineError::ArenaTooSmall`]; `logits`
     /// is then left as it was.
+    ///
+    /// ```
+    /// use fmnist_runtime::{FastPlan, Logits, Plan, IMAGE_PIXELS};
+    ///
+    /// let fast = FastPlan::new(Plan::new(include_bytes!("../../../../models/edge.q8"))?);
+    /// // Three images: black, white, black.
+    /// let mut images = vec![0u8; 3 * IMAGE_PIXELS];
+    /// images[IMAGE_PIXELS..2 * IMAGE_PIXELS].fill(255);
+    /// let mut arena = vec![0u8; fast.batch_arena_bytes(3)];
+    /// let mut logits = [Logits::default(); 3];
+    /// fast.classify_batch(&images, &mut arena, &mut logits)?;
+    /// assert_eq!(logits[0], logits[2]);
+    /// assert_ne!(logits[0], logits[1]);
+    /// // The same as one by one.
+    /// let mut one = vec![0u8; fast.arena_bytes()];
+    /// assert_eq!(logits[1], fast.classify(&images[IMAGE_PIXELS..2 * IMAGE_PIXELS], &mut one)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn classify_batch(
         &self,
         pixels: &[u8],
