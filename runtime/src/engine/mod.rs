@@ -654,12 +654,14 @@ impl<'a> Plan<'a> {
         }
         let (arenas, scratch) = arena[..needed].split_at_mut(size * images);
         for (index, (step, layer)) in self.steps.iter().zip(self.model.layers.iter()).enumerate() {
+            faster.begin_layer(index);
             for (image, logits) in logits.iter_mut().enumerate() {
                 let pixels = &pixels[image * IMAGE_PIXELS..][..IMAGE_PIXELS];
                 let arena = &mut arenas[image * size..][..size];
                 let values = &mut logits.values;
                 self.layer(index, step, layer, pixels, arena, scratch, values, faster);
             }
+            faster.end_layer(index);
         }
         for logits in logits.iter_mut() {
             logits.scale = self.model.logit_scale;
@@ -749,6 +751,12 @@ trait Accelerator {
     ) -> bool;
     /// Runs max pooling layer `index` over u8 activations.
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
+    /// Called before layer `index` runs on the images of a batch (one or more), with
+    /// [`Accelerator::end_layer`] after them: for state a layer's kernels set up once
+    /// for all the images (AMX's tile configuration).
+    fn begin_layer(&self, _index: usize) {}
+    /// See [`Accelerator::begin_layer`].
+    fn end_layer(&self, _index: usize) {}
 }
 
 /// The portable kernels only.

@@ -357,7 +357,8 @@ impl Accelerator for FastPlan<'_> {
             (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
                 avx512::conv(packed, input, output, scratch)
             },
-            // SAFETY: as above; `supported` asked the kernel for AMX's state.
+            // SAFETY: as above; `supported` asked the kernel for AMX's state, and
+            // `begin_layer` loaded the tile configuration for this layer.
             #[cfg(target_arch = "x86_64")]
             (Isa::AmxInt8, Some(Some(packed))) => unsafe {
                 amx::conv(packed, input, output, scratch)
@@ -405,6 +406,26 @@ impl Accelerator for FastPlan<'_> {
         true
     }
 
+    fn begin_layer(&self, index: usize) {
+        if self.tiled(index) {
+            // SAFETY: AMX tiles exist only for an ISA `with_isa` confirmed.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                amx::configure()
+            }
+        }
+    }
+
+    fn end_layer(&self, index: usize) {
+        if self.tiled(index) {
+            // SAFETY: as in `begin_layer`.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                amx::release()
+            }
+        }
+    }
+
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
         match (
             self.isa,
@@ -424,6 +445,14 @@ impl Accelerator for FastPlan<'_> {
             }
             _ => false,
         }
+    }
+}
+
+impl FastPlan<'_> {
+    /// Whether layer `index` runs on AMX tiles.
+    fn tiled(&self, index: usize) -> bool {
+        self.isa == Isa::AmxInt8
+            && matches!(self.packed.get(index), Some(Some(packed)) if packed.tiles.is_some())
     }
 }
 
