@@ -101,8 +101,8 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     };
     // The zero-bordered input, and zeros past it for the last tiles' windows.
     let width = w + 2 * padding;
-    // Both on cache lines (`SCRATCH` has room for it): a tile row that straddles two
-    // lines loads more slowly.
+    // Both on cache lines (`scratch_bytes` left room for it): a tile row that straddles
+    // two lines loads more slowly.
     let skip = scratch.as_ptr().align_offset(64);
     let (source, rest) = scratch[skip..].split_at_mut(tiles.reads.next_multiple_of(64));
     border(input, [h, w, c], padding, source, |s, d| {
