@@ -613,7 +613,7 @@ impl<'a> Plan<'a> {
             });
         }
         let mut logits = [Logits::default()];
-        self.run_batch(pixels, arena, &mut logits, faster)?;
+        self.run_batch(pixels, arena, &mut logits, faster, false)?;
         Ok(logits[0])
     }
 
@@ -627,16 +627,18 @@ impl<'a> Plan<'a> {
     }
 
     /// [`Plan::run`] for `logits.len()` images (784 pixels each, back to back in
-    /// `pixels`), layer by layer: every image goes through a layer before any goes
-    /// through the next, so that a layer's weights are read for the whole batch while
-    /// they are in cache. `arena` holds one plan arena per image, side by side, then
-    /// `faster`'s scratch, which the images share.
+    /// `pixels`). `arena` holds one plan arena per image, side by side, then `faster`'s
+    /// scratch, which the images share. With `by_layer`, every image goes through a
+    /// layer before any goes through the next (the accelerator's per-layer set-up is
+    /// done once for all of them); without, each image goes through the whole model in
+    /// the first plan arena, as one by one (its activations stay in L1).
     fn run_batch<A: Accelerator>(
         &self,
         pixels: &[u8],
         arena: &mut [u8],
         logits: &mut [Logits],
         faster: &A,
+        by_layer: bool,
     ) -> Result<(), EngineError> {
         let images = logits.len();
         if images.checked_mul(IMAGE_PIXELS) != Some(pixels.len()) {
@@ -653,15 +655,28 @@ impl<'a> Plan<'a> {
             });
         }
         let (arenas, scratch) = arena[..needed].split_at_mut(size * images);
-        for (index, (step, layer)) in self.steps.iter().zip(self.model.layers.iter()).enumerate() {
-            faster.begin_layer(index);
-            for (image, logits) in logits.iter_mut().enumerate() {
-                let pixels = &pixels[image * IMAGE_PIXELS..][..IMAGE_PIXELS];
-                let arena = &mut arenas[image * size..][..size];
-                let values = &mut logits.values;
-                self.layer(index, step, layer, pixels, arena, scratch, values, faster);
+        let layers = || self.steps.iter().zip(self.model.layers.iter()).enumerate();
+        if by_layer {
+            for (index, (step, layer)) in layers() {
+                faster.begin_layer(index);
+                for (image, logits) in logits.iter_mut().enumerate() {
+                    let pixels = &pixels[image * IMAGE_PIXELS..][..IMAGE_PIXELS];
+                    let arena = &mut arenas[image * size..][..size];
+                    let values = &mut logits.values;
+                    self.layer(index, step, layer, pixels, arena, scratch, values, faster);
+                }
+                faster.end_layer(index);
             }
-            faster.end_layer(index);
+        } else {
+            let arena = &mut arenas[..size];
+            for (pixels, logits) in pixels.chunks_exact(IMAGE_PIXELS).zip(logits.iter_mut()) {
+                for (index, (step, layer)) in layers() {
+                    faster.begin_layer(index);
+                    let values = &mut logits.values;
+                    self.layer(index, step, layer, pixels, arena, scratch, values, faster);
+                    faster.end_layer(index);
+                }
+            }
         }
         for logits in logits.iter_mut() {
             logits.scale = self.model.logit_scale;

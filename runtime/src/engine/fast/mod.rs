@@ -112,6 +112,10 @@ impl Isa {
 /// The fewest images [`FastPlan::classify_all`] gives a thread of its own.
 pub const MIN_IMAGES_PER_THREAD: usize = 16;
 
+/// Images per [`FastPlan::classify_batch`] call in [`FastPlan::classify_all`] (with AMX,
+/// 16 measured as fast per image as 64, with a quarter of the arena).
+const BATCH: usize = 16;
+
 /// A validated model with the fastest kernels this CPU runs. Same results as
 /// [`Plan::classify`], bit for bit.
 #[derive(Debug, Clone)]
@@ -227,10 +231,13 @@ impl<'a> FastPlan<'a> {
 
     /// Classifies `logits.len()` images (784 pixels each, back to back in `pixels`) into
     /// `logits`, the same as [`FastPlan::classify`] one by one, bit for bit, with `arena`
-    /// at least [`FastPlan::batch_arena_bytes`] long. The images go through the model
-    /// layer by layer, all of them through one layer before the next, so each layer's
-    /// weights are fetched into cache once for the batch rather than once per image. On
-    /// one thread, allocating nothing.
+    /// at least [`FastPlan::batch_arena_bytes`] long. On one thread, allocating nothing.
+    ///
+    /// With AMX the images go through the model layer by layer, all of them through one
+    /// layer before the next, so that the tiles are set up once per layer for the whole
+    /// batch (4-5% faster per image than one by one). The other tiers run one image
+    /// after the other, which measured faster for them (by layer, a batch's activations
+    /// leave L1 between layers: 10% slower with AVX-512).
     ///
     /// `pixels` of another length than 784 per logits slot gives
     /// [`EngineError::BadInput`], a short arena [`EngineError::ArenaTooSmall`]; `logits`
@@ -259,7 +266,8 @@ impl<'a> FastPlan<'a> {
         arena: &mut [u8],
         logits: &mut [Logits],
     ) -> Result<(), EngineError> {
-        self.plan.run_batch(pixels, arena, logits, self)
+        self.plan
+            .run_batch(pixels, arena, logits, self, self.isa == Isa::AmxInt8)
     }
 
     /// Classifies many images (784 pixels each, back to back) on up to `threads` threads
@@ -278,12 +286,22 @@ impl<'a> FastPlan<'a> {
         }
         .min(images / MIN_IMAGES_PER_THREAD)
         .max(1);
+        // Each thread's share in batches (`classify_batch`: faster with AMX), a partial
+        // last image on its own (so that its error names its length).
         let run = |pixels: &[u8]| -> Result<Vec<Logits>, EngineError> {
-            let mut arena = vec![0u8; self.arena_bytes()];
-            pixels
-                .chunks(IMAGE_PIXELS)
-                .map(|image| self.classify(image, &mut arena))
-                .collect()
+            let (whole, rest) = pixels.split_at(pixels.len() / IMAGE_PIXELS * IMAGE_PIXELS);
+            let mut arena = vec![0u8; self.batch_arena_bytes(BATCH)];
+            let mut slots = [Logits::default(); BATCH];
+            let mut logits = Vec::with_capacity(pixels.len().div_ceil(IMAGE_PIXELS));
+            for batch in whole.chunks(BATCH * IMAGE_PIXELS) {
+                let slots = &mut slots[..batch.len() / IMAGE_PIXELS];
+                self.classify_batch(batch, &mut arena, slots)?;
+                logits.extend_from_slice(slots);
+            }
+            if !rest.is_empty() {
+                logits.push(self.classify(rest, &mut arena)?);
+            }
+            Ok(logits)
         };
         if threads == 1 {
             return run(pixels);
