@@ -607,11 +607,7 @@ impl<'a> Plan<'a> {
         arena: &mut [u8],
         faster: &A,
     ) -> Result<Logits, EngineError> {
-        if pixels.len() != IMAGE_PIXELS {
-            return Err(EngineError::BadInput {
-                given: pixels.len(),
-            });
-        }
+        // A batch of one: `run_batch` refuses anything but 784 pixels (`BadInput`).
         let mut logits = [Logits::default()];
         self.run_batch(pixels, arena, &mut logits, faster, false)?;
         Ok(logits[0])

@@ -5,7 +5,7 @@
 use core::arch::x86_64::*;
 
 use super::pack::{Packed, LANES};
-use super::source::{prepare, Source};
+use super::source::{pool_windows, prepare, Source};
 use crate::classes::CLASS_COUNT;
 
 /// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
@@ -80,50 +80,29 @@ pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) -> bool {
-    if input[2] < 16 {
+    let [_, w, c] = input;
+    if c < 16 {
         return false;
     }
-    // The usual 2 x 2 window unrolled (the loop over a run-time size measured slower
-    // with AVX-512).
-    match size {
-        2 => pool::<2>(input, size, src, dst),
-        3 => pool::<3>(input, size, src, dst),
-        _ => pool::<0>(input, size, src, dst),
-    }
-    true
-}
-
-/// Max pooling with a `size` x `size` window, `S` when that is not 0 (a constant the
-/// compiler unrolls), of at least 16 channels.
-#[target_feature(enable = "avx2")]
-fn pool<const S: usize>([h, w, c]: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
-    let size = if S == 0 { size } else { S };
-    let (out_h, out_w) = (h / size, w / size);
-    let (src, dst) = (&src[..h * w * c], &mut dst[..out_h * out_w * c]);
     let groups = (0..c - 15)
         .step_by(16)
         .chain((!c.is_multiple_of(16)).then_some(c - 16));
-    for oy in 0..out_h {
-        for ox in 0..out_w {
-            let out = &mut dst[(oy * out_w + ox) * c..][..c];
-            // The window's top-left input pixel, and its `size` rows.
-            let corner = (oy * size * w + ox * size) * c;
-            let window = &src[corner..corner + ((size - 1) * w + size) * c];
-            for channel in groups.clone() {
-                let mut best = _mm_setzero_si128();
-                for dy in 0..size {
-                    for dx in 0..size {
-                        let pixel = &window[(dy * w + dx) * c + channel..][..16];
-                        // SAFETY: 16 bytes loaded from the 16 of `pixel`.
-                        let v = unsafe { _mm_loadu_si128(pixel.as_ptr().cast()) };
-                        best = _mm_max_epu8(best, v);
-                    }
+    pool_windows(input, size, src, dst, |window, out, size| {
+        for channel in groups.clone() {
+            let mut best = _mm_setzero_si128();
+            for dy in 0..size {
+                for dx in 0..size {
+                    let pixel = &window[(dy * w + dx) * c + channel..][..16];
+                    // SAFETY: 16 bytes loaded from the 16 of `pixel`.
+                    let v = unsafe { _mm_loadu_si128(pixel.as_ptr().cast()) };
+                    best = _mm_max_epu8(best, v);
                 }
-                // SAFETY: 16 bytes stored into the 16 of the slice.
-                unsafe { _mm_storeu_si128(out[channel..channel + 16].as_mut_ptr().cast(), best) };
             }
+            // SAFETY: 16 bytes stored into the 16 of the slice.
+            unsafe { _mm_storeu_si128(out[channel..channel + 16].as_mut_ptr().cast(), best) };
         }
-    }
+    });
+    true
 }
 
 /// The logits layer: one "pixel" whose patch is the flattened input, zero-padded to a

@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::pack::{Packed, LANES};
-use super::source::{patch, prepare};
+use super::source::{patch, pool_windows, prepare};
 use crate::classes::CLASS_COUNT;
 
 /// Output pixels per register tile.
@@ -102,48 +102,25 @@ pub(super) unsafe fn logits(
 /// The CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
-    // The usual 2 x 2 window unrolled (the loop over a run-time size measured slower).
-    match size {
-        2 => pool::<2>(input, size, src, dst),
-        3 => pool::<3>(input, size, src, dst),
-        _ => pool::<0>(input, size, src, dst),
-    }
-}
-
-/// Max pooling with a `size` x `size` window, `S` when that is not 0 (a constant the
-/// compiler unrolls).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pool<const S: usize>([h, w, c]: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
-    let size = if S == 0 { size } else { S };
-    let (out_h, out_w) = (h / size, w / size);
-    let (src, dst) = (&src[..h * w * c], &mut dst[..out_h * out_w * c]);
-    for oy in 0..out_h {
-        for ox in 0..out_w {
-            let out = &mut dst[(oy * out_w + ox) * c..][..c];
-            // The window's top-left input pixel, and its `size` rows.
-            let corner = (oy * size * w + ox * size) * c;
-            let window = &src[corner..corner + ((size - 1) * w + size) * c];
-            for channel in (0..c).step_by(64) {
-                let mask: __mmask64 = u64::MAX >> (64 - (c - channel).min(64));
-                let mut best = _mm512_setzero_si512();
-                for dy in 0..size {
-                    for dx in 0..size {
-                        let at = (dy * w + dx) * c + channel;
-                        // SAFETY: the mask keeps the read within this pixel's channels,
-                        // which lie within `window`.
-                        let v = unsafe {
-                            _mm512_maskz_loadu_epi8(mask, window.as_ptr().add(at).cast())
-                        };
-                        best = _mm512_max_epu8(best, v);
-                    }
+    let [_, w, c] = input;
+    pool_windows(input, size, src, dst, |window, out, size| {
+        for channel in (0..c).step_by(64) {
+            let mask: __mmask64 = u64::MAX >> (64 - (c - channel).min(64));
+            let mut best = _mm512_setzero_si512();
+            for dy in 0..size {
+                for dx in 0..size {
+                    let at = (dy * w + dx) * c + channel;
+                    // SAFETY: the mask keeps the read within this pixel's channels, which
+                    // lie within `window`.
+                    let v =
+                        unsafe { _mm512_maskz_loadu_epi8(mask, window.as_ptr().add(at).cast()) };
+                    best = _mm512_max_epu8(best, v);
                 }
-                // SAFETY: the mask keeps the write within this output pixel's channels.
-                unsafe {
-                    _mm512_mask_storeu_epi8(out.as_mut_ptr().add(channel).cast(), mask, best)
-                };
             }
+            // SAFETY: the mask keeps the write within this output pixel's channels.
+            unsafe { _mm512_mask_storeu_epi8(out.as_mut_ptr().add(channel).cast(), mask, best) };
         }
-    }
+    });
 }
 
 /// `dst.copy_from_slice(src)` in 64-byte vector moves (the last one masked).

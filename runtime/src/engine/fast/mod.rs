@@ -137,6 +137,9 @@ impl<'a> FastPlan<'a> {
     /// Packs `plan` for `isa`; an ISA this CPU lacks falls back to [`Isa::Portable`].
     pub fn with_isa(plan: Plan<'a>, isa: Isa) -> FastPlan<'a> {
         let isa = if isa.supported() { isa } else { Isa::Portable };
+        // The AVX2 kernels multiply 16-bit values (`vpmaddwd`): their weights are widened
+        // once, here, and their scratch holds the widened input.
+        let widened = isa == Isa::Avx2;
         let packed = match isa {
             Isa::Portable => Vec::new(),
             _ => plan
@@ -145,8 +148,7 @@ impl<'a> FastPlan<'a> {
                 .zip(plan.model.layers.iter())
                 .map(|(step, layer)| {
                     let mut packed = pack(step, layer)?;
-                    if isa == Isa::Avx2 {
-                        // `vpmaddwd` multiplies 16-bit values: widened once, here.
+                    if widened {
                         packed.weights = packed.weights.widened();
                     }
                     if let (Isa::AmxInt8, Layer::Conv(conv)) = (isa, layer) {
@@ -160,7 +162,6 @@ impl<'a> FastPlan<'a> {
                 })
                 .collect(),
         };
-        let widened = isa == Isa::Avx2;
         let scratch_bytes = packed
             .iter()
             .flatten()

@@ -1,6 +1,6 @@
 //! What a convolution's tiles read ([`Source`]): the input itself, its zero-bordered
 //! copy, or its expanded copy (see `pack::Layout`), built by [`prepare`] in the scratch
-//! part of the caller's arena.
+//! part of the caller's arena; and the windows max pooling reads ([`pool_windows`]).
 
 use super::pack::{Geometry, Packed};
 
@@ -132,4 +132,51 @@ pub(super) fn prepare<'s>(
         pixels: out_h * out_w,
     };
     (source, rest)
+}
+
+/// Max pooling's walk over `input` (`[h, w, c]` in `src`) with a `size` x `size` window,
+/// stride `size`: for each output pixel in order, `visit(window, out, size)` with the
+/// window's bytes (from its top-left pixel's first channel to its bottom-right pixel's
+/// last, rows `w * c` apart) and the output pixel's `c` bytes of `dst`. Always inlined,
+/// so that `visit` runs with its caller's target features; 2 and 3 are passed to it as
+/// constants, so that its loops over the window unroll (the loop over a run-time size
+/// measured slower).
+#[inline(always)]
+pub(super) fn pool_windows(
+    input: [usize; 3],
+    size: usize,
+    src: &[u8],
+    dst: &mut [u8],
+    mut visit: impl FnMut(&[u8], &mut [u8], usize),
+) {
+    match size {
+        2 => walk::<2>(input, size, src, dst, &mut visit),
+        3 => walk::<3>(input, size, src, dst, &mut visit),
+        _ => walk::<0>(input, size, src, dst, &mut visit),
+    }
+}
+
+/// [`pool_windows`] with `size` the constant `S` when that is not 0.
+#[inline(always)]
+fn walk<const S: usize>(
+    [h, w, c]: [usize; 3],
+    size: usize,
+    src: &[u8],
+    dst: &mut [u8],
+    visit: &mut impl FnMut(&[u8], &mut [u8], usize),
+) {
+    let size = if S == 0 { size } else { S };
+    let (out_h, out_w) = (h / size, w / size);
+    let (src, dst) = (&src[..h * w * c], &mut dst[..out_h * out_w * c]);
+    for oy in 0..out_h {
+        for ox in 0..out_w {
+            let out = &mut dst[(oy * out_w + ox) * c..][..c];
+            let corner = (oy * size * w + ox * size) * c;
+            visit(
+                &src[corner..corner + ((size - 1) * w + size) * c],
+                out,
+                size,
+            );
+        }
+    }
 }
