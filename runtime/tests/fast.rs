@@ -284,6 +284,127 @@ impl Tensors {
     }
 }
 
+/// A two-convolution model of the given shapes over these tensors, encoded.
+#[allow(clippy::too_many_arguments)]
+fn two_convolutions(
+    shape: (usize, usize, usize, usize, usize, usize, usize),
+    first: &Tensors,
+    second: &Tensors,
+    logits: &Tensors,
+) -> Vec<u8> {
+    let (c1, k1, p1, c2, k2, p2, pool) = shape;
+    let side1 = 28 + 2 * p1 - k1 + 1;
+    let side2 = side1 + 2 * p2 - k2 + 1;
+    let flat = (side2 / pool) * (side2 / pool) * c2;
+    let mut layers = heapless::Vec::new();
+    for layer in [
+        conv(first, 1, c1, k1, p1, 28),
+        conv(second, c1, c2, k2, p2, side1),
+        Layer::MaxPool { size: pool as u8 },
+        Layer::Flatten,
+        Layer::Linear(QuantLinear {
+            inputs: flat as u32,
+            outputs: 10,
+            weights: &logits.weights,
+            requant: logits.requant(Output::Logits),
+        }),
+    ] {
+        layers.push(layer).expect("5 layers fit");
+    }
+    let mut model = Model {
+        kind: "test",
+        class_names: CLASS_NAMES,
+        parameters: 0,
+        macs: 0,
+        input_scale: 1.0 / 255.0,
+        logit_scale: 0.1,
+        float_accuracy: None,
+        int8_accuracy: None,
+        calibration_images: 0,
+        arena_bytes: 0,
+        layers,
+        temperature: 1.0,
+    };
+    model.arena_bytes = arena_for(&model).expect("valid shapes") as u32;
+    model.macs = macs_for(&model).expect("valid shapes") as u32;
+    blob::encode(&model).expect("encodes")
+}
+
+/// The tap count of each layer of a two-convolution model: first, second, logits.
+fn taps(shape: (usize, usize, usize, usize, usize, usize, usize)) -> [usize; 3] {
+    let (c1, k1, p1, c2, k2, p2, pool) = shape;
+    let side1 = 28 + 2 * p1 - k1 + 1;
+    let side2 = side1 + 2 * p2 - k2 + 1;
+    [k1 * k1, k2 * k2 * c1, (side2 / pool) * (side2 / pool) * c2]
+}
+
+/// Weights the AVX2 tier multiplies byte-wise, at the edge of what it may: 7-bit ones
+/// (`-64..=64`, the extremes often), or pairs of the blob's consecutive taps with
+/// `|w0| + |w1| = 128` exactly (any `w0`, -128 included), the largest sums `vpmaddubsw`
+/// must not saturate: with inputs of 255, 32,640.
+fn bytewise_weights(rng: &mut Rng, n: usize, pairs_at_the_limit: bool) -> Vec<u8> {
+    let mut weights: Vec<i8> = (0..n)
+        .map(|_| match rng.below(4) {
+            0 => 64,
+            1 => -64,
+            _ => (rng.below(129) as i32 - 64) as i8,
+        })
+        .collect();
+    if pairs_at_the_limit {
+        for pair in weights.chunks_exact_mut(2) {
+            let w0 = rng.next() as i8;
+            let rest = (128 - i32::from(w0.unsigned_abs())) as i8;
+            pair.copy_from_slice(&[w0, if rng.below(2) == 0 { rest } else { -rest }]);
+        }
+    }
+    weights.into_iter().map(|w| w as u8).collect()
+}
+
+#[test]
+fn bytewise_avx2_layers_give_identical_logits() {
+    let mut rng = Rng(7);
+    let mut pixels = images(&mut rng, 45);
+    // Saturated images too: every input byte 255, so the largest pair sums occur.
+    pixels.extend(std::iter::repeat_n(255u8, 3 * IMAGE_PIXELS));
+    let shapes = [
+        (16, 3, 1, 32, 3, 1, 2),
+        (12, 3, 1, 20, 3, 1, 2),
+        (7, 4, 1, 70, 2, 0, 4),
+    ];
+    for (case, &shape) in shapes.iter().enumerate() {
+        let [t1, t2, t3] = taps(shape);
+        let (c1, c2) = (shape.0, shape.3);
+        let mut layer = |taps: usize, channels: usize, shift: (i64, i64), limit: bool| {
+            let mut tensors = Tensors::random(&mut rng, taps, channels, shift);
+            tensors.weights = bytewise_weights(&mut rng, taps * channels, limit);
+            tensors
+        };
+        // Case 0: every layer 7-bit; case 1: the pairs at the limit in the second
+        // convolution (12 input channels, a multiple of 4: the kernels pair its taps as
+        // the blob orders them), 7-bit elsewhere; case 2: 7-bit convolutions and 8-bit
+        // logits (one layer left to the 16-bit kernels).
+        let first = layer(t1, c1, (6, 9), false);
+        let second = layer(t2, c2, (8, 13), case == 1);
+        let logits = if case == 2 {
+            Tensors::random(&mut rng, t3, 10, (12, 16))
+        } else {
+            layer(t3, 10, (12, 16), false)
+        };
+        let bytes = two_convolutions(shape, &first, &second, &logits);
+        let plan = Plan::new(&bytes).expect("valid blob");
+        if Isa::Avx2.supported() {
+            let expected = if case == 2 { 2 } else { 3 };
+            assert_eq!(
+                FastPlan::with_isa(plan.clone(), Isa::Avx2).bytewise_layers(),
+                expected,
+                "case {case}"
+            );
+        }
+        assert_eq!(FastPlan::with_isa(plan, Isa::Portable).bytewise_layers(), 0);
+        assert_same_logits(&bytes, &pixels, &format!("byte-wise model {case}"));
+    }
+}
+
 #[test]
 fn random_models_of_awkward_shapes_give_identical_logits() {
     let mut rng = Rng(42);

@@ -39,8 +39,10 @@ use pack::{Geometry, Packed, LANES};
 pub enum Isa {
     /// The portable kernels (no CPU-specific code).
     Portable,
-    /// AVX2 (`vpmaddwd` on widened bytes) for convolutions and the logits layer, and
-    /// `vpmaxub` for max pooling.
+    /// AVX2 for convolutions and the logits layer: `vpmaddwd` on bytes widened to 16
+    /// bits, or `vpmaddubsw` on the bytes themselves for layers whose weights cannot
+    /// saturate it (7-bit weights: `trainer export --weight-bits 7`); `vpmaxub` for max
+    /// pooling.
     Avx2,
     /// AVX-VNNI (`vpdpbusd` in its VEX form, on 256-bit registers: Alder Lake and later
     /// Intel cores, AMD Zen 5) for convolutions and the logits layer; AVX2 for max
@@ -138,7 +140,8 @@ impl<'a> FastPlan<'a> {
     pub fn with_isa(plan: Plan<'a>, isa: Isa) -> FastPlan<'a> {
         let isa = if isa.supported() { isa } else { Isa::Portable };
         // The AVX2 kernels multiply 16-bit values (`vpmaddwd`): their weights are widened
-        // once, here, and their scratch holds the widened input.
+        // once, here, and their scratch holds the widened input; layers whose weight pairs
+        // cannot saturate `vpmaddubsw` keep their bytes and run the byte-wise kernels.
         let widened = isa == Isa::Avx2;
         let packed = match isa {
             Isa::Portable => Vec::new(),
@@ -149,7 +152,10 @@ impl<'a> FastPlan<'a> {
                 .map(|(step, layer)| {
                     let mut packed = pack(step, layer)?;
                     if widened {
-                        packed.weights = packed.weights.widened();
+                        packed.bytewise = packed.pairs_fit_16_bits();
+                        if !packed.bytewise {
+                            packed.weights = packed.weights.widened();
+                        }
                     }
                     if let (Isa::AmxInt8, Layer::Conv(conv)) = (isa, layer) {
                         packed.tiles = packed.tiles(conv.weights);
@@ -168,7 +174,7 @@ impl<'a> FastPlan<'a> {
             .map(|p: &Packed| match &p.tiles {
                 #[cfg(target_arch = "x86_64")]
                 Some(tiles) => amx::scratch_bytes(tiles),
-                _ => p.scratch_bytes(widened),
+                _ => p.scratch_bytes(widened && !p.bytewise),
             })
             .max()
             .unwrap_or(0);
@@ -193,6 +199,13 @@ impl<'a> FastPlan<'a> {
     /// The model's description, as [`Plan::model`].
     pub fn model(&self) -> &crate::blob::Model<'a> {
         self.plan.model()
+    }
+
+    /// How many layers the AVX2 tier multiplies byte-wise (`vpmaddubsw`, twice the
+    /// products per instruction of its 16-bit kernels): those whose weights cannot
+    /// saturate a 16-bit pair sum, as 7-bit weights cannot. 0 for the other tiers.
+    pub fn bytewise_layers(&self) -> usize {
+        self.packed.iter().flatten().filter(|p| p.bytewise).count()
     }
 
     /// Heap bytes of the repacked layers (allocated once, by [`FastPlan::new`]).
@@ -387,6 +400,11 @@ impl Accelerator for FastPlan<'_> {
             (Isa::AvxVnni, Some(Some(packed))) => unsafe {
                 avxvnni::conv(packed, input, output, scratch)
             },
+            // SAFETY: as above, and `with_isa` checked that the weights' pairs fit.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) if packed.bytewise => unsafe {
+                avxvnni::conv_bytes(packed, input, output, scratch)
+            },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, Some(Some(packed))) => unsafe {
@@ -414,6 +432,11 @@ impl Accelerator for FastPlan<'_> {
             #[cfg(target_arch = "x86_64")]
             (Isa::AvxVnni, Some(Some(packed))) => unsafe {
                 avxvnni::logits(packed, input, logits, scratch)
+            },
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Some(Some(packed))) if packed.bytewise => unsafe {
+                avxvnni::logits_bytes(packed, input, logits, scratch)
             },
             // SAFETY: as in `conv`.
             #[cfg(target_arch = "x86_64")]

@@ -42,6 +42,9 @@ pub(super) struct Packed {
     pub geometry: Geometry,
     /// The weights as AMX tiles, for direct convolutions when the AMX kernels run.
     pub tiles: Option<Tiles>,
+    /// Whether the AVX2 tier multiplies this layer's bytes with `vpmaddubsw` (its weights
+    /// [`Packed::pairs_fit_16_bits`]) rather than widened to 16 bits.
+    pub bytewise: bool,
 }
 
 /// A convolution's weights laid out for AMX's `tdpbusd` (see `amx`). The taps a pixel
@@ -251,6 +254,7 @@ impl Packed {
             direct: layout.direct,
             geometry,
             tiles: None,
+            bytewise: false,
         }
         .with_lanes()
     }
@@ -364,6 +368,16 @@ impl Packed {
         } else {
             bordered + expanded + patch
         }
+    }
+
+    /// Whether `vpmaddubsw` computes this layer exactly: in every group of 4 taps, each pair
+    /// of weights it adds (taps 0 and 1, 2 and 3) has `|w0| + |w1| <= 128`, so that no pair
+    /// sum of u8 inputs (at most `255 * 128 = 32,640`) saturates its 16 bits. Weights
+    /// quantized to 7 bits (`|w| <= 64`) always do; the zero padding adds nothing.
+    pub fn pairs_fit_16_bits(&self) -> bool {
+        self.weights
+            .chunks_exact(2)
+            .all(|pair| pair[0].unsigned_abs() as u32 + pair[1].unsigned_abs() as u32 <= 128)
     }
 
     fn with_lanes(mut self) -> Packed {
