@@ -201,6 +201,9 @@ fn all(c: &mut Criterion) {
             burn::<Gpu>(c, name, "burn-cuda-f32-resident", &BATCHES, &pixels, true);
         }
     }
+    // `edge` with 7-bit weights: the AVX2 tier multiplies its bytes (`vpmaddubsw`); the
+    // other tiers run it as `edge.q8`.
+    int8(c, "edge7", &pixels);
 }
 
 fn config() -> Criterion {

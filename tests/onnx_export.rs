@@ -5,10 +5,11 @@ mod common;
 use std::path::Path;
 
 use common::data_dir;
+use fmnist_runtime::blob::Layer;
 use fmnist_runtime::dataset::{load_split, LabeledImages, Split};
 use fmnist_runtime::metrics::argmax;
 use fmnist_runtime::onnx::OnnxClassifier;
-use fmnist_runtime::CLASS_COUNT;
+use fmnist_runtime::{FastPlan, Isa, CLASS_COUNT};
 use fmnist_trainer::backend::Cpu;
 use fmnist_trainer::checkpoint::{self, RunInfo};
 use fmnist_trainer::export;
@@ -80,12 +81,16 @@ fn every_model_kind_exports_and_tract_matches_burn() {
             .unwrap()
             .truncated(600);
         let q8_path = run.path().join("model.q8");
+        let images = export::ExportImages {
+            calibration: &calibration,
+            val: &test,
+            test: Some(&test),
+        };
         let report = export::write_q8(
             &model,
             &info,
-            &calibration,
-            &test,
-            Some(&test),
+            images,
+            export::WeightBits::Eight,
             &q8_path,
             &Default::default(),
         )
@@ -99,6 +104,52 @@ fn every_model_kind_exports_and_tract_matches_burn() {
         let plan = fmnist_runtime::Plan::new(&blob).unwrap();
         assert_eq!(plan.model().kind, kind.name());
         assert_eq!(plan.arena_bytes(), report.arena_bytes);
+
+        // Quantized again from the ONNX file (batch norm folded there): with 8-bit weights
+        // as from the run, within two of the 256 images; with 7-bit ones, which the AVX2
+        // tier multiplies byte-wise in every layer it runs (convolutions and the logits
+        // after u8 activations: none of the mlp's, which follow LeakyReLU).
+        for bits in [export::WeightBits::Eight, export::WeightBits::Seven] {
+            let path = run.path().join(format!("from-onnx-{}.q8", bits.bits()));
+            let (read, again) =
+                export::write_q8_from_onnx(&onnx_path, images, bits, &path).unwrap();
+            assert_eq!(read, kind);
+            assert!(again.agreement >= 0.95, "{kind:?}, {bits:?}: {again:?}");
+            let blob = std::fs::read(&path).unwrap();
+            let plan = fmnist_runtime::Plan::new(&blob).unwrap();
+            assert_eq!(plan.model().kind, kind.name());
+            let largest = plan
+                .model()
+                .layers
+                .iter()
+                .filter_map(|layer| match layer {
+                    Layer::Conv(conv) => Some(conv.weights),
+                    Layer::Linear(linear) => Some(linear.weights),
+                    _ => None,
+                })
+                .flatten()
+                .map(|&w| (w as i8).unsigned_abs())
+                .max();
+            assert_eq!(largest, Some(bits.largest() as u8), "{kind:?}, {bits:?}");
+            if bits == export::WeightBits::Eight {
+                let (from_run, from_onnx) = (report.int8_test.unwrap(), again.int8_test.unwrap());
+                assert!(
+                    (from_run - from_onnx).abs() * 256.0 <= 2.0,
+                    "{kind:?}: {from_run} from the run, {from_onnx} from its ONNX file"
+                );
+            } else if Isa::Avx2.supported() {
+                let runs = match kind {
+                    ModelKind::Mlp => 0,
+                    ModelKind::Cnn => 3,
+                    _ => 6,
+                };
+                assert_eq!(
+                    FastPlan::with_isa(plan, Isa::Avx2).bytewise_layers(),
+                    runs,
+                    "{kind:?}"
+                );
+            }
+        }
 
         let metadata = onnx.metadata();
         assert_eq!(metadata["model_kind"], kind.name());

@@ -38,8 +38,8 @@ fn the_card_lists_every_shipped_file_with_its_size_and_checksum() {
         listed += 1;
     }
     assert_eq!(
-        listed, 5,
-        "edge and cnn, ONNX and int8, and wide's ONNX file"
+        listed, 6,
+        "edge and cnn, ONNX and int8, edge7's blob and wide's ONNX file"
     );
 }
 
@@ -64,6 +64,73 @@ fn the_edge_blob_reaches_the_int8_accuracy_the_card_states() {
         .int8_accuracy
         .expect("the blob records its accuracy");
     assert!((f64::from(recorded) - confusion.accuracy()).abs() < 1e-6);
+}
+
+#[test]
+fn edge7_is_edge_with_7_bit_weights_at_the_accuracy_the_card_states() {
+    use fmnist_runtime::blob::Layer;
+    let (edge, edge7) = (
+        std::fs::read(models().join("edge.q8")).unwrap(),
+        std::fs::read(models().join("edge7.q8")).unwrap(),
+    );
+    let (edge, edge7) = (Plan::new(&edge).unwrap(), Plan::new(&edge7).unwrap());
+    let weights = |plan: &Plan<'_>| -> Vec<(usize, i8)> {
+        plan.model()
+            .layers
+            .iter()
+            .filter_map(|layer| match layer {
+                Layer::Conv(conv) => Some(conv.weights),
+                Layer::Linear(linear) => Some(linear.weights),
+                _ => None,
+            })
+            .map(|w| {
+                (
+                    w.len(),
+                    w.iter()
+                        .map(|&b| b as i8)
+                        .max_by_key(|w| w.unsigned_abs())
+                        .unwrap(),
+                )
+            })
+            .collect()
+    };
+    // The same layers, with weights up to 64 in magnitude (each layer's largest exactly
+    // 64) where edge's reach 127.
+    let (shapes, shapes7) = (weights(&edge), weights(&edge7));
+    assert_eq!(shapes.len(), 6);
+    for ((len, largest), (len7, largest7)) in shapes.iter().zip(&shapes7) {
+        assert_eq!(len, len7);
+        assert_eq!(largest.unsigned_abs(), 127);
+        assert_eq!(largest7.unsigned_abs(), 64);
+    }
+    assert_eq!(edge.model().kind, edge7.model().kind);
+    assert_eq!(edge.arena_bytes(), edge7.arena_bytes());
+    // The AVX2 tier multiplies all of edge7's layers byte-wise, none of edge's.
+    if fmnist_runtime::Isa::Avx2.supported() {
+        let bytewise = |plan: &Plan<'_>| {
+            FastPlan::with_isa(plan.clone(), fmnist_runtime::Isa::Avx2).bytewise_layers()
+        };
+        assert_eq!(bytewise(&edge7), 6);
+        assert_eq!(bytewise(&edge), 0);
+    }
+    let test = dataset(Split::Test);
+    let plan = FastPlan::new(edge7);
+    let (confusion, _) = fmnist_runtime::evaluate::evaluate(&plan, &test).expect("classifies");
+    let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
+    assert!(
+        card().contains(&format!("test accuracy int8 {measured}**")),
+        "the card does not state edge7's int8 {measured}"
+    );
+    let recorded = plan
+        .model()
+        .int8_accuracy
+        .expect("the blob records its accuracy");
+    assert!((f64::from(recorded) - confusion.accuracy()).abs() < 1e-6);
+    let stored = f64::from(plan.model().temperature);
+    assert!(
+        (stored - card_temperature("edge7.q8")).abs() < 1e-4,
+        "{stored}"
+    );
 }
 
 #[test]

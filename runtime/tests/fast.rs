@@ -206,6 +206,7 @@ fn shipped_models_give_identical_logits() {
     for (name, bytes) in [
         ("cnn.q8", &include_bytes!("../../models/cnn.q8")[..]),
         ("edge.q8", &include_bytes!("../../models/edge.q8")[..]),
+        ("edge7.q8", &include_bytes!("../../models/edge7.q8")[..]),
     ] {
         assert_same_logits(bytes, &pixels, name);
     }
@@ -285,7 +286,6 @@ impl Tensors {
 }
 
 /// A two-convolution model of the given shapes over these tensors, encoded.
-#[allow(clippy::too_many_arguments)]
 fn two_convolutions(
     shape: (usize, usize, usize, usize, usize, usize, usize),
     first: &Tensors,

@@ -465,6 +465,7 @@ fn prepare_in(
         exports: Exports {
             onnx: options.export.clone(),
             q8: options.export_q8.clone(),
+            ..Exports::default()
         },
         teacher,
         created: Vec::new(),

@@ -800,7 +800,7 @@ mod tests {
                 calibration_images: ranges.images as u32,
                 temperature: 1.0,
             };
-            let bytes = q8::quantize(&layers, &ranges.maxima)
+            let bytes = q8::quantize(&layers, &ranges.maxima, q8::WeightBits::Eight)
                 .unwrap()
                 .encode(&card)
                 .unwrap();

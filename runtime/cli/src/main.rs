@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use fmnist_runtime::classifier::Classifier;
 use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
-use fmnist_runtime::{Confusion, CLASS_NAMES, IMAGE_PIXELS};
+use fmnist_runtime::{Confusion, Isa, CLASS_NAMES, IMAGE_PIXELS};
 
 mod describe;
 mod predict;
@@ -59,6 +59,9 @@ enum Command {
     Info {
         /// The model file (int8 blob or ONNX) [default: the built-in edge model].
         file: Option<PathBuf>,
+        /// Describe an int8 blob as these kernels run it (see `classify --help`).
+        #[arg(long, value_name = "NAME", value_parser = parse_kernels)]
+        kernels: Option<Isa>,
     },
 }
 
@@ -67,6 +70,24 @@ struct ModelArg {
     /// Model file: an int8 blob or an ONNX file, recognised from its content [default: the built-in edge model].
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
+    /// Run an int8 blob with these kernels instead of the fastest this CPU has (the same
+    /// results, bit for bit): portable, avx2, avx-vnni, avx512-vnni or amx-int8.
+    #[arg(long, value_name = "NAME", value_parser = parse_kernels)]
+    kernels: Option<Isa>,
+}
+
+/// An [`Isa`] by its name.
+fn parse_kernels(name: &str) -> Result<Isa, String> {
+    Isa::ALL
+        .into_iter()
+        .find(|isa| isa.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = Isa::ALL.iter().map(|isa| isa.name()).collect();
+            format!(
+                "no kernels are named {name:?}; the names: {}",
+                names.join(", ")
+            )
+        })
 }
 
 #[derive(Args)]
@@ -154,7 +175,10 @@ fn main() -> ExitCode {
         Command::Classify(args) => classify(&args),
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
-        Command::Info { file } => info(file.as_deref()),
+        Command::Info { file, kernels } => info(&ModelArg {
+            model: file,
+            kernels,
+        }),
     });
     let Ok(result) = result else {
         let what = PANIC
@@ -231,8 +255,33 @@ fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]
     }
 }
 
-fn load<'a>(bytes: &'a [u8], name: &str) -> anyhow::Result<Classifier<'a>> {
-    Ok(Classifier::from_bytes(bytes, Path::new(name))?)
+/// The model in `bytes`, run by `kernels` when given (an int8 blob's; this CPU must run them).
+fn load<'a>(bytes: &'a [u8], name: &str, kernels: Option<Isa>) -> anyhow::Result<Classifier<'a>> {
+    let model = Classifier::from_bytes(bytes, Path::new(name))?;
+    let Some(isa) = kernels else {
+        return Ok(model);
+    };
+    if !isa.supported() {
+        let runs: Vec<_> = Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.supported())
+            .map(Isa::name)
+            .collect();
+        anyhow::bail!(
+            "--kernels {}: this CPU does not run them (it runs: {})",
+            isa.name(),
+            runs.join(", ")
+        );
+    }
+    match model {
+        Classifier::Int8(plan) => Ok(Classifier::Int8(Box::new(
+            fmnist_runtime::FastPlan::with_isa(plan.plan().clone(), isa),
+        ))),
+        _ => anyhow::bail!(
+            "--kernels {}: {name} is ONNX, which tract runs; the kernels are the int8 engine's",
+            isa.name()
+        ),
+    }
 }
 
 /// The image files named: files as given, directories expanded to their image files.
@@ -264,7 +313,7 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
-    let model = load(&bytes, &name)?;
+    let model = load(&bytes, &name, args.model.kernels)?;
     let invert = match (args.invert, args.no_invert) {
         (true, _) => Invert::Yes,
         (_, true) => Invert::No,
@@ -357,7 +406,7 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
 
 fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
-    let model = load(&bytes, &name)?;
+    let model = load(&bytes, &name, args.model.kernels)?;
     // The dataset readers refuse a named pipe or a device themselves.
     let set = match dataset::load_path(&args.data, Split::Test) {
         Err(error @ dataset::DatasetError::NoLabels { .. }) => {
@@ -429,7 +478,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
 
 fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
     let (bytes, name) = model_bytes(&args.model)?;
-    let model = load(&bytes, &name)?;
+    let model = load(&bytes, &name, args.model.kernels)?;
     let set = predict::load(&args.data)?;
     if set.ids.is_empty() {
         anyhow::bail!("{}: no images", args.data.display());
@@ -470,11 +519,9 @@ fn progress_bar(len: usize) -> indicatif::ProgressBar {
     }
 }
 
-fn info(file: Option<&Path>) -> anyhow::Result<u8> {
-    let (bytes, name) = model_bytes(&ModelArg {
-        model: file.map(Path::to_path_buf),
-    })?;
-    let model = load(&bytes, &name)?;
+fn info(arg: &ModelArg) -> anyhow::Result<u8> {
+    let (bytes, name) = model_bytes(arg)?;
+    let model = load(&bytes, &name, arg.kernels)?;
     let mut text = String::new();
     writeln!(text, "file: {name} ({} bytes)", bytes.len())?;
     match &model {
@@ -506,7 +553,7 @@ fn info(file: Option<&Path>) -> anyhow::Result<u8> {
                 plan.arena_bytes() - activations,
                 plan.isa().name()
             )?;
-            writeln!(text, "kernels: {}", plan.isa().name())?;
+            writeln!(text, "kernels: {}{}", plan.isa().name(), avx2_note(plan))?;
             let accuracy =
                 |a: Option<f32>| a.map_or("not recorded".into(), |a| format!("{:.2}%", a * 100.0));
             writeln!(
@@ -674,4 +721,22 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::io::Read::read_to_end(&mut dataset::open_regular(path)?, &mut bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(bytes)
+}
+
+/// How the AVX2 tier multiplies the blob's layers: byte-wise where the weights allow
+/// (7-bit weights), else widened to 16 bits, which a 7-bit blob would avoid.
+fn avx2_note(plan: &fmnist_runtime::FastPlan<'_>) -> String {
+    if plan.isa() != Isa::Avx2 {
+        return String::new();
+    }
+    let hint = "a blob with 7-bit weights (`trainer export --weight-bits 7`) runs faster here";
+    match (plan.bytewise_layers(), plan.accelerated_layers()) {
+        (bytes, all) if bytes == all => {
+            format!(" (byte-wise, `vpmaddubsw`, in all {all} layers it runs)")
+        }
+        (0, _) => format!(" (16-bit, `vpmaddwd`: the weights need 8 bits; {hint})"),
+        (bytes, all) => {
+            format!(" (byte-wise in {bytes} of {all} layers, 16-bit in the others; {hint})")
+        }
+    }
 }

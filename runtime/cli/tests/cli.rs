@@ -194,6 +194,72 @@ fn info_and_eval_on_the_shipped_models() {
     );
 }
 
+#[test]
+fn kernels_can_be_chosen_and_say_how_avx2_multiplies() {
+    use fmnist_runtime::Isa;
+    let (edge, edge7) = (shipped("edge.q8"), shipped("edge7.q8"));
+    let eval = |model: &Path, kernels: &str| {
+        let output = runtime(&[
+            "eval",
+            "--model",
+            path(model),
+            "--limit",
+            "200",
+            "--kernels",
+            kernels,
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text_accuracy(&text(&output.stdout))
+    };
+    // Every tier this CPU runs gives the portable kernels' accuracy.
+    for model in [&edge, &edge7] {
+        let portable = eval(model, "portable");
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+            assert_eq!(eval(model, isa.name()), portable, "{}", isa.name());
+        }
+    }
+    if Isa::Avx2.supported() {
+        let info = |model: &Path| {
+            let output = runtime(&["info", path(model), "--kernels", "avx2"]);
+            assert!(output.status.success(), "{}", text(&output.stderr));
+            let stdout = text(&output.stdout);
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with("kernels: "))
+                .map(str::to_owned);
+            line.unwrap_or_else(|| panic!("no kernels line: {stdout}"))
+        };
+        assert_eq!(
+            info(&edge7),
+            "kernels: avx2 (byte-wise, `vpmaddubsw`, in all 6 layers it runs)"
+        );
+        let line = info(&edge);
+        assert!(line.starts_with("kernels: avx2 (16-bit"), "{line}");
+        assert!(line.contains("--weight-bits 7"), "{line}");
+    }
+    // A name that is no tier's is bad usage; a tier the CPU lacks, or kernels for an ONNX
+    // file, a model that cannot be used.
+    let output = runtime(&["info", "--kernels", "sse2"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("avx512-vnni"),
+        "{}",
+        text(&output.stderr)
+    );
+    if let Some(lacking) = Isa::ALL.into_iter().find(|isa| !isa.supported()) {
+        let output = runtime(&["info", "--kernels", lacking.name()]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(text(&output.stderr).contains("does not run them"));
+    }
+    let output = runtime(&["info", path(&shipped("edge.onnx")), "--kernels", "portable"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("edge.onnx is ONNX"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 /// The `overall accuracy 85.33% (256 of 300)` line of `eval`'s text output.
 fn text_accuracy(stdout: &str) -> (String, u64, u64) {
     let line = stdout

@@ -11,7 +11,9 @@ use std::path::Path;
 use burn::module::Param;
 use burn::prelude::*;
 
-pub use q8::{write_q8, Q8Report, CALIBRATION_IMAGES};
+pub use q8::{
+    write_q8, write_q8_from_onnx, ExportImages, Q8Report, WeightBits, CALIBRATION_IMAGES,
+};
 
 use crate::batch::to_f32_vec as values;
 use crate::model::{summarize, ChainError, Classifier, Layer, LayerSpec, ModelKind, Shape};
@@ -374,6 +376,8 @@ pub struct Exports {
     pub onnx: Option<std::path::PathBuf>,
     /// The int8 blob, if any.
     pub q8: Option<std::path::PathBuf>,
+    /// The range of the blob's weights.
+    pub weight_bits: WeightBits,
 }
 
 /// Writes the files of `exports` and says what was written. The int8 blob's activation
@@ -405,34 +409,44 @@ pub fn write_all<B: Backend>(
         print_calibration(&fit);
     }
     if let Some(path) = &exports.q8 {
-        let test = (!test.is_empty()).then_some(test);
-        let report = write_q8(model, info, calibration, val, test, path, device)?;
-        crate::say!(
-            "wrote {} (int8 blob, {} bytes, arena {} bytes, calibrated on {} training images)",
-            path.display(),
-            report.bytes,
-            report.arena_bytes,
-            calibration.len().min(CALIBRATION_IMAGES)
-        );
-        crate::say!(
-            "  validation accuracy: float {:.2}%, int8 {:.2}%",
-            report.float_val * 100.0,
-            report.int8_val * 100.0
-        );
-        if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
-            crate::say!(
-                "  test accuracy:       float {:.2}%, int8 {:.2}%",
-                float * 100.0,
-                int8 * 100.0
-            );
-        }
-        crate::say!(
-            "  float and int8 agree on {:.2}% of images",
-            report.agreement * 100.0
-        );
-        print_calibration(&report.calibration);
+        let images = ExportImages {
+            calibration,
+            val,
+            test: (!test.is_empty()).then_some(test),
+        };
+        let report = write_q8(model, info, images, exports.weight_bits, path, device)?;
+        print_q8(path, &report, images, exports.weight_bits);
     }
     Ok(())
+}
+
+/// Says what [`write_q8`] wrote and how it scores.
+pub fn print_q8(path: &Path, report: &Q8Report, images: ExportImages<'_>, bits: WeightBits) {
+    crate::say!(
+        "wrote {} (int8 blob, {}-bit weights, {} bytes, arena {} bytes, calibrated on {} training images)",
+        path.display(),
+        bits.bits(),
+        report.bytes,
+        report.arena_bytes,
+        images.calibration.len().min(CALIBRATION_IMAGES)
+    );
+    crate::say!(
+        "  validation accuracy: float {:.2}%, int8 {:.2}%",
+        report.float_val * 100.0,
+        report.int8_val * 100.0
+    );
+    if let (Some(float), Some(int8)) = (report.float_test, report.int8_test) {
+        crate::say!(
+            "  test accuracy:       float {:.2}%, int8 {:.2}%",
+            float * 100.0,
+            int8 * 100.0
+        );
+    }
+    crate::say!(
+        "  float and int8 agree on {:.2}% of images",
+        report.agreement * 100.0
+    );
+    print_calibration(&report.calibration);
 }
 
 /// The temperature a file got and what it did, or why it got none.

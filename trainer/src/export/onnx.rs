@@ -10,7 +10,7 @@ use onnx_protobuf::{
 use protobuf::Message;
 
 use super::{FoldedConv, FoldedLayer, FoldedLinear, FoldedOp, ModelCard};
-use crate::model::{ChainError, Shape};
+use crate::model::{ChainError, ModelKind, Shape};
 use fmnist_runtime::{CLASS_NAMES, INPUT_SCALE};
 
 /// The ONNX operator set the graph uses.
@@ -285,9 +285,26 @@ pub enum ReadError {
     /// An operator this exporter never writes.
     #[error("operator {0} is not one this exporter writes")]
     Operator(String),
+    /// The `model_kind` metadata is missing or names no kind this trainer has.
+    #[error("its model_kind metadata ({0:?}) names no model kind this trainer has")]
+    ModelKind(Option<String>),
     /// The layers do not chain from one image to 10 logits.
     #[error("the layers do not chain")]
     Chain(#[source] ChainError),
+}
+
+/// The model kind an ONNX file this exporter wrote records (its `model_kind` metadata).
+pub fn model_kind(bytes: &[u8]) -> Result<ModelKind, ReadError> {
+    let model = ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?;
+    let recorded = model
+        .get_metadata_props()
+        .iter()
+        .find(|entry| entry.get_key() == "model_kind")
+        .map(|entry| entry.get_value().to_string());
+    recorded
+        .as_deref()
+        .and_then(|name| ModelKind::all().iter().find(|k| k.name() == name).copied())
+        .ok_or(ReadError::ModelKind(recorded))
 }
 
 /// The layers of an ONNX file this exporter wrote (Conv, Relu, LeakyRelu, MaxPool,

@@ -1,6 +1,7 @@
 //! Post-training static int8 quantization into the runtime's blob format.
 //!
-//! Weights: symmetric per output channel (zero point 0, -127..=127). Biases: i32 in units
+//! Weights: symmetric per output channel (zero point 0, -127..=127, or -64..=64 with
+//! [`WeightBits::Seven`]). Biases: i32 in units
 //! of input scale x weight scale. Activations: u8 after ReLU (zero point 0, the input is
 //! the raw pixels at scale [`INPUT_SCALE`]), i8 after LeakyReLU; their scales are the
 //! largest values seen on calibration images ([`calibrate`]). Requantization is
@@ -20,6 +21,39 @@ use crate::model::{Classifier, LayerSpec, ModelKind, Shape};
 
 /// Images of the training split used to calibrate activation scales.
 pub const CALIBRATION_IMAGES: usize = 2048;
+
+/// The range of the blob's weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightBits {
+    /// -127..=127 per output channel: the finest steps.
+    #[default]
+    #[value(name = "8")]
+    Eight,
+    /// -64..=64 per output channel: half the resolution, but no pair of weights can
+    /// saturate a 16-bit sum of u8 x i8 products, so CPUs with AVX2 and no VNNI multiply
+    /// the bytes themselves (`vpmaddubsw`) instead of widening them to 16 bits. The same
+    /// results on every engine tier, bit for bit.
+    #[value(name = "7")]
+    Seven,
+}
+
+impl WeightBits {
+    /// 8 or 7.
+    pub fn bits(self) -> u32 {
+        match self {
+            WeightBits::Eight => 8,
+            WeightBits::Seven => 7,
+        }
+    }
+
+    /// The largest weight magnitude.
+    pub fn largest(self) -> f32 {
+        match self {
+            WeightBits::Eight => 127.0,
+            WeightBits::Seven => 64.0,
+        }
+    }
+}
 
 /// The bytes of one quantized conv or linear layer, built once; the blob borrows them.
 struct Tensors {
@@ -105,16 +139,11 @@ pub fn calibrate<B: Backend>(
     set: &LabeledImages,
     device: &B::Device,
 ) -> Calibration {
-    let count = set.len().min(CALIBRATION_IMAGES);
-    let indices: Vec<usize> = (0..count).collect();
+    let Calibration {
+        images: count,
+        maxima,
+    } = calibrate_layers(model, set, device);
     let specs = kind.layers();
-    let mut maxima = vec![0f32; specs.len()];
-    for chunk in indices.chunks(crate::train::EVAL_BATCH) {
-        let (images, _) = crate::batch::batch::<B>(set, chunk, None, device);
-        for (m, batch_max) in maxima.iter_mut().zip(model.output_maxima(images)) {
-            *m = m.max(batch_max);
-        }
-    }
     let mut folded = Vec::with_capacity(specs.len());
     for (spec, max) in specs.iter().zip(&maxima) {
         match spec {
@@ -129,6 +158,29 @@ pub fn calibrate<B: Backend>(
     Calibration {
         images: count,
         maxima: folded,
+    }
+}
+
+/// Runs the first [`CALIBRATION_IMAGES`] of `set` through `model` and records every
+/// layer's largest absolute output: the folded layers' ranges when `model` was built from
+/// folded layers ([`super::unfold`]).
+pub fn calibrate_layers<B: Backend>(
+    model: &Classifier<B>,
+    set: &LabeledImages,
+    device: &B::Device,
+) -> Calibration {
+    let count = set.len().min(CALIBRATION_IMAGES);
+    let indices: Vec<usize> = (0..count).collect();
+    let mut maxima = vec![0f32; model.layers.len()];
+    for chunk in indices.chunks(crate::train::EVAL_BATCH) {
+        let (images, _) = crate::batch::batch::<B>(set, chunk, None, device);
+        for (m, batch_max) in maxima.iter_mut().zip(model.output_maxima(images)) {
+            *m = m.max(batch_max);
+        }
+    }
+    Calibration {
+        images: count,
+        maxima,
     }
 }
 
@@ -150,7 +202,7 @@ pub fn quantize_multiplier(real: f64) -> (i32, i8) {
     (multiplier as i32, shift.max(-30) as i8)
 }
 
-fn weight_scales(weight: &[f32], outputs: usize) -> Vec<f32> {
+fn weight_scales(weight: &[f32], outputs: usize, bits: WeightBits) -> Vec<f32> {
     let per = weight.len() / outputs;
     (0..outputs)
         .map(|o| {
@@ -158,7 +210,7 @@ fn weight_scales(weight: &[f32], outputs: usize) -> Vec<f32> {
                 .iter()
                 .fold(0f32, |m, w| m.max(w.abs()));
             if max > 0.0 {
-                max / 127.0
+                max / bits.largest()
             } else {
                 1.0
             }
@@ -166,12 +218,13 @@ fn weight_scales(weight: &[f32], outputs: usize) -> Vec<f32> {
         .collect()
 }
 
-fn quantize_weights(weight: &[f32], scales: &[f32]) -> Vec<i8> {
+fn quantize_weights(weight: &[f32], scales: &[f32], bits: WeightBits) -> Vec<i8> {
     let per = weight.len() / scales.len();
+    let largest = bits.largest();
     weight
         .iter()
         .enumerate()
-        .map(|(i, w)| (w / scales[i / per]).round().clamp(-127.0, 127.0) as i8)
+        .map(|(i, w)| (w / scales[i / per]).round().clamp(-largest, largest) as i8)
         .collect()
 }
 
@@ -244,10 +297,11 @@ fn linear_weights(outputs: usize, inputs: usize, q: &[i8], from: Option<Shape>) 
 
 /// Quantizes folded layers. `output_maxima[i]` is the largest absolute value of the output
 /// of folded layer `i` on the calibration images (after its activation where one follows).
-/// The shapes come from the folded layers.
+/// The shapes come from the folded layers; the weights span `bits`.
 pub fn quantize<'a>(
     layers: &'a [FoldedLayer],
     output_maxima: &[f32],
+    bits: WeightBits,
 ) -> Result<QuantizedModel<'a>, ExportError> {
     let unsupported =
         |index: usize, layer: &FoldedLayer, reason: &'static str| ExportError::Unsupported {
@@ -291,8 +345,8 @@ pub fn quantize<'a>(
                         "the int8 engine needs a ReLU or LeakyReLU after a convolution",
                     ));
                 }
-                let scales = weight_scales(&conv.weight, conv.outputs);
-                let q = quantize_weights(&conv.weight, &scales);
+                let scales = weight_scales(&conv.weight, conv.outputs, bits);
+                let q = quantize_weights(&conv.weight, &scales, bits);
                 let weights = conv_weights(conv, &q);
                 let tensors = requant(&conv.bias, in_scale, &scales, out_scale, weights, output);
                 quantized.push((layer, Some(tensors)));
@@ -307,8 +361,8 @@ pub fn quantize<'a>(
                         "a linear layer without activation must be the last",
                     ));
                 }
-                let scales = weight_scales(&linear.weight, linear.outputs);
-                let q = quantize_weights(&linear.weight, &scales);
+                let scales = weight_scales(&linear.weight, linear.outputs, bits);
+                let q = quantize_weights(&linear.weight, &scales, bits);
                 let flattened_from = index
                     .checked_sub(1)
                     .map(|i| &layers[i])
@@ -427,35 +481,92 @@ pub struct Q8Report {
     pub calibration: crate::calibrate::TemperatureFit,
 }
 
-/// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of `calibration`),
-/// checks the result on `val` (and `test` when given) against the float model, fits the
-/// softmax temperature on `val` with the engine's own logits ([`crate::calibrate`]), and
-/// writes the blob at `path` atomically.
+/// The images an int8 export uses.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportImages<'s> {
+    /// Activation ranges come from its first [`CALIBRATION_IMAGES`].
+    pub calibration: &'s LabeledImages,
+    /// The softmax temperature is fitted here, and the accuracy measured.
+    pub val: &'s LabeledImages,
+    /// The accuracy is measured here too, when given.
+    pub test: Option<&'s LabeledImages>,
+}
+
+/// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of
+/// `images.calibration`) with weights of `bits`, checks the result on `images.val` (and
+/// `images.test` when given) against the float model, fits the softmax temperature on
+/// `images.val` with the engine's own logits ([`crate::calibrate`]), and writes the blob
+/// at `path` atomically.
 pub fn write_q8<B: Backend>(
     model: &Classifier<B>,
     info: &RunInfo,
-    calibration: &LabeledImages,
-    val: &LabeledImages,
-    test: Option<&LabeledImages>,
+    images: ExportImages<'_>,
+    bits: WeightBits,
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<Q8Report> {
+    let folded = fold(model, info.model)?;
+    let ranges = calibrate(model, info.model, images.calibration, device);
+    let quantized = quantize(&folded, &ranges.maxima, bits)?;
+    let card = BlobCard::of_kind(info.model, ranges.images)?;
+    write_quantized(model, &quantized, card, images, path, device)
+}
+
+/// [`write_q8`] for the float model of an ONNX file this trainer exported
+/// ([`super::onnx::read`]; batch norm already folded), whose `model_kind` metadata names
+/// the kind the blob records. Returns that kind too.
+pub fn write_q8_from_onnx(
+    onnx: &Path,
+    images: ExportImages<'_>,
+    bits: WeightBits,
+    path: &Path,
+) -> anyhow::Result<(ModelKind, Q8Report)> {
+    use anyhow::Context;
+    type B = crate::backend::Cpu;
+    let device = Default::default();
+    let name = || onnx.display().to_string();
+    let bytes = crate::fsutil::read_regular(onnx, 64 << 20)?;
+    let folded = super::onnx::read(&bytes).with_context(name)?;
+    let kind = super::onnx::model_kind(&bytes).with_context(name)?;
+    let model = super::unfold::<B>(&folded, &device);
+    let ranges = calibrate_layers(&model, images.calibration, &device);
+    let quantized = quantize(&folded, &ranges.maxima, bits)?;
+    let card = BlobCard::of_kind(kind, ranges.images)?;
+    let report = write_quantized(&model, &quantized, card, images, path, &device)?;
+    Ok((kind, report))
+}
+
+impl BlobCard<'static> {
+    /// The card of a `kind` model calibrated on `images` images: its parameters and MACs,
+    /// temperature 1 and no accuracy yet.
+    fn of_kind(kind: ModelKind, images: usize) -> Result<Self, ExportError> {
+        let summary = crate::model::summarize(&kind.layers()).map_err(ExportError::from)?;
+        Ok(BlobCard {
+            kind: kind.name(),
+            parameters: summary.iter().map(|r| r.params).sum::<usize>() as u32,
+            macs: summary.iter().map(|r| r.macs).sum::<usize>() as u32,
+            float_accuracy: None,
+            int8_accuracy: None,
+            calibration_images: images as u32,
+            temperature: 1.0,
+        })
+    }
+}
+
+/// Checks `quantized` against the float `model`, fits the temperature and writes the
+/// blob (see [`write_q8`]).
+fn write_quantized<B: Backend>(
+    model: &Classifier<B>,
+    quantized: &QuantizedModel<'_>,
+    mut card: BlobCard<'_>,
+    images: ExportImages<'_>,
     path: &Path,
     device: &B::Device,
 ) -> anyhow::Result<Q8Report> {
     use crate::train::evaluate;
     use fmnist_runtime::evaluate::evaluate as evaluate_int8;
 
-    let folded = fold(model, info.model)?;
-    let ranges = calibrate(model, info.model, calibration, device);
-    let quantized = quantize(&folded, &ranges.maxima)?;
-    let summary = crate::model::summarize(&info.model.layers()).map_err(ExportError::from)?;
-    let mut card = BlobCard {
-        kind: info.model.name(),
-        parameters: summary.iter().map(|r| r.params).sum::<usize>() as u32,
-        macs: summary.iter().map(|r| r.macs).sum::<usize>() as u32,
-        float_accuracy: None,
-        int8_accuracy: None,
-        calibration_images: ranges.images as u32,
-        temperature: 1.0,
-    };
+    let (val, test) = (images.val, images.test);
     let draft = quantized.encode(&card)?;
     let plan = fmnist_runtime::Plan::new(&draft).map_err(EncodeError::NotLoadable)?;
     // The arena the blob states (firmware's); FastPlan adds its kernels' scratch.

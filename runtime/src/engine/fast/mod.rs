@@ -201,6 +201,13 @@ impl<'a> FastPlan<'a> {
         self.plan.model()
     }
 
+    /// How many layers the vector kernels run (convolutions and the logits layer over u8
+    /// activations); the portable kernels run the rest, and every layer for
+    /// [`Isa::Portable`].
+    pub fn accelerated_layers(&self) -> usize {
+        self.packed.iter().flatten().count()
+    }
+
     /// How many layers the AVX2 tier multiplies byte-wise (`vpmaddubsw`, twice the
     /// products per instruction of its 16-bit kernels): those whose weights cannot
     /// saturate a 16-bit pair sum, as 7-bit weights cannot. 0 for the other tiers.
