@@ -443,6 +443,66 @@ fn eval_json_logits_and_output_paths() {
         2,
         "--onnx <FILE>|--q8 <FILE>",
     );
+    // `--from-onnx` quantizes an exported file again, here with 7-bit weights; it writes a
+    // blob only, and refuses a file that is not ONNX by its name, writing nothing.
+    let (onnx, blob) = (data.path().join("run.onnx"), data.path().join("run7.q8"));
+    ok(trainer(&[
+        "export",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+        "--onnx",
+        path(&onnx),
+    ]));
+    let said = ok(trainer(&[
+        "export",
+        "--from-onnx",
+        path(&onnx),
+        "--data",
+        path(data.path()),
+        "--q8",
+        path(&blob),
+        "--weight-bits",
+        "7",
+    ]));
+    assert!(said.contains("7-bit weights"), "{said}");
+    let bytes = std::fs::read(&blob).unwrap();
+    let plan = fmnist_runtime::Plan::new(&bytes).unwrap();
+    let largest = plan
+        .model()
+        .layers
+        .iter()
+        .filter_map(|layer| match layer {
+            fmnist_runtime::blob::Layer::Linear(linear) => Some(linear.weights),
+            _ => None,
+        })
+        .flatten()
+        .map(|&w| (w as i8).unsigned_abs())
+        .max();
+    assert_eq!(largest, Some(64), "the mlp's linear layers, 7-bit");
+    refused(
+        &trainer(&["export", "--from-onnx", path(&onnx), "--onnx", path(&blob)]),
+        2,
+        "cannot be used with",
+    );
+    let not_onnx = data.path().join("not.onnx");
+    std::fs::write(&not_onnx, b"\xff\xff not a protobuf").unwrap();
+    let out = data.path().join("out.q8");
+    refused(
+        &trainer(&[
+            "export",
+            "--from-onnx",
+            path(&not_onnx),
+            "--data",
+            path(data.path()),
+            "--q8",
+            path(&out),
+        ]),
+        1,
+        "not.onnx",
+    );
+    assert!(!out.exists());
 }
 
 /// `--teacher`: a run distils from an ONNX file, records its checksum and settings, is

@@ -59,6 +59,7 @@ fn conv_tiles<const P: usize>(
 
 /// The first `dst.len()` (at most 8) bytes of `bytes` into `dst`.
 #[target_feature(enable = "avx2")]
+#[inline]
 pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
     if let Ok(out) = <&mut [u8; 8]>::try_from(&mut *dst) {
         // SAFETY: 8 bytes stored into the 8 bytes of `out`.
@@ -205,6 +206,7 @@ fn tile<const P: usize>(
 /// shift: a negative rounded value is ReLU's 0 anyway, so it is zeroed first). The 8
 /// output bytes are the low half of the result.
 #[target_feature(enable = "avx2")]
+#[inline]
 pub(super) fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
     assert!(channel.is_multiple_of(8));
     let (block, half) = (channel / LANES, (channel % LANES) / 8);
