@@ -417,45 +417,12 @@ fn random_models_of_awkward_shapes_give_identical_logits() {
         (7, 4, 1, 70, 2, 0, 4),
         (48, 3, 2, 5, 1, 0, 2),
     ];
-    for (case, &(c1, k1, p1, c2, k2, p2, pool)) in shapes.iter().enumerate() {
-        let side1 = 28 + 2 * p1 - k1 + 1;
-        let side2 = side1 + 2 * p2 - k2 + 1;
-        let flat = (side2 / pool) * (side2 / pool) * c2;
-        let first = Tensors::random(&mut rng, k1 * k1, c1, (6, 9));
-        let second = Tensors::random(&mut rng, k2 * k2 * c1, c2, (8, 13));
-        let logits = Tensors::random(&mut rng, flat, 10, (12, 16));
-        let mut layers = heapless::Vec::new();
-        for layer in [
-            conv(&first, 1, c1, k1, p1, 28),
-            conv(&second, c1, c2, k2, p2, side1),
-            Layer::MaxPool { size: pool as u8 },
-            Layer::Flatten,
-            Layer::Linear(QuantLinear {
-                inputs: flat as u32,
-                outputs: 10,
-                weights: &logits.weights,
-                requant: logits.requant(Output::Logits),
-            }),
-        ] {
-            layers.push(layer).expect("5 layers fit");
-        }
-        let mut model = Model {
-            kind: "test",
-            class_names: CLASS_NAMES,
-            parameters: 0,
-            macs: 0,
-            input_scale: 1.0 / 255.0,
-            logit_scale: 0.1,
-            float_accuracy: None,
-            int8_accuracy: None,
-            calibration_images: 0,
-            arena_bytes: 0,
-            layers,
-            temperature: 1.0,
-        };
-        model.arena_bytes = arena_for(&model).expect("valid shapes") as u32;
-        model.macs = macs_for(&model).expect("valid shapes") as u32;
-        let bytes = blob::encode(&model).expect("encodes");
+    for (case, &shape) in shapes.iter().enumerate() {
+        let [t1, t2, t3] = taps(shape);
+        let first = Tensors::random(&mut rng, t1, shape.0, (6, 9));
+        let second = Tensors::random(&mut rng, t2, shape.3, (8, 13));
+        let logits = Tensors::random(&mut rng, t3, 10, (12, 16));
+        let bytes = two_convolutions(shape, &first, &second, &logits);
         assert_same_logits(&bytes, &pixels, &format!("random model {case}"));
     }
 }
