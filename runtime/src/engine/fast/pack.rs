@@ -403,6 +403,31 @@ mod tests {
     use crate::blob::Output;
 
     #[test]
+    fn byte_pairs_fit_up_to_128_in_magnitude_and_not_beyond() {
+        let (bias, multiplier, shift) = ([0u8; 4], [0u8; 4], [0u8]);
+        let requant = Requant {
+            bias: &bias,
+            multiplier: &multiplier,
+            shift: &shift,
+            output: Output::Logits,
+        };
+        // One channel of 6 taps (packed as 8: the last pair is padding), the pairs
+        // (taps 0-1, 2-3, 4-5) at `|w0| + |w1|` = 128, -128 included.
+        let fits = |weights: [i8; 6]| {
+            let bytes = weights.map(|w| w as u8);
+            Packed::new(&bytes, &requant, 6, Geometry::Logits).pairs_fit_16_bits()
+        };
+        assert!(fits([-128, 0, 64, -64, 100, 28]));
+        assert!(fits([127, 1, -1, -127, 0, 0]));
+        // One pair over 128 anywhere: 255 x 129 = 32,895 would saturate.
+        assert!(!fits([-128, -1, 0, 0, 0, 0]));
+        assert!(!fits([0, 0, 0, 0, 65, 64]));
+        assert!(!fits([64, 64, 127, 2, 0, 0]));
+        // Taps 1 and 2 are not a pair: both large is fine.
+        assert!(fits([0, 127, 127, 0, 0, 0]));
+    }
+
+    #[test]
     fn packing_puts_four_taps_of_sixteen_channels_together() {
         // 2 channels, 5 taps: weights[c][t] = 10 * c + t.
         let weights: Vec<u8> = (0..2)
