@@ -353,8 +353,14 @@ fn bytewise_weights(rng: &mut Rng, n: usize, pairs_at_the_limit: bool) -> Vec<u8
     if pairs_at_the_limit {
         for pair in weights.chunks_exact_mut(2) {
             let w0 = rng.next() as i8;
-            let rest = (128 - i32::from(w0.unsigned_abs())) as i8;
-            pair.copy_from_slice(&[w0, if rng.below(2) == 0 { rest } else { -rest }]);
+            // 0..=128; +128 is no i8, so with w0 = 0 the partner is -128.
+            let rest = 128 - i32::from(w0.unsigned_abs());
+            let w1 = if rest == 128 || rng.below(2) == 0 {
+                -rest
+            } else {
+                rest
+            };
+            pair.copy_from_slice(&[w0, w1 as i8]);
         }
     }
     weights.into_iter().map(|w| w as u8).collect()
