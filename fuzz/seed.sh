@@ -18,7 +18,7 @@ def varint(b, i):
         value |= (byte & 0x7f) << shift; shift += 7
         if byte < 0x80:
             return value, i
-for name in ["edge", "cnn"]:
+for name in ["edge", "cnn", "edge7"]:
     blob = pathlib.Path(f"../models/{name}.q8").read_bytes()
     pathlib.Path(f"corpus/blob/{name}-whole").write_bytes(b"\x00" + blob)
     i = 4                          # magic
