@@ -122,11 +122,7 @@ fn every_model_kind_exports_and_tract_matches_burn() {
                 .model()
                 .layers
                 .iter()
-                .filter_map(|layer| match layer {
-                    Layer::Conv(conv) => Some(conv.weights),
-                    Layer::Linear(linear) => Some(linear.weights),
-                    _ => None,
-                })
+                .filter_map(Layer::weights)
                 .flatten()
                 .map(|&w| (w as i8).unsigned_abs())
                 .max();

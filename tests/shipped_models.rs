@@ -78,11 +78,7 @@ fn edge7_is_edge_with_7_bit_weights_at_the_accuracy_the_card_states() {
         plan.model()
             .layers
             .iter()
-            .filter_map(|layer| match layer {
-                Layer::Conv(conv) => Some(conv.weights),
-                Layer::Linear(linear) => Some(linear.weights),
-                _ => None,
-            })
+            .filter_map(Layer::weights)
             .map(|w| {
                 (
                     w.len(),

@@ -91,6 +91,17 @@ pub enum Layer<'a> {
     Flatten,
 }
 
+impl<'a> Layer<'a> {
+    /// The i8 weights (as bytes) of a convolution or linear layer; `None` for the others.
+    pub fn weights(&self) -> Option<&'a [u8]> {
+        match self {
+            Layer::Conv(conv) => Some(conv.weights),
+            Layer::Linear(linear) => Some(linear.weights),
+            Layer::MaxPool { .. } | Layer::Flatten => None,
+        }
+    }
+}
+
 /// What follows the accumulation, and the output element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::classes::CLASS_COUNT;
-use crate::engine::fast::FastPlan;
+use crate::engine::fast::{FastPlan, Isa};
 use crate::engine::{BlobError, EngineError, Logits, Plan};
 use crate::onnx::{OnnxClassifier, OnnxError};
 
@@ -50,9 +50,16 @@ pub enum ClassifyError {
 impl<'a> Classifier<'a> {
     /// Loads a model from its bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &'a [u8], path: &Path) -> Result<Self, LoadError> {
+        Classifier::with_kernels(bytes, path, Isa::detect())
+    }
+
+    /// As [`Classifier::from_bytes`], an int8 blob running `isa`'s kernels (the portable
+    /// ones where this CPU lacks them, as [`FastPlan::with_isa`]); an ONNX file runs on
+    /// tract whatever `isa` is.
+    pub fn with_kernels(bytes: &'a [u8], path: &Path, isa: Isa) -> Result<Self, LoadError> {
         if bytes.starts_with(&crate::blob::MAGIC) {
             Plan::new(bytes)
-                .map(|plan| Classifier::Int8(Box::new(FastPlan::new(plan))))
+                .map(|plan| Classifier::Int8(Box::new(FastPlan::with_isa(plan, isa))))
                 .map_err(|source| LoadError::Blob {
                     path: path.to_path_buf(),
                     source,

@@ -473,10 +473,7 @@ fn eval_json_logits_and_output_paths() {
         .model()
         .layers
         .iter()
-        .filter_map(|layer| match layer {
-            fmnist_runtime::blob::Layer::Linear(linear) => Some(linear.weights),
-            _ => None,
-        })
+        .filter_map(fmnist_runtime::blob::Layer::weights)
         .flatten()
         .map(|&w| (w as i8).unsigned_abs())
         .max();

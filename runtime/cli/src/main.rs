@@ -257,9 +257,8 @@ fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]
 
 /// The model in `bytes`, run by `kernels` when given (an int8 blob's; this CPU must run them).
 fn load<'a>(bytes: &'a [u8], name: &str, kernels: Option<Isa>) -> anyhow::Result<Classifier<'a>> {
-    let model = Classifier::from_bytes(bytes, Path::new(name))?;
     let Some(isa) = kernels else {
-        return Ok(model);
+        return Ok(Classifier::from_bytes(bytes, Path::new(name))?);
     };
     if !isa.supported() {
         let runs: Vec<_> = Isa::ALL
@@ -273,15 +272,14 @@ fn load<'a>(bytes: &'a [u8], name: &str, kernels: Option<Isa>) -> anyhow::Result
             runs.join(", ")
         );
     }
-    match model {
-        Classifier::Int8(plan) => Ok(Classifier::Int8(Box::new(
-            fmnist_runtime::FastPlan::with_isa(plan.plan().clone(), isa),
-        ))),
-        _ => anyhow::bail!(
+    let model = Classifier::with_kernels(bytes, Path::new(name), isa)?;
+    if let Classifier::Onnx(_) = model {
+        anyhow::bail!(
             "--kernels {}: {name} is ONNX, which tract runs; the kernels are the int8 engine's",
             isa.name()
-        ),
+        );
     }
+    Ok(model)
 }
 
 /// The image files named: files as given, directories expanded to their image files.

@@ -293,25 +293,32 @@ pub enum ReadError {
     Chain(#[source] ChainError),
 }
 
-/// The model kind an ONNX file this exporter wrote records (its `model_kind` metadata).
-pub fn model_kind(bytes: &[u8]) -> Result<ModelKind, ReadError> {
+/// [`read`], and the model kind the file records (its `model_kind` metadata), from one
+/// parse.
+pub fn read_with_kind(bytes: &[u8]) -> Result<(Vec<FoldedLayer>, ModelKind), ReadError> {
     let model = ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?;
+    let folded = layers(&model)?;
     let recorded = model
         .get_metadata_props()
         .iter()
         .find(|entry| entry.get_key() == "model_kind")
         .map(|entry| entry.get_value().to_string());
-    recorded
+    let kind = recorded
         .as_deref()
         .and_then(|name| ModelKind::all().iter().find(|k| k.name() == name).copied())
-        .ok_or(ReadError::ModelKind(recorded))
+        .ok_or(ReadError::ModelKind(recorded))?;
+    Ok((folded, kind))
 }
 
 /// The layers of an ONNX file this exporter wrote (Conv, Relu, LeakyRelu, MaxPool,
 /// Flatten, Gemm with float initialisers), with their shapes, for running it again in burn
 /// ([`super::unfold`]). Any other graph is refused with the reason.
 pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, ReadError> {
-    let model = ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?;
+    layers(&ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?)
+}
+
+/// The layers of a parsed file ([`read`]).
+fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
     let graph = model.get_graph();
     let initialisers: std::collections::HashMap<&str, &TensorProto> = graph
         .get_initializer()

@@ -513,7 +513,7 @@ pub fn write_q8<B: Backend>(
 }
 
 /// [`write_q8`] for the float model of an ONNX file this trainer exported
-/// ([`super::onnx::read`]; batch norm already folded), whose `model_kind` metadata names
+/// ([`super::onnx::read_with_kind`]; batch norm already folded), whose `model_kind` metadata names
 /// the kind the blob records. Returns that kind too.
 pub fn write_q8_from_onnx(
     onnx: &Path,
@@ -526,8 +526,7 @@ pub fn write_q8_from_onnx(
     let device = Default::default();
     let name = || onnx.display().to_string();
     let bytes = crate::fsutil::read_regular(onnx, 64 << 20)?;
-    let folded = super::onnx::read(&bytes).with_context(name)?;
-    let kind = super::onnx::model_kind(&bytes).with_context(name)?;
+    let (folded, kind) = super::onnx::read_with_kind(&bytes).with_context(name)?;
     let model = super::unfold::<B>(&folded, &device);
     let ranges = calibrate_layers(&model, images.calibration, &device);
     let quantized = quantize(&folded, &ranges.maxima, bits)?;
