@@ -714,6 +714,9 @@ impl<'a> Plan<'a> {
         let (input, output) = split(pixels, arena, step.from, in_len, out_len);
         match (layer, step.kind) {
             (Layer::Conv(_), _) if faster.conv(index, input, output, scratch) => {}
+            (Layer::MaxPool { .. }, _) if index > 0 && faster.pooled(index - 1) => {
+                output.copy_from_slice(&input[..out_len]);
+            }
             (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
             (Layer::Conv(conv), kind) => {
                 let shape = ConvShape {
@@ -762,6 +765,11 @@ trait Accelerator {
     ) -> bool;
     /// Runs max pooling layer `index` over u8 activations.
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
+    /// Whether convolution `index` also runs the max pool after it: it then writes the
+    /// pooled activations at the start of its output, which the pool layer only moves.
+    fn pooled(&self, _index: usize) -> bool {
+        false
+    }
     /// Called before layer `index` runs on the images of a batch (one or more), with
     /// [`Accelerator::end_layer`] after them: for state a layer's kernels set up once
     /// for all the images (AMX's tile configuration).

@@ -14,14 +14,14 @@ use core::arch::asm;
 use core::arch::x86_64::*;
 
 use super::avx512;
-use super::pack::{Geometry, Packed, Tiles, LANES, TILE_ROWS};
+use super::pack::{Geometry, Packed, Pool, Tiles, LANES, TILE_ROWS};
 use super::source::border;
 
 /// Bytes of the four accumulator tiles stored for requantization.
 const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
 
 /// Scratch bytes of a layer with these tiles: its bordered input and the stored
-/// accumulators, each from a cache line.
+/// accumulators, each from a cache line (a pool's sums come after them).
 pub(super) fn scratch_bytes(tiles: &Tiles) -> usize {
     63 + tiles.reads.next_multiple_of(64) + ACCUMULATORS
 }
@@ -79,7 +79,8 @@ const CONFIG: TileConfig = TileConfig {
 
 /// A convolution with ReLU output on AMX tiles, 32 pixels x 32 channels per pass (a layer
 /// without tiles, which `Packed::tiles` gives every convolution with an output: the
-/// AVX-512 VNNI kernel).
+/// AVX-512 VNNI kernel). With `packed.pool`, the max pool after it too: each pass keeps
+/// the pooled pixels' largest sums in the scratch, and only those are requantized.
 ///
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI, [`available`] said yes, and [`configure`]
@@ -108,7 +109,11 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     border(input, [h, w, c], padding, source, |s, d| {
         d.copy_from_slice(s)
     });
-    let accumulators = &mut rest[..ACCUMULATORS];
+    let (accumulators, rest) = rest.split_at_mut(ACCUMULATORS);
+    let mut pooled = packed
+        .pool
+        .as_ref()
+        .map(|pool| (pool, pooled_sums(pool, packed.blocks, rest)));
     let pixels = (out_h - 1) * width + out_w;
     for first in (0..pixels).step_by(2 * TILE_ROWS) {
         for block in (0..packed.blocks).step_by(2) {
@@ -131,16 +136,99 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
                     options(nostack),
                 );
             }
-            finish(
-                packed,
-                accumulators,
-                first,
-                pixels,
-                [width, out_w],
-                block,
-                pair,
-                output,
-            );
+            match &mut pooled {
+                Some((pool, sums)) => {
+                    keep_tiles_largest(pool, packed.blocks, accumulators, first, block, pair, sums)
+                }
+                None => finish(
+                    packed,
+                    accumulators,
+                    first,
+                    pixels,
+                    [width, out_w],
+                    block,
+                    pair,
+                    output,
+                ),
+            }
+        }
+    }
+    if let Some((pool, sums)) = pooled {
+        finish_pooled(packed, pool.pixels, sums, output);
+    }
+}
+
+/// With a pool: the largest of each pooled pixel's sums so far, with those of the
+/// stored accumulators (32 computed pixels from `first` x 16 or 32 channels from
+/// `block`) in `sums`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn keep_tiles_largest(
+    pool: &Pool,
+    blocks: usize,
+    accumulators: &[u8],
+    first: usize,
+    block: usize,
+    pair: bool,
+    sums: &mut [u8],
+) {
+    // `Pool::into` covers every computed pixel, the whole last pass included.
+    let into = &pool.into[first..first + 2 * TILE_ROWS];
+    for b in 0..1 + usize::from(pair) {
+        for half in 0..2 {
+            let tile = &accumulators[(2 * half + b) * 1024..][..1024];
+            let into = &into[half * TILE_ROWS..][..TILE_ROWS];
+            for (row, &to) in tile.chunks_exact(64).zip(into) {
+                if to != Pool::NONE {
+                    // SAFETY: 64 bytes loaded from the 64 of `row`.
+                    let row = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+                    keep_largest(sums, usize::from(to) * blocks + block + b, row);
+                }
+            }
+        }
+    }
+}
+
+/// A pool's sums ([`Pool`]) at the first cache line of `scratch`, `[pooled pixel][block]
+/// [16]` i32, each `i32::MIN` (below any sum) to start with.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pooled_sums<'s>(pool: &Pool, blocks: usize, scratch: &'s mut [u8]) -> &'s mut [u8] {
+    let skip = scratch.as_ptr().align_offset(64);
+    let sums = &mut scratch[skip..][..pool.sum_bytes(blocks)];
+    for lanes in sums.chunks_exact_mut(64) {
+        // SAFETY: 64 bytes stored to the 64 of `lanes`.
+        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), _mm512_set1_epi32(i32::MIN)) };
+    }
+    sums
+}
+
+/// Keeps the larger of each lane of `row` and of the pooled sums' entry `entry` (a pooled
+/// pixel's block of 16 channels) there.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn keep_largest(sums: &mut [u8], entry: usize, row: __m512i) {
+    let best = &mut sums[entry * 64..][..64];
+    // SAFETY: 64 bytes loaded from and stored to the 64 of `best`.
+    unsafe {
+        let old = _mm512_loadu_si512(best.as_ptr().cast());
+        _mm512_storeu_si512(best.as_mut_ptr().cast(), _mm512_max_epi32(row, old));
+    }
+}
+
+/// Bias, requantization, ReLU and the stores of the `pixels` pooled pixels' largest sums
+/// (`sums`, as [`pooled_sums`] laid them out).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn finish_pooled(packed: &Packed, pixels: usize, sums: &[u8], output: &mut [u8]) {
+    let channels = packed.channels;
+    for block in 0..packed.blocks {
+        let requant = avx512::Requant::new(packed, block);
+        let channel = block * LANES;
+        let keep = LANES.min(channels - channel);
+        for pixel in 0..pixels {
+            let best = &sums[(pixel * packed.blocks + block) * 64..][..64];
+            // SAFETY: 64 bytes loaded from the 64 of `best`.
+            let best = unsafe { _mm512_loadu_si512(best.as_ptr().cast()) };
+            let at = pixel * channels + channel;
+            avx512::store(requant.relu(best), &mut output[at..at + keep]);
         }
     }
 }

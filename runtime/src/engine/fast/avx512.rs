@@ -4,10 +4,10 @@
 use core::arch::x86_64::*;
 
 use super::pack::{Packed, LANES};
-use super::source::{patch, pool_windows, prepare};
+use super::source::{patch, pool_windows, prepare, Source};
 use crate::classes::CLASS_COUNT;
 
-/// Output pixels per register tile.
+/// Output pixels per register tile (9 for the windows of a 3 x 3 pool).
 const PIXELS: usize = 8;
 /// Most blocks of 16 channels one tile computes: 8 pixels x 2 blocks is 16 accumulators
 /// (with 3, the compiler spilled registers).
@@ -15,7 +15,7 @@ const MAX_BLOCKS: usize = 2;
 
 /// A convolution with ReLU output, 8 pixels x 32 channels at a time, over the source
 /// `prepare` builds in `scratch` (the input itself, its zero-bordered copy, or its
-/// expanded copy).
+/// expanded copy); with `packed.pool`, the max pool after it too ([`conv_pooled`]).
 ///
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI.
@@ -23,6 +23,11 @@ const MAX_BLOCKS: usize = 2;
 pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
     // The closure runs inside this function, with its target features.
     let (source, _) = prepare(packed, input, scratch, |s, d| copy(s, d));
+    match packed.pool.as_ref().map(|pool| pool.size) {
+        Some(2) => return conv_pooled::<8, 2>(packed, &source, output),
+        Some(3) => return conv_pooled::<9, 3>(packed, &source, output),
+        _ => {}
+    }
     let reads = source.reads;
     let mut block = 0;
     while block < packed.blocks {
@@ -43,6 +48,50 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
             match step {
                 1 => tile::<PIXELS, 1>(packed, reads, &starts, block, &mut finish),
                 _ => tile::<PIXELS, 2>(packed, reads, &starts, block, &mut finish),
+            };
+        }
+        block += step;
+    }
+}
+
+/// A convolution with ReLU and the `S` x `S` max pool after it ([`Pool`](super::pack::Pool)): each register
+/// tile computes the `P` pixels of `P / (S * S)` windows (window by window, row by row
+/// within one), keeps each window's largest sums in registers, and requantizes only
+/// them. Pixels no window holds are not computed.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn conv_pooled<const P: usize, const S: usize>(
+    packed: &Packed,
+    source: &Source<'_>,
+    output: &mut [u8],
+) {
+    let window = S * S;
+    let mut block = 0;
+    while block < packed.blocks {
+        let step = (packed.blocks - block).min(MAX_BLOCKS);
+        for (first, count, starts) in source.windows::<P>(S) {
+            let mut best = [_mm512_setzero_si512(); MAX_BLOCKS];
+            // The pixels come in order, each with its blocks: a window's first pixel
+            // starts its maximum, its last one requantizes and stores it.
+            let mut finish = |p: usize, at_block: usize, sums: __m512i| {
+                let b = at_block - block;
+                best[b] = match p % window {
+                    0 => sums,
+                    _ => _mm512_max_epi32(best[b], sums),
+                };
+                let pooled = p / window;
+                if p % window == window - 1 && pooled < count {
+                    let channel = at_block * LANES;
+                    let keep = LANES.min(packed.channels - channel);
+                    let at = (first + pooled) * packed.channels + channel;
+                    store(
+                        requantize_relu(packed, at_block, best[b]),
+                        &mut output[at..at + keep],
+                    );
+                }
+            };
+            match step {
+                1 => tile::<P, 1>(packed, source.reads, &starts, block, &mut finish),
+                _ => tile::<P, 2>(packed, source.reads, &starts, block, &mut finish),
             };
         }
         block += step;
@@ -160,7 +209,7 @@ fn tile<const P: usize, const B: usize>(
 ) -> usize {
     let width = packed.blocks * LANES;
     let reach = packed.reach;
-    assert!(P <= PIXELS && B <= MAX_BLOCKS && block + B <= packed.blocks);
+    assert!(P <= PIXELS + 1 && B <= MAX_BLOCKS && block + B <= packed.blocks);
     let mut sums = [[_mm512_setzero_si512(); B]; P];
     // Each pixel's taps: `reach` bytes from its start (every group's offset + 4 <= reach):
     // the slicing checks the bounds once per tile, the loop reads through the slices'

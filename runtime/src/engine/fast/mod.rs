@@ -149,7 +149,8 @@ impl<'a> FastPlan<'a> {
                 .steps
                 .iter()
                 .zip(plan.model.layers.iter())
-                .map(|(step, layer)| {
+                .enumerate()
+                .map(|(index, (step, layer))| {
                     let mut packed = pack(step, layer)?;
                     if widened {
                         packed.bytewise = packed.pairs_fit_16_bits();
@@ -164,6 +165,13 @@ impl<'a> FastPlan<'a> {
                             packed.weights = Default::default();
                         }
                     }
+                    // The AVX-512 and AMX kernels run a max pool next on the raw sums
+                    // (`Accelerator::pooled`).
+                    if let (Isa::Avx512Vnni | Isa::AmxInt8, Some(Layer::MaxPool { size })) =
+                        (isa, plan.model.layers.get(index + 1))
+                    {
+                        packed.pool = packed.pool(usize::from(*size));
+                    }
                     Some(packed)
                 })
                 .collect(),
@@ -175,7 +183,7 @@ impl<'a> FastPlan<'a> {
                 #[cfg(target_arch = "x86_64")]
                 Some(tiles) => amx::scratch_bytes(tiles),
                 _ => p.scratch_bytes(widened && !p.bytewise),
-            })
+            } + p.pool.as_ref().map_or(0, |pool| pool.scratch_bytes(p.blocks)))
             .max()
             .unwrap_or(0);
         FastPlan {
@@ -473,6 +481,10 @@ impl Accelerator for FastPlan<'_> {
                 amx::release()
             }
         }
+    }
+
+    fn pooled(&self, index: usize) -> bool {
+        matches!(self.packed.get(index), Some(Some(packed)) if packed.pool.is_some())
     }
 
     fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {

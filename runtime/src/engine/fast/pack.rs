@@ -42,6 +42,8 @@ pub(super) struct Packed {
     pub geometry: Geometry,
     /// The weights as AMX tiles, for direct convolutions when the AMX kernels run.
     pub tiles: Option<Tiles>,
+    /// The max pool after this convolution, when its kernel runs it too.
+    pub pool: Option<Pool>,
     /// Whether the AVX2 tier multiplies this layer's bytes with `vpmaddubsw` (its weights
     /// [`Packed::pairs_fit_16_bits`]) rather than widened to 16 bits.
     pub bytewise: bool,
@@ -62,6 +64,46 @@ pub(super) struct Tiles {
     /// Bytes of the (zero-bordered) input copy the tiles read, with the slack the last
     /// tiles' windows reach into (zeros).
     pub reads: usize,
+}
+
+/// A max pool run on a convolution's raw sums, before requantization: the
+/// requantization with ReLU is non-decreasing (the plan rejects negative multipliers,
+/// and neither bias nor sums can wrap), so the requantized maximum is the maximum of the
+/// requantized values, and only the pooled pixels are requantized.
+///
+/// The AVX-512 kernel computes a window's pixels in one register tile and keeps their
+/// maximum in registers (windows of 2 and 3); AMX stores its tiles' sums anyway, and keeps
+/// each pooled pixel's maximum in the scratch ([`Pool::into`]).
+#[derive(Debug, Clone)]
+pub(super) struct Pool {
+    /// The window's side (and stride).
+    pub size: usize,
+    /// Pooled pixels (`(height / size) * (width / size)`).
+    pub pixels: usize,
+    /// With AMX tiles, per pixel they compute (every column of the bordered width,
+    /// rounded up to whole passes): the pooled pixel whose window holds it, or
+    /// [`Pool::NONE`]. Empty without tiles.
+    pub into: Vec<u16>,
+}
+
+impl Pool {
+    /// A computed pixel in no window: a border column, or a row or column the pool
+    /// drops.
+    pub const NONE: u16 = u16::MAX;
+
+    /// Bytes of i32 sums the pooled pixels hold, 16 channels per block.
+    pub fn sum_bytes(&self, blocks: usize) -> usize {
+        self.pixels * blocks * LANES * 4
+    }
+
+    /// Scratch bytes for those sums, from a cache line, where the kernel keeps them
+    /// there (AMX); 0 where it keeps them in registers.
+    pub fn scratch_bytes(&self, blocks: usize) -> usize {
+        match self.into.is_empty() {
+            true => 0,
+            false => 63 + self.sum_bytes(blocks),
+        }
+    }
 }
 
 /// Bytes (i8 weights) that start on a cache line, as do all their 64-byte rows: a
@@ -135,17 +177,19 @@ pub(super) enum Geometry {
 /// How a layer's taps are laid out, and where a pixel's groups of 4 taps are read from.
 ///
 /// - Logits: the flattened input, taps padded to a multiple of 4.
-/// - Direct (input channels a multiple of 4): the (zero-bordered) input activation itself;
-///   each group of 4 taps is 4 channels of one input pixel.
-/// - Expanded (other channel counts, e.g. the 1-channel image): each kernel row's
-///   `kernel x channels` bytes are first copied, for every output column, into a row of
-///   the "expanded" input (rounded up to 4 bytes), so a pixel's taps are `kernel` such
-///   pieces, one per kernel row.
+/// - Direct (input channels a multiple of 4, or any with padding): the (zero-bordered)
+///   input activation itself; each kernel row's `kernel x channels` taps are that many
+///   consecutive bytes, read in groups of 4 (rounded up: the last group of a row may
+///   read bytes past it, which zero weights multiply).
+/// - Expanded (other channel counts without padding, whose last pixel's groups could
+///   read past the input): each kernel row's `kernel x channels` bytes are first copied,
+///   for every output column, into a row of the "expanded" input (rounded up to 4
+///   bytes), so a pixel's taps are `kernel` such pieces, one per kernel row.
 struct Layout {
     /// Packed taps per output channel (a multiple of 4).
     taps: usize,
     /// The blob's taps per kernel row (`kernel x in`), and the packed ones (to 4; the
-    /// same for logits and direct layers, whose taps keep their places).
+    /// same for logits).
     span: usize,
     padded_span: usize,
     /// Per group of 4 packed taps, its offset from the pixel's first byte.
@@ -172,24 +216,25 @@ impl Layout {
             };
         };
         let span = kernel * c;
-        if c.is_multiple_of(4) {
+        let padded_span = span.div_ceil(4) * 4;
+        if c.is_multiple_of(4) || padding > 0 {
+            // Kernel row `ky`'s taps are `span` consecutive bytes of the input, `ky` rows
+            // below the pixel's; its last group of 4 may read up to `padded_span - span`
+            // bytes past them, which zero weights multiply (and the bordered copy has
+            // them: `Packed::copies`).
             let width = w + 2 * padding;
-            let offsets = (0..taps / 4)
-                .map(|g| {
-                    let t = 4 * g;
-                    let (ky, kx, ic) = (t / span, (t / c) % kernel, t % c);
-                    ((ky * width + kx) * c + ic) as u32
-                })
+            let offsets = (0..kernel)
+                .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * width * c + 4 * g))
+                .map(|o| o as u32)
                 .collect();
             return Layout {
-                taps,
+                taps: kernel * padded_span,
                 span,
-                padded_span: span,
+                padded_span,
                 offsets,
                 direct: true,
             };
         }
-        let padded_span = span.div_ceil(4) * 4;
         let offsets = (0..kernel)
             .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * out_w * padded_span + 4 * g))
             .map(|o| o as u32)
@@ -254,6 +299,7 @@ impl Packed {
             direct: layout.direct,
             geometry,
             tiles: None,
+            pool: None,
             bytewise: false,
         }
         .with_lanes()
@@ -315,21 +361,61 @@ impl Packed {
         })
     }
 
+    /// The [`Pool`] of a `size` x `size` max pool (stride `size`, `size` at least 1, as
+    /// the plan checked) after this convolution, if its kernel can run it: AMX tiles
+    /// ([`Packed::tiles`], already set) any size whose pooled pixels fit 16 bits, the
+    /// AVX-512 kernel 2 and 3.
+    pub fn pool(&self, size: usize) -> Option<Pool> {
+        let Geometry::Conv {
+            output: [out_h, out_w, _],
+            input: [_, w, _],
+            padding,
+            ..
+        } = self.geometry
+        else {
+            return None;
+        };
+        let (pool_h, pool_w) = (out_h / size, out_w / size);
+        let pixels = pool_h * pool_w;
+        let into = match self.tiles {
+            Some(_) if pixels < usize::from(Pool::NONE) => {
+                let width = w + 2 * padding;
+                let computed =
+                    ((out_h - 1) * width + out_w).div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
+                (0..computed)
+                    .map(|p| {
+                        let (y, x) = (p / width, p % width);
+                        match (y / size, x / size) {
+                            (py, px) if x < out_w && py < pool_h && px < pool_w => {
+                                (py * pool_w + px) as u16
+                            }
+                            _ => Pool::NONE,
+                        }
+                    })
+                    .collect()
+            }
+            None if size == 2 || size == 3 => Vec::new(),
+            _ => return None,
+        };
+        Some(Pool { size, pixels, into })
+    }
+
     /// Bytes of the zero-bordered and of the expanded copy of the input that
     /// `source::prepare` builds for this layer (0 for a copy it does not build).
     pub fn copies(&self) -> (usize, usize) {
         let Geometry::Conv {
             input: [h, w, c],
             output: [_, out_w, _],
+            kernel,
             padding,
-            ..
         } = self.geometry
         else {
             return (0, 0);
         };
         let height = h + 2 * padding;
+        // With the bytes the last pixel's groups of 4 read past its last taps.
         let bordered = if padding > 0 {
-            height * (w + 2 * padding) * c
+            height * (w + 2 * padding) * c + (self.padded_span - kernel * c)
         } else {
             0
         };
@@ -462,7 +548,6 @@ mod tests {
 
     #[test]
     fn scratch_covers_the_copies_and_the_widened_reads() {
-        // A padded 1-channel 3x3 convolution on 6x5: bordered 8x7, expanded rows of 4.
         let weights = [1u8; 9 * 2];
         let (bias, multiplier, shift) = ([0u8; 8], [0u8; 8], [0u8; 2]);
         let requant = Requant {
@@ -471,17 +556,33 @@ mod tests {
             shift: &shift,
             output: Output::Relu,
         };
-        let geometry = Geometry::Conv {
-            input: [6, 5, 1],
-            output: [6, 5, 2],
-            kernel: 3,
-            padding: 1,
+        let conv = |padding: usize| {
+            let side = |n: usize| n + 2 * padding - 2;
+            let geometry = Geometry::Conv {
+                input: [6, 5, 1],
+                output: [side(6), side(5), 2],
+                kernel: 3,
+                padding,
+            };
+            Packed::new(&weights, &requant, 9, geometry)
         };
-        let packed = Packed::new(&weights, &requant, 9, geometry);
+        // A padded 1-channel 3x3 convolution on 6x5 reads its bordered 8x7 copy directly,
+        // each kernel row a group of 4 (3 taps and a zero weight), 7 bytes apart; the last
+        // pixel's last group reads 1 byte past the copy, which has it.
+        let packed = conv(1);
+        assert!(packed.direct);
+        assert_eq!((packed.taps, &packed.offsets[..]), (12, &[0, 7, 14][..]));
+        assert_eq!(packed.copies(), (8 * 7 + 1, 0));
+        assert_eq!(packed.reads(), 57);
+        assert_eq!(packed.scratch_bytes(false), 57);
+        assert_eq!(packed.scratch_bytes(true), 57 + 2 * 57);
+        // Unpadded, the last pixel's group would read past the input: expanded rows of 4
+        // per output column (3) and input row (6).
+        let packed = conv(0);
         assert!(!packed.direct);
-        assert_eq!(packed.copies(), (8 * 7, 8 * 5 * 4));
-        assert_eq!(packed.reads(), 8 * 5 * 4);
-        assert_eq!(packed.scratch_bytes(false), 56 + 160);
-        assert_eq!(packed.scratch_bytes(true), 56 + 160 + 320);
+        assert_eq!(packed.copies(), (0, 6 * 3 * 4));
+        assert_eq!(packed.reads(), 72);
+        assert_eq!(packed.scratch_bytes(false), 72);
+        assert_eq!(packed.scratch_bytes(true), 72 + 144);
     }
 }
