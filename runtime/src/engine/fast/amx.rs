@@ -119,22 +119,28 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
         for block in (0..packed.blocks).step_by(2) {
             let pair = block + 1 < packed.blocks;
             products(tiles, packed.blocks, source, first * c, c, block, pair);
-            // SAFETY: four tiles of 16 rows x 64 bytes into the 4,096 bytes of
-            // `accumulators`.
+            // SAFETY: four (or, without a pair, two) tiles of 16 rows x 64 bytes into the
+            // 4,096 bytes of `accumulators`.
             unsafe {
                 let at = accumulators.as_mut_ptr();
                 asm!(
                     "tilestored [{a} + {s}*1], tmm0",
-                    "tilestored [{b} + {s}*1], tmm1",
                     "tilestored [{c} + {s}*1], tmm2",
-                    "tilestored [{d} + {s}*1], tmm3",
                     a = in(reg) at,
-                    b = in(reg) at.add(1024),
                     c = in(reg) at.add(2048),
-                    d = in(reg) at.add(3072),
                     s = in(reg) 64usize,
                     options(nostack),
                 );
+                if pair {
+                    asm!(
+                        "tilestored [{b} + {s}*1], tmm1",
+                        "tilestored [{d} + {s}*1], tmm3",
+                        b = in(reg) at.add(1024),
+                        d = in(reg) at.add(3072),
+                        s = in(reg) 64usize,
+                        options(nostack),
+                    );
+                }
             }
             match &mut pooled {
                 Some((pool, sums)) => {
@@ -174,16 +180,27 @@ fn keep_tiles_largest(
     // `Pool::into` covers every computed pixel, the whole last pass included.
     let into = &pool.into[first..first + 2 * TILE_ROWS];
     for b in 0..1 + usize::from(pair) {
+        // Consecutive pixels of one window (a run of the same `into`) are maxed in a
+        // register, and the run's maximum kept once.
+        let mut run = (Pool::NONE, _mm512_setzero_si512());
         for half in 0..2 {
             let tile = &accumulators[(2 * half + b) * 1024..][..1024];
             let into = &into[half * TILE_ROWS..][..TILE_ROWS];
             for (row, &to) in tile.chunks_exact(64).zip(into) {
-                if to != Pool::NONE {
-                    // SAFETY: 64 bytes loaded from the 64 of `row`.
-                    let row = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
-                    keep_largest(sums, usize::from(to) * blocks + block + b, row);
+                // SAFETY: 64 bytes loaded from the 64 of `row`.
+                let row = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+                if to == run.0 {
+                    run.1 = _mm512_max_epi32(run.1, row);
+                    continue;
                 }
+                if run.0 != Pool::NONE {
+                    keep_largest(sums, usize::from(run.0) * blocks + block + b, run.1);
+                }
+                run = (to, row);
             }
+        }
+        if run.0 != Pool::NONE {
+            keep_largest(sums, usize::from(run.0) * blocks + block + b, run.1);
         }
     }
 }
