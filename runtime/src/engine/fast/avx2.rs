@@ -24,6 +24,9 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
     // load.
     let wide = widen(source.reads, source.reads.len(), rest);
+    if packed.pool.is_some() {
+        return conv_pooled(packed, &source, wide, output);
+    }
     // Tile slots (computed pixels), plus about one pixel's work per tile for its setup
     // and requantization.
     let cost = |p: usize| source.pixels().div_ceil(p) * (p + 1);
@@ -55,6 +58,31 @@ fn conv_tiles<const P: usize>(
             }
         }
     }
+}
+
+/// A convolution with ReLU and the 2 x 2 max pool after it (`Packed::pool`, which this
+/// tier takes only of size 2): each tile computes one window's 4 pixels, and only their
+/// maximum is requantized.
+#[target_feature(enable = "avx2")]
+fn conv_pooled(packed: &Packed, source: &Source<'_>, wide: &[u8], output: &mut [u8]) {
+    for (pooled, _, starts) in source.windows::<4, 2>() {
+        for channel in (0..packed.channels).step_by(8) {
+            let best = largest(tile(packed, wide, &starts, channel));
+            let keep = 8.min(packed.channels - channel);
+            let at = pooled * packed.channels + channel;
+            store(
+                requantize_relu(packed, channel, best),
+                &mut output[at..at + keep],
+            );
+        }
+    }
+}
+
+/// The lane-wise maximum of a window's 4 pixels' sums.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn largest([a, b, c, d]: [__m256i; 4]) -> __m256i {
+    _mm256_max_epi32(_mm256_max_epi32(a, b), _mm256_max_epi32(c, d))
 }
 
 /// The first `dst.len()` (at most 8) bytes of `bytes` into `dst`.

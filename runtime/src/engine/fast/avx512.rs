@@ -68,7 +68,7 @@ fn conv_pooled<const P: usize, const S: usize>(
     let mut block = 0;
     while block < packed.blocks {
         let step = (packed.blocks - block).min(MAX_BLOCKS);
-        for (first, count, starts) in source.windows::<P>(S) {
+        for (first, count, starts) in source.windows::<P, S>() {
             let mut best = [_mm512_setzero_si512(); MAX_BLOCKS];
             // The pixels come in order, each with its blocks: a window's first pixel
             // starts its maximum, its last one requantizes and stores it.

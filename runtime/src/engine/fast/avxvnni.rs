@@ -126,6 +126,10 @@ pub(super) unsafe fn logits_bytes(
 #[inline(always)]
 unsafe fn conv_with<D: Dot>(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
     let (source, _) = prepare(packed, input, scratch, |s, d| d.copy_from_slice(s));
+    if packed.pool.is_some() {
+        // SAFETY: the caller's CPU has D's instructions.
+        return unsafe { conv_pooled::<D>(packed, &source, output) };
+    }
     // Tile slots (computed pixels), plus about one pixel's work per tile for its setup and
     // requantization: the smaller tile runs where it wastes fewer slots.
     let cost = |p: usize| source.pixels().div_ceil(p) * (p + 1);
@@ -180,6 +184,43 @@ unsafe fn conv_tiles<D: Dot, const P: usize>(
                             &mut output[at + 8 * half..at + 8 * half + keep],
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A convolution with ReLU and the 2 x 2 max pool after it (`Packed::pool`, which these
+/// tiers take only of size 2): each tile computes one window's 4 pixels, and only their
+/// maximum is requantized.
+///
+/// # Safety
+/// The CPU has AVX2 and `D`'s instructions.
+#[inline(always)]
+unsafe fn conv_pooled<D: Dot>(packed: &Packed, source: &Source<'_>, output: &mut [u8]) {
+    for (pooled, _, starts) in source.windows::<4, 2>() {
+        for block in 0..packed.blocks {
+            let channel = block * LANES;
+            let real = packed.channels - channel;
+            // SAFETY: the caller's CPU has D's instructions.
+            let sums = unsafe {
+                if real > 8 {
+                    tile::<D, 4, 2>(packed, source.reads, &starts, block)
+                } else {
+                    tile::<D, 4, 1>(packed, source.reads, &starts, block).map(|[s]| [s, s])
+                }
+            };
+            let at = pooled * packed.channels + channel;
+            for half in 0..real.div_ceil(8).min(2) {
+                let from = channel + 8 * half;
+                let keep = 8.min(packed.channels - from);
+                // SAFETY: the caller's CPU has AVX2.
+                unsafe {
+                    let best = avx2::largest(sums.map(|pair| pair[half]));
+                    avx2::store(
+                        avx2::requantize_relu(packed, from, best),
+                        &mut output[at + 8 * half..at + 8 * half + keep],
+                    );
                 }
             }
         }

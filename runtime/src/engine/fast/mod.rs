@@ -165,12 +165,13 @@ impl<'a> FastPlan<'a> {
                             packed.weights = Default::default();
                         }
                     }
-                    // The AVX-512 and AMX kernels run a max pool next on the raw sums
-                    // (`Accelerator::pooled`).
-                    if let (Isa::Avx512Vnni | Isa::AmxInt8, Some(Layer::MaxPool { size })) =
-                        (isa, plan.model.layers.get(index + 1))
-                    {
-                        packed.pool = packed.pool(usize::from(*size));
+                    // A max pool next runs on the raw sums (`Accelerator::pooled`): in the
+                    // AVX-512 and AMX kernels, and 2 x 2 in the 256-bit ones.
+                    if let Some(&Layer::MaxPool { size }) = plan.model.layers.get(index + 1) {
+                        let size = usize::from(size);
+                        if matches!(isa, Isa::Avx512Vnni | Isa::AmxInt8) || size == 2 {
+                            packed.pool = packed.pool(size);
+                        }
                     }
                     Some(packed)
                 })

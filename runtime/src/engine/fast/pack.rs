@@ -71,9 +71,10 @@ pub(super) struct Tiles {
 /// and neither bias nor sums can wrap), so the requantized maximum is the maximum of the
 /// requantized values, and only the pooled pixels are requantized.
 ///
-/// The AVX-512 kernel computes a window's pixels in one register tile and keeps their
-/// maximum in registers (windows of 2 and 3); AMX stores its tiles' sums anyway, and keeps
-/// each pooled pixel's maximum in the scratch ([`Pool::into`]).
+/// The vector kernels compute a window's pixels in one register tile and keep their
+/// maximum in registers (AVX-512: windows of 2 and 3; AVX2 and AVX-VNNI: 2); AMX stores
+/// its tiles' sums anyway, and keeps each pooled pixel's maximum in the scratch
+/// ([`Pool::into`]).
 #[derive(Debug, Clone)]
 pub(super) struct Pool {
     /// The window's side (and stride).
@@ -364,7 +365,8 @@ impl Packed {
     /// The [`Pool`] of a `size` x `size` max pool (stride `size`, `size` at least 1, as
     /// the plan checked) after this convolution, if its kernel can run it: AMX tiles
     /// ([`Packed::tiles`], already set) any size whose pooled pixels fit 16 bits, the
-    /// AVX-512 kernel 2 and 3.
+    /// AVX-512 kernel 2 and 3, the 256-bit kernels 2 (`FastPlan::with_isa` asks them for
+    /// no other).
     pub fn pool(&self, size: usize) -> Option<Pool> {
         let Geometry::Conv {
             output: [out_h, out_w, _],

@@ -18,7 +18,7 @@ pub(super) struct Source<'s> {
     pixels: usize,
 }
 
-impl Source<'_> {
+impl<'s> Source<'s> {
     /// How many output pixels the layer has.
     pub fn pixels(&self) -> usize {
         self.pixels
@@ -26,38 +26,66 @@ impl Source<'_> {
 
     /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
     /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
-    /// Columns are counted, not divided out: a division per pixel measured a third of
-    /// the AVX-512 tier's first convolution.
-    #[inline(always)]
-    pub fn tiles<const P: usize>(&self) -> impl Iterator<Item = (usize, usize, [usize; P])> + '_ {
+    pub fn tiles<const P: usize>(&self) -> PixelTiles<'_, 's, P> {
         // From one pixel's taps to the next one's, and past the border columns of a
         // direct source at the end of a row.
         let (step, skip) = match self.direct {
             true => (self.channels, (self.width - self.out_w) * self.channels),
             false => (self.piece, 0),
         };
-        // The next pixel's column, and where its taps start.
-        let (mut x, mut start) = (0, 0);
-        (0..self.pixels).step_by(P).map(move |first| {
-            let count = P.min(self.pixels - first);
-            let mut starts = [0; P];
-            for at in &mut starts[..count] {
-                *at = start;
-                start += step;
-                x += 1;
-                if x == self.out_w {
-                    x = 0;
-                    start += skip;
-                }
-            }
-            let last = starts[count - 1];
-            starts[count..].fill(last);
-            (first, count, starts)
-        })
+        PixelTiles {
+            source: self,
+            step,
+            skip,
+            first: 0,
+            x: 0,
+            start: 0,
+        }
     }
 }
 
-impl Source<'_> {
+/// See [`Source::tiles`]. An iterator whose `next` is always inlined into the kernel, and
+/// counts columns rather than divide them out (a division per pixel measured a third of
+/// the AVX-512 tier's first convolution).
+pub(super) struct PixelTiles<'a, 's, const P: usize> {
+    source: &'a Source<'s>,
+    step: usize,
+    skip: usize,
+    /// The next pixel, its column, and where its taps start.
+    first: usize,
+    x: usize,
+    start: usize,
+}
+
+impl<const P: usize> Iterator for PixelTiles<'_, '_, P> {
+    type Item = (usize, usize, [usize; P]);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let pixels = self.source.pixels;
+        if self.first >= pixels {
+            return None;
+        }
+        let first = self.first;
+        let count = P.min(pixels - first);
+        let mut starts = [0; P];
+        for at in &mut starts[..count] {
+            *at = self.start;
+            self.start += self.step;
+            self.x += 1;
+            if self.x == self.source.out_w {
+                self.x = 0;
+                self.start += self.skip;
+            }
+        }
+        let last = starts[count - 1];
+        starts[count..].fill(last);
+        self.first += count;
+        Some((first, count, starts))
+    }
+}
+
+impl<'s> Source<'s> {
     /// Where the taps of output pixel (`y`, `x`) start.
     #[inline(always)]
     fn start(&self, y: usize, x: usize) -> usize {
@@ -67,38 +95,62 @@ impl Source<'_> {
         }
     }
 
-    /// The windows of a `size` x `size` max pool (stride `size`) over the output pixels,
-    /// `P / (size * size)` windows at a time: `(first, count, starts)`, `first` being the
-    /// first window's pooled pixel, `count` how many windows are real, and `starts` where
-    /// each window's pixels' taps start, window by window, row by row within a window
-    /// (the windows past `count` repeat the last real pixel).
+    /// The windows of an `S` x `S` max pool (stride `S`) over the output pixels, `P / (S *
+    /// S)` windows at a time: `(first, count, starts)`, `first` being the first window's
+    /// pooled pixel, `count` how many windows are real, and `starts` where each window's
+    /// pixels' taps start, window by window, row by row within a window (the windows past
+    /// `count` repeat the last real pixel).
+    pub fn windows<const P: usize, const S: usize>(&self) -> Windows<'_, 's, P, S> {
+        let (pool_h, pool_w) = (self.pixels / self.out_w / S, self.out_w / S);
+        Windows {
+            source: self,
+            pooled: pool_h * pool_w,
+            pool_w,
+            first: 0,
+            at: (0, 0),
+        }
+    }
+}
+
+/// See [`Source::windows`]. An iterator whose `next` is always inlined into the kernel
+/// (a closure's was not, and took a sixth of a 256-bit kernel's time).
+pub(super) struct Windows<'a, 's, const P: usize, const S: usize> {
+    source: &'a Source<'s>,
+    pooled: usize,
+    pool_w: usize,
+    /// The next window's pooled pixel, and its pooled row and column.
+    first: usize,
+    at: (usize, usize),
+}
+
+impl<const P: usize, const S: usize> Iterator for Windows<'_, '_, P, S> {
+    type Item = (usize, usize, [usize; P]);
+
     #[inline(always)]
-    pub fn windows<const P: usize>(
-        &self,
-        size: usize,
-    ) -> impl Iterator<Item = (usize, usize, [usize; P])> + '_ {
-        let window = size * size;
-        let per_tile = P / window;
-        let (pool_h, pool_w) = (self.pixels / self.out_w / size, self.out_w / size);
-        let pooled = pool_h * pool_w;
-        // The next window's pooled row and column.
-        let (mut py, mut px) = (0, 0);
-        (0..pooled).step_by(per_tile).map(move |first| {
-            let count = per_tile.min(pooled - first);
-            let mut starts = [0; P];
-            for w in 0..count {
-                for (i, at) in starts[w * window..][..window].iter_mut().enumerate() {
-                    *at = self.start(py * size + i / size, px * size + i % size);
-                }
-                px += 1;
-                if px == pool_w {
-                    (py, px) = (py + 1, 0);
+    fn next(&mut self) -> Option<Self::Item> {
+        let window = S * S;
+        if self.first >= self.pooled {
+            return None;
+        }
+        let first = self.first;
+        let count = (P / window).min(self.pooled - first);
+        let mut starts = [0; P];
+        for pixels in starts.chunks_exact_mut(window).take(count) {
+            let (py, px) = self.at;
+            for dy in 0..S {
+                for dx in 0..S {
+                    pixels[dy * S + dx] = self.source.start(py * S + dy, px * S + dx);
                 }
             }
-            let last = starts[count * window - 1];
-            starts[count * window..].fill(last);
-            (first, count, starts)
-        })
+            self.at = match px + 1 == self.pool_w {
+                true => (py + 1, 0),
+                false => (py, px + 1),
+            };
+        }
+        let last = starts[count * window - 1];
+        starts[count * window..].fill(last);
+        self.first += count;
+        Some((first, count, starts))
     }
 }
 
