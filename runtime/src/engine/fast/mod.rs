@@ -16,7 +16,10 @@
 //! arena, which [`FastPlan::arena_bytes`] includes (CMSIS-NN's buffer-size pattern).
 //! Requantization is vectorised in 64-bit arithmetic, so every output byte and logit
 //! equals the portable kernels' (`runtime/tests/fast.rs` compares every ISA on the
-//! shipped models and on random models of awkward shapes).
+//! shipped models and on random models of awkward shapes). A max pool after a
+//! convolution runs inside the convolution's kernel on the raw sums, before
+//! requantization, which never decreases a value (`pack::Pool`); the pool layer then only
+//! moves the pooled bytes (`Accelerator::pooled`).
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
