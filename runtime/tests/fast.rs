@@ -152,45 +152,56 @@ fn classify_all_refuses_a_partial_last_image_and_takes_none() {
 fn classify_batch_checks_its_sizes_and_leaves_the_logits_on_error() {
     use fmnist_runtime::{EngineError, Logits};
     let plan = Plan::new(include_bytes!("../../models/edge.q8")).expect("valid blob");
-    let fast = FastPlan::new(plan.clone());
     let pixels = images(&mut Rng(11), 4);
-    // One arena per image, and the kernels' scratch once.
-    assert_eq!(
-        fast.batch_arena_bytes(4),
-        4 * plan.arena_bytes() + fast.arena_bytes() - plan.arena_bytes()
-    );
-    assert_eq!(fast.batch_arena_bytes(1), fast.arena_bytes());
-    assert_eq!(fast.batch_arena_bytes(usize::MAX), usize::MAX);
-    let mut arena = vec![0u8; fast.batch_arena_bytes(4)];
-    let untouched = [Logits::default(); 4];
-    let mut logits = untouched;
-    // 4 slots, 3.5 images; 4 slots, 5 images: refused, nothing written.
-    for given in [3 * IMAGE_PIXELS + 392, 5 * IMAGE_PIXELS] {
-        let pixels: Vec<u8> = pixels.iter().copied().cycle().take(given).collect();
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+        let fast = FastPlan::with_isa(plan.clone(), isa);
+        let scratch = fast.arena_bytes() - plan.arena_bytes();
+        // AMX runs a batch layer by layer: one plan arena per image; the other tiers
+        // image by image, in one. The kernels' scratch once.
+        let arenas = if isa == Isa::AmxInt8 { 4 } else { 1 };
         assert_eq!(
-            fast.classify_batch(&pixels, &mut arena, &mut logits),
-            Err(EngineError::BadInput { given })
+            fast.batch_arena_bytes(4),
+            arenas * plan.arena_bytes() + scratch,
+            "{isa:?}"
+        );
+        assert_eq!(fast.batch_arena_bytes(1), fast.arena_bytes());
+        assert_eq!(fast.batch_arena_bytes(0), scratch);
+        let huge = fast.batch_arena_bytes(usize::MAX);
+        assert_eq!(huge == usize::MAX, isa == Isa::AmxInt8, "{isa:?}");
+        let mut arena = vec![0u8; fast.batch_arena_bytes(4)];
+        let untouched = [Logits::default(); 4];
+        let mut logits = untouched;
+        // 4 slots, 3.5 images; 4 slots, 5 images: refused, nothing written.
+        for given in [3 * IMAGE_PIXELS + 392, 5 * IMAGE_PIXELS] {
+            let pixels: Vec<u8> = pixels.iter().copied().cycle().take(given).collect();
+            assert_eq!(
+                fast.classify_batch(&pixels, &mut arena, &mut logits),
+                Err(EngineError::BadInput { given })
+            );
+            assert_eq!(logits, untouched);
+        }
+        let short = fast.batch_arena_bytes(4) - 1;
+        assert_eq!(
+            fast.classify_batch(&pixels, &mut arena[..short], &mut logits),
+            Err(EngineError::ArenaTooSmall {
+                needed: short + 1,
+                given: short
+            })
         );
         assert_eq!(logits, untouched);
-    }
-    let short = fast.batch_arena_bytes(4) - 1;
-    assert_eq!(
-        fast.classify_batch(&pixels, &mut arena[..short], &mut logits),
-        Err(EngineError::ArenaTooSmall {
-            needed: short + 1,
-            given: short
-        })
-    );
-    assert_eq!(logits, untouched);
-    // An empty batch needs only the scratch, and does nothing.
-    assert_eq!(fast.classify_batch(&[], &mut arena, &mut []), Ok(()));
-    // A whole batch: each image's logits, with the model's scale and temperature.
-    fast.classify_batch(&pixels, &mut arena, &mut logits)
-        .expect("classifies");
-    let mut one = vec![0u8; fast.arena_bytes()];
-    for (image, got) in pixels.chunks(IMAGE_PIXELS).zip(&logits) {
-        assert_eq!(*got, fast.classify(image, &mut one).expect("classifies"));
-        assert_eq!(got.scale, plan.model().logit_scale);
+        // An empty batch needs only the scratch, and does nothing.
+        assert_eq!(
+            fast.classify_batch(&[], &mut arena[..scratch], &mut []),
+            Ok(())
+        );
+        // A whole batch: each image's logits, with the model's scale and temperature.
+        fast.classify_batch(&pixels, &mut arena, &mut logits)
+            .expect("classifies");
+        let mut one = vec![0u8; fast.arena_bytes()];
+        for (image, got) in pixels.chunks(IMAGE_PIXELS).zip(&logits) {
+            assert_eq!(*got, fast.classify(image, &mut one).expect("classifies"));
+            assert_eq!(got.scale, plan.model().logit_scale);
+        }
     }
 }
 

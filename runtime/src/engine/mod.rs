@@ -614,17 +614,19 @@ impl<'a> Plan<'a> {
     }
 
     /// Bytes of arena [`Plan::run_batch`] needs for `images` images and `scratch` bytes
-    /// of accelerator scratch (`usize::MAX` if that overflows).
-    fn batch_arena_bytes(&self, images: usize, scratch: usize) -> usize {
+    /// of accelerator scratch (`usize::MAX` if that overflows): a plan arena per image
+    /// `by_layer`, else one (none for no image).
+    fn batch_arena_bytes(&self, images: usize, scratch: usize, by_layer: bool) -> usize {
+        let arenas = if by_layer { images } else { images.min(1) };
         self.arena_bytes
-            .checked_mul(images)
+            .checked_mul(arenas)
             .and_then(|arenas| arenas.checked_add(scratch))
             .unwrap_or(usize::MAX)
     }
 
     /// [`Plan::run`] for `logits.len()` images (784 pixels each, back to back in
-    /// `pixels`). `arena` holds one plan arena per image, side by side, then `faster`'s
-    /// scratch, which the images share. With `by_layer`, every image goes through a
+    /// `pixels`). `arena` holds one plan arena per image `by_layer` (else one), side by
+    /// side, then `faster`'s scratch, which the images share. With `by_layer`, every image goes through a
     /// layer before any goes through the next (the accelerator's per-layer set-up is
     /// done once for all of them); without, each image goes through the whole model in
     /// the first plan arena, as one by one (its activations stay in L1).
@@ -643,14 +645,14 @@ impl<'a> Plan<'a> {
             });
         }
         let size = self.arena_bytes;
-        let needed = self.batch_arena_bytes(images, faster.scratch_bytes());
+        let needed = self.batch_arena_bytes(images, faster.scratch_bytes(), by_layer);
         if arena.len() < needed {
             return Err(EngineError::ArenaTooSmall {
                 needed,
                 given: arena.len(),
             });
         }
-        let (arenas, scratch) = arena[..needed].split_at_mut(size * images);
+        let (arenas, scratch) = arena[..needed].split_at_mut(needed - faster.scratch_bytes());
         let layers = || self.steps.iter().zip(self.model.layers.iter()).enumerate();
         if by_layer {
             for (index, (step, layer)) in layers() {
@@ -664,8 +666,9 @@ impl<'a> Plan<'a> {
                 faster.end_layer(index);
             }
         } else {
-            let arena = &mut arenas[..size];
             for (pixels, logits) in pixels.chunks_exact(IMAGE_PIXELS).zip(logits.iter_mut()) {
+                // One plan arena, which every image reuses (there is one: an image).
+                let arena = &mut arenas[..size];
                 for (index, (step, layer)) in layers() {
                     faster.begin_layer(index);
                     let values = &mut logits.values;

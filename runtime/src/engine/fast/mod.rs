@@ -255,11 +255,13 @@ impl<'a> FastPlan<'a> {
         self.plan.run(pixels, arena, self)
     }
 
-    /// Bytes of arena [`FastPlan::classify_batch`] needs for `images` images: one plan
-    /// arena ([`Plan::arena_bytes`]) per image, then the kernels' scratch, which the
-    /// images share (`usize::MAX` if that overflows).
+    /// Bytes of arena [`FastPlan::classify_batch`] needs for `images` images: with AMX,
+    /// which runs a batch layer by layer, one plan arena ([`Plan::arena_bytes`]) per
+    /// image, on the other tiers one for all; then the kernels' scratch, which the images
+    /// share (`usize::MAX` if that overflows).
     pub fn batch_arena_bytes(&self, images: usize) -> usize {
-        self.plan.batch_arena_bytes(images, self.scratch_bytes)
+        self.plan
+            .batch_arena_bytes(images, self.scratch_bytes, self.by_layer())
     }
 
     /// Classifies `logits.len()` images (784 pixels each, back to back in `pixels`) into
@@ -300,7 +302,14 @@ impl<'a> FastPlan<'a> {
         logits: &mut [Logits],
     ) -> Result<(), EngineError> {
         self.plan
-            .run_batch(pixels, arena, logits, self, self.isa == Isa::AmxInt8)
+            .run_batch(pixels, arena, logits, self, self.by_layer())
+    }
+
+    /// Whether a batch runs layer by layer (AMX: the tile configuration is loaded once
+    /// per layer for all the images), or image by image (the others: by layer, the
+    /// batch's activations left L1, up to 10% slower).
+    fn by_layer(&self) -> bool {
+        self.isa == Isa::AmxInt8
     }
 
     /// Classifies many images (784 pixels each, back to back) on up to `threads` threads
