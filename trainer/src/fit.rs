@@ -55,6 +55,11 @@ pub struct FitOptions {
     /// Also write the trained model as an int8 blob for the runtime (see `trainer export`).
     #[arg(long, value_name = "FILE")]
     pub export_q8: Option<PathBuf>,
+    /// The --export-q8 blob's weights: 8 bits, or 7, which CPUs with AVX2 and no VNNI
+    /// multiply byte-wise, faster (as `trainer export --weight-bits`).
+    #[arg(long, value_enum, default_value = "8", requires = "export_q8")]
+    #[serde(default, skip_serializing_if = "export::WeightBits::is_eight")]
+    pub weight_bits: export::WeightBits,
     /// Stop early when validation accuracy has not improved for N epochs; the test and the
     /// exports then use the best epoch's weights (kept as best.mpk in every run).
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -105,6 +110,7 @@ impl FitOptions {
             "device" => to.device = f.device,
             "export" => to.export.clone_from(&f.export),
             "export_q8" => to.export_q8.clone_from(&f.export_q8),
+            "weight_bits" => to.weight_bits = f.weight_bits,
             "patience" => to.patience = f.patience,
             _ => return false,
         }
@@ -129,6 +135,7 @@ impl FitOptions {
         self.data = PathBuf::new();
         self.export = None;
         self.export_q8 = None;
+        self.weight_bits = export::WeightBits::default();
         self.test_limit = None;
         self.patience = None;
         self.teacher = None;
@@ -160,13 +167,15 @@ impl FitOptions {
 
 /// The options `trainer fit --resume` lets change: the run's length (`--epochs`, to extend
 /// it), where its data and teacher now lie (`--data`, `--teacher`, checked by checksum),
-/// what happens at the end (`--export`, `--export-q8`, `--test-limit`) and `--patience`.
-pub const CHANGEABLE_ON_RESUME: [&str; 7] = [
+/// what happens at the end (`--export`, `--export-q8`, `--weight-bits`, `--test-limit`)
+/// and `--patience`.
+pub const CHANGEABLE_ON_RESUME: [&str; 8] = [
     "epochs",
     "data",
     "teacher",
     "export",
     "export_q8",
+    "weight_bits",
     "test_limit",
     "patience",
 ];
@@ -465,7 +474,7 @@ fn prepare_in(
         exports: Exports {
             onnx: options.export.clone(),
             q8: options.export_q8.clone(),
-            ..Exports::default()
+            weight_bits: options.weight_bits,
         },
         teacher,
         created: Vec::new(),

@@ -382,3 +382,33 @@ fn fit_exports_both_files_with_the_temperature_calibrate_would_fit() {
     assert!((blob_temperature(&q8) - blob_t).abs() < 1e-3);
     assert!((onnx_temperature(&onnx) - onnx_t).abs() < 1e-3);
 }
+
+#[test]
+fn fit_exports_7_bit_weights_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 240, 60).unwrap();
+    let (run, q8) = (data.path().join("run"), data.path().join("m7.q8"));
+    // Without a blob to write, the option is a usage error, and nothing is trained.
+    let output = trainer(&["fit", "--weight-bits", "7", "--out", path(&run)]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(!run.exists());
+    let output = trainer(&mlp_fit(
+        data.path(),
+        &run,
+        "1",
+        &["--export-q8", path(&q8), "--weight-bits", "7"],
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&q8).unwrap();
+    let plan = fmnist_runtime::Plan::new(&bytes).unwrap();
+    // Every layer's weights within -64..=64, each layer's largest exactly 64 in magnitude.
+    for weights in plan
+        .model()
+        .layers
+        .iter()
+        .filter_map(fmnist_runtime::blob::Layer::weights)
+    {
+        let largest = weights.iter().map(|&w| (w as i8).unsigned_abs()).max();
+        assert_eq!(largest, Some(64));
+    }
+}

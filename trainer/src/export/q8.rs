@@ -23,7 +23,17 @@ use crate::model::{Classifier, LayerSpec, ModelKind, Shape};
 pub const CALIBRATION_IMAGES: usize = 2048;
 
 /// The range of the blob's weights.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum WeightBits {
     /// -127..=127 per output channel: the finest steps.
     #[default]
@@ -38,6 +48,11 @@ pub enum WeightBits {
 }
 
 impl WeightBits {
+    /// Whether this is the default, 8 bits (`run.json` leaves it out then).
+    pub fn is_eight(&self) -> bool {
+        *self == WeightBits::Eight
+    }
+
     /// 8 or 7.
     pub fn bits(self) -> u32 {
         match self {
