@@ -48,16 +48,24 @@ fn conv_tiles<const P: usize>(
     for (first, count, starts) in source.tiles::<P>() {
         for channel in (0..packed.channels).step_by(8) {
             let sums = tile(packed, wide, &starts, channel);
-            let keep = 8.min(packed.channels - channel);
             for (p, &sum) in sums.iter().enumerate().take(count) {
-                let at = (first + p) * packed.channels + channel;
-                store(
-                    requantize_relu(packed, channel, sum),
-                    &mut output[at..at + keep],
-                );
+                store_channels(packed, first + p, channel, sum, output);
             }
         }
     }
+}
+
+/// Bias, requantization, ReLU and the store of output pixel `pixel`'s channels
+/// `channel..channel + 8` (the real ones) from their sums.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn store_channels(packed: &Packed, pixel: usize, channel: usize, sum: __m256i, out: &mut [u8]) {
+    let keep = 8.min(packed.channels - channel);
+    let at = pixel * packed.channels + channel;
+    store(
+        requantize_relu(packed, channel, sum),
+        &mut out[at..at + keep],
+    );
 }
 
 /// A convolution with ReLU and the 2 x 2 max pool after it (`Packed::pool`, which this
@@ -68,12 +76,7 @@ fn conv_pooled(packed: &Packed, source: &Source<'_>, wide: &[u8], output: &mut [
     for (pooled, _, starts) in source.windows::<4, 2>() {
         for channel in (0..packed.channels).step_by(8) {
             let best = largest(tile(packed, wide, &starts, channel));
-            let keep = 8.min(packed.channels - channel);
-            let at = pooled * packed.channels + channel;
-            store(
-                requantize_relu(packed, channel, best),
-                &mut output[at..at + keep],
-            );
+            store_channels(packed, pooled, channel, best, output);
         }
     }
 }

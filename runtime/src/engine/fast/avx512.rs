@@ -36,13 +36,7 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
             // Bias, requantization, ReLU and the store, straight from the accumulators.
             let mut finish = |p: usize, block: usize, sums: __m512i| {
                 if p < count {
-                    let channel = block * LANES;
-                    let keep = LANES.min(packed.channels - channel);
-                    let at = (first + p) * packed.channels + channel;
-                    store(
-                        requantize_relu(packed, block, sums),
-                        &mut output[at..at + keep],
-                    );
+                    store_block(packed, first + p, block, sums, output);
                 }
             };
             match step {
@@ -80,13 +74,7 @@ fn conv_pooled<const P: usize, const S: usize>(
                 };
                 let pooled = p / window;
                 if p % window == window - 1 && pooled < count {
-                    let channel = at_block * LANES;
-                    let keep = LANES.min(packed.channels - channel);
-                    let at = (first + pooled) * packed.channels + channel;
-                    store(
-                        requantize_relu(packed, at_block, best[b]),
-                        &mut output[at..at + keep],
-                    );
+                    store_block(packed, first + pooled, at_block, best[b], output);
                 }
             };
             match step {
@@ -96,6 +84,20 @@ fn conv_pooled<const P: usize, const S: usize>(
         }
         block += step;
     }
+}
+
+/// Bias, requantization, ReLU and the store of output pixel `pixel`'s block `block`
+/// from its sums (its real channels only).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn store_block(packed: &Packed, pixel: usize, block: usize, sums: __m512i, output: &mut [u8]) {
+    let channel = block * LANES;
+    let keep = LANES.min(packed.channels - channel);
+    let at = pixel * packed.channels + channel;
+    store(
+        requantize_relu(packed, block, sums),
+        &mut output[at..at + keep],
+    );
 }
 
 /// The logits layer: one "pixel" whose patch is the flattened input, zero-padded to a

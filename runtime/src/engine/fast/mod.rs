@@ -168,11 +168,17 @@ impl<'a> FastPlan<'a> {
                             packed.weights = Default::default();
                         }
                     }
-                    // A max pool next runs on the raw sums (`Accelerator::pooled`): in the
-                    // AVX-512 and AMX kernels, and 2 x 2 in the 256-bit ones.
+                    // A max pool next runs on the raw sums (`Accelerator::pooled`) where the
+                    // kernel takes its size: AMX tiles any, the AVX-512 kernel 2 x 2 and
+                    // 3 x 3 windows in registers, the 256-bit ones 2 x 2.
                     if let Some(&Layer::MaxPool { size }) = plan.model.layers.get(index + 1) {
                         let size = usize::from(size);
-                        if matches!(isa, Isa::Avx512Vnni | Isa::AmxInt8) || size == 2 {
+                        let fused = match isa {
+                            _ if packed.tiles.is_some() => true,
+                            Isa::Avx512Vnni | Isa::AmxInt8 => size == 2 || size == 3,
+                            _ => size == 2,
+                        };
+                        if fused {
                             packed.pool = packed.pool(size);
                         }
                     }

@@ -64,6 +64,9 @@ pub(super) struct Tiles {
     /// Bytes of the (zero-bordered) input copy the tiles read, with the slack the last
     /// tiles' windows reach into (zeros).
     pub reads: usize,
+    /// Pixels the passes compute: every column of the bordered width from the first
+    /// output pixel to the last, rounded up to whole passes.
+    pub computed: usize,
 }
 
 /// A max pool run on a convolution's raw sums, before requantization: the
@@ -218,34 +221,23 @@ impl Layout {
         };
         let span = kernel * c;
         let padded_span = span.div_ceil(4) * 4;
-        if c.is_multiple_of(4) || padding > 0 {
-            // Kernel row `ky`'s taps are `span` consecutive bytes of the input, `ky` rows
-            // below the pixel's; its last group of 4 may read up to `padded_span - span`
-            // bytes past them, which zero weights multiply (and the bordered copy has
-            // them: `Packed::copies`).
-            let width = w + 2 * padding;
-            let offsets = (0..kernel)
-                .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * width * c + 4 * g))
-                .map(|o| o as u32)
-                .collect();
-            return Layout {
-                taps: kernel * padded_span,
-                span,
-                padded_span,
-                offsets,
-                direct: true,
-            };
-        }
-        let offsets = (0..kernel)
-            .flat_map(|ky| (0..padded_span / 4).map(move |g| ky * out_w * padded_span + 4 * g))
-            .map(|o| o as u32)
-            .collect();
+        // Direct: kernel row `ky`'s taps are `span` consecutive bytes of the input, `ky`
+        // rows below the pixel's; its last group of 4 may read up to `padded_span - span`
+        // bytes past them, which zero weights multiply (and the bordered copy has them:
+        // `Packed::copies`). Expanded: `ky` rows of pieces below the pixel's piece.
+        let direct = c.is_multiple_of(4) || padding > 0;
+        let row = match direct {
+            true => (w + 2 * padding) * c,
+            false => out_w * padded_span,
+        };
         Layout {
             taps: kernel * padded_span,
             span,
             padded_span,
-            offsets,
-            direct: false,
+            offsets: (0..kernel)
+                .flat_map(|ky| (0..padded_span / 4).map(move |g| (ky * row + 4 * g) as u32))
+                .collect(),
+            direct,
         }
     }
 
@@ -359,14 +351,14 @@ impl Packed {
             weights: tiles,
             starts,
             reads,
+            computed,
         })
     }
 
     /// The [`Pool`] of a `size` x `size` max pool (stride `size`, `size` at least 1, as
-    /// the plan checked) after this convolution, if its kernel can run it: AMX tiles
-    /// ([`Packed::tiles`], already set) any size whose pooled pixels fit 16 bits, the
-    /// AVX-512 kernel 2 and 3, the 256-bit kernels 2 (`FastPlan::with_isa` asks them for
-    /// no other).
+    /// the plan checked) after this convolution, over the pixels its kernel computes (AMX
+    /// tiles, if [`Packed::tiles`] is already set); `None` if the tiles' pooled pixels do
+    /// not fit 16 bits. Which sizes each kernel runs, `FastPlan::with_isa` decides.
     pub fn pool(&self, size: usize) -> Option<Pool> {
         let Geometry::Conv {
             output: [out_h, out_w, _],
@@ -379,12 +371,10 @@ impl Packed {
         };
         let (pool_h, pool_w) = (out_h / size, out_w / size);
         let pixels = pool_h * pool_w;
-        let into = match self.tiles {
-            Some(_) if pixels < usize::from(Pool::NONE) => {
+        let into = match &self.tiles {
+            Some(tiles) if pixels < usize::from(Pool::NONE) => {
                 let width = w + 2 * padding;
-                let computed =
-                    ((out_h - 1) * width + out_w).div_ceil(2 * TILE_ROWS) * 2 * TILE_ROWS;
-                (0..computed)
+                (0..tiles.computed)
                     .map(|p| {
                         let (y, x) = (p / width, p % width);
                         match (y / size, x / size) {
@@ -396,8 +386,8 @@ impl Packed {
                     })
                     .collect()
             }
-            None if size == 2 || size == 3 => Vec::new(),
-            _ => return None,
+            Some(_) => return None,
+            None => Vec::new(),
         };
         Some(Pool { size, pixels, into })
     }

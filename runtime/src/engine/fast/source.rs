@@ -24,74 +24,22 @@ impl<'s> Source<'s> {
         self.pixels
     }
 
-    /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
-    /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
-    pub fn tiles<const P: usize>(&self) -> PixelTiles<'_, 's, P> {
-        // From one pixel's taps to the next one's, and past the border columns of a
-        // direct source at the end of a row.
-        let (step, skip) = match self.direct {
-            true => (self.channels, (self.width - self.out_w) * self.channels),
-            false => (self.piece, 0),
-        };
-        PixelTiles {
-            source: self,
-            step,
-            skip,
-            first: 0,
-            x: 0,
-            start: 0,
-        }
-    }
-}
-
-/// See [`Source::tiles`]. An iterator whose `next` is always inlined into the kernel, and
-/// counts columns rather than divide them out (a division per pixel measured a third of
-/// the AVX-512 tier's first convolution).
-pub(super) struct PixelTiles<'a, 's, const P: usize> {
-    source: &'a Source<'s>,
-    step: usize,
-    skip: usize,
-    /// The next pixel, its column, and where its taps start.
-    first: usize,
-    x: usize,
-    start: usize,
-}
-
-impl<const P: usize> Iterator for PixelTiles<'_, '_, P> {
-    type Item = (usize, usize, [usize; P]);
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Self::Item> {
-        let pixels = self.source.pixels;
-        if self.first >= pixels {
-            return None;
-        }
-        let first = self.first;
-        let count = P.min(pixels - first);
-        let mut starts = [0; P];
-        for at in &mut starts[..count] {
-            *at = self.start;
-            self.start += self.step;
-            self.x += 1;
-            if self.x == self.source.out_w {
-                self.x = 0;
-                self.start += self.skip;
-            }
-        }
-        let last = starts[count - 1];
-        starts[count..].fill(last);
-        self.first += count;
-        Some((first, count, starts))
-    }
-}
-
-impl<'s> Source<'s> {
     /// Where the taps of output pixel (`y`, `x`) start.
     #[inline(always)]
     fn start(&self, y: usize, x: usize) -> usize {
         match self.direct {
             true => (y * self.width + x) * self.channels,
             false => (y * self.out_w + x) * self.piece,
+        }
+    }
+
+    /// The output pixels, `P` at a time: `(first, count, starts)`, `starts[p]` being where
+    /// pixel `first + p`'s taps start (the pixels past `count` repeat the last one).
+    pub fn tiles<const P: usize>(&self) -> PixelTiles<'_, 's, P> {
+        PixelTiles {
+            source: self,
+            first: 0,
+            at: (0, 0),
         }
     }
 
@@ -112,8 +60,45 @@ impl<'s> Source<'s> {
     }
 }
 
-/// See [`Source::windows`]. An iterator whose `next` is always inlined into the kernel
-/// (a closure's was not, and took a sixth of a 256-bit kernel's time).
+/// See [`Source::tiles`]. An iterator whose `next` is always inlined into the kernel (a
+/// closure's was not, and took a sixth of a 256-bit kernel's time), and which counts rows
+/// and columns rather than divide them out (a division per pixel measured a third of the
+/// AVX-512 tier's first convolution).
+pub(super) struct PixelTiles<'a, 's, const P: usize> {
+    source: &'a Source<'s>,
+    /// The next pixel, and its row and column.
+    first: usize,
+    at: (usize, usize),
+}
+
+impl<const P: usize> Iterator for PixelTiles<'_, '_, P> {
+    type Item = (usize, usize, [usize; P]);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let pixels = self.source.pixels;
+        if self.first >= pixels {
+            return None;
+        }
+        let first = self.first;
+        let count = P.min(pixels - first);
+        let mut starts = [0; P];
+        for at in &mut starts[..count] {
+            let (y, x) = self.at;
+            *at = self.source.start(y, x);
+            self.at = match x + 1 == self.source.out_w {
+                true => (y + 1, 0),
+                false => (y, x + 1),
+            };
+        }
+        let last = starts[count - 1];
+        starts[count..].fill(last);
+        self.first += count;
+        Some((first, count, starts))
+    }
+}
+
+/// See [`Source::windows`]; inlined, and counting, as [`PixelTiles`].
 pub(super) struct Windows<'a, 's, const P: usize, const S: usize> {
     source: &'a Source<'s>,
     pooled: usize,
