@@ -78,22 +78,49 @@ pub fn argmax<T: PartialOrd>(values: &[T]) -> usize {
     (0..values.len()).fold(0, |best, i| if values[i] > values[best] { i } else { best })
 }
 
+/// A score [`ranking`] orders: integer logits, or real-valued ones (in IEEE total order,
+/// so that a NaN ranks somewhere rather than breaking the sort). Compared in their own
+/// type: no conversion to `f64`, which a Cortex-M4 computes in software.
+pub trait Score: Copy {
+    /// `self` against `other`.
+    fn order(self, other: Self) -> core::cmp::Ordering;
+}
+
+impl Score for i32 {
+    fn order(self, other: i32) -> core::cmp::Ordering {
+        self.cmp(&other)
+    }
+}
+
+impl Score for f32 {
+    fn order(self, other: f32) -> core::cmp::Ordering {
+        self.total_cmp(&other)
+    }
+}
+
+impl Score for f64 {
+    fn order(self, other: f64) -> core::cmp::Ordering {
+        self.total_cmp(&other)
+    }
+}
+
 /// The classes from the highest score to the lowest; equal scores keep class order. The
 /// one top-k of the crate: [`crate::Logits::top`], the C ABI and the CLI use it.
-pub fn ranking<T: Copy + Into<f64>>(scores: &[T; CLASS_COUNT]) -> [usize; CLASS_COUNT] {
+pub fn ranking<T: Score>(scores: &[T; CLASS_COUNT]) -> [usize; CLASS_COUNT] {
     let mut order: [usize; CLASS_COUNT] = core::array::from_fn(|c| c);
     // `sort_unstable_by` is in core (`sort_by` needs alloc); the class index breaks ties.
-    order.sort_unstable_by(|&a, &b| {
-        let (a_score, b_score): (f64, f64) = (scores[a].into(), scores[b].into());
-        b_score.total_cmp(&a_score).then(a.cmp(&b))
-    });
+    order.sort_unstable_by(|&a, &b| scores[b].order(scores[a]).then(a.cmp(&b)));
     order
 }
 
 /// Softmax probabilities of real-valued logits, in class order. The one softmax of the
 /// crate: the int8 engine's [`crate::Logits::probabilities`] and the ONNX path use it.
 pub fn softmax(logits: &[f32; CLASS_COUNT]) -> [f32; CLASS_COUNT] {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // `f32::max` is a call to libm's `fmaxf` on cores without VMAXNM (Cortex-M4, M7); this
+    // is the same maximum (a NaN never replaces a number) in compares.
+    let max = logits
+        .iter()
+        .fold(f32::NEG_INFINITY, |max, &l| if l > max { l } else { max });
     let exps = logits.map(|l| libm::expf(l - max));
     let sum: f32 = exps.iter().sum();
     exps.map(|e| e / sum)

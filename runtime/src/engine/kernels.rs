@@ -42,37 +42,91 @@ impl Element for I8 {
 #[inline(always)]
 pub fn le_i32(bytes: &[u8], index: usize) -> i32 {
     let at = index * 4;
-    i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    // One bounds check and one (unaligned) load, not four.
+    match bytes.get(at..at + 4) {
+        Some(&[b0, b1, b2, b3]) => i32::from_le_bytes([b0, b1, b2, b3]),
+        _ => panic!("i32 {index} past the end of a validated tensor"),
+    }
 }
 
 /// `round(acc * multiplier / 2^(31 + shift))`, rounding half up; `shift` in -30..=31.
+#[cfg(any(test, feature = "std"))]
 #[inline(always)]
 pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
-    let total = (31 + shift) as u32;
-    let product = i64::from(acc) * i64::from(multiplier);
-    let rounded = (product + (1i64 << (total - 1))) >> total;
-    rounded.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    Requantizer::new(multiplier, shift, Output::Logits, 0).apply(acc)
+}
+
+/// One output channel's bias, requantization and activation, read from the blob once and
+/// applied to any number of sums.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requantizer {
+    /// The channel's bias, for the caller to start its sums from.
+    #[cfg_attr(not(fmnist_dsp), allow(dead_code))]
+    pub(crate) bias: i32,
+    multiplier: i32,
+    /// Half of the divisor `2^total`: the rounding.
+    round: i64,
+    /// `31 + shift`, 1..=62.
+    total: u32,
+    output: Output,
+}
+
+impl Requantizer {
+    #[inline(always)]
+    fn new(multiplier: i32, shift: i32, output: Output, bias: i32) -> Requantizer {
+        let total = (31 + shift) as u32;
+        Requantizer {
+            bias,
+            multiplier,
+            round: 1i64 << (total - 1),
+            total,
+            output,
+        }
+    }
+
+    /// Output channel `channel` of `requant`.
+    #[inline(always)]
+    pub(crate) fn of(requant: &Requant<'_>, channel: usize) -> Requantizer {
+        Requantizer::new(
+            le_i32(requant.multiplier, channel),
+            i32::from(requant.shift[channel] as i8),
+            requant.output,
+            le_i32(requant.bias, channel),
+        )
+    }
+
+    /// The requantized value, activated, as stored (bias already in `acc`).
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32) -> i32 {
+        // |acc * multiplier| <= 2^62 and round <= 2^61: no overflow.
+        let rounded = i64::from(acc) * i64::from(self.multiplier) + self.round;
+        let value = if self.total >= 32 {
+            // The high word alone, shifted (a multiply-accumulate and a shift on a 32-bit
+            // core); |rounded| < 2^63 so the result is within i32 and needs no clamp.
+            ((rounded >> 32) as i32) >> (self.total - 32)
+        } else {
+            (rounded >> self.total).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+        };
+        match self.output {
+            Output::Relu => value.clamp(0, 255),
+            Output::LeakyRelu { slope_q15 } => {
+                // In i64: a value near i32::MIN times a slope near 2^15 needs 47 bits.
+                let value = if value < 0 {
+                    (i64::from(value) * i64::from(slope_q15) + (1 << 14)) >> 15
+                } else {
+                    i64::from(value)
+                };
+                value.clamp(-128, 127) as i32
+            }
+            Output::Logits => value,
+        }
+    }
 }
 
 /// Bias, requantization and activation of output channel `channel`; the result as stored.
 #[inline(always)]
-fn finish(requant: &Requant<'_>, channel: usize, acc: i32) -> i32 {
-    let multiplier = le_i32(requant.multiplier, channel);
-    let shift = i32::from(requant.shift[channel] as i8);
-    let value = requantize(acc, multiplier, shift);
-    match requant.output {
-        Output::Relu => value.clamp(0, 255),
-        Output::LeakyRelu { slope_q15 } => {
-            // In i64: a value near i32::MIN times a slope near 2^15 needs 47 bits.
-            let value = if value < 0 {
-                (i64::from(value) * i64::from(slope_q15) + (1 << 14)) >> 15
-            } else {
-                i64::from(value)
-            };
-            value.clamp(-128, 127) as i32
-        }
-        Output::Logits => value,
-    }
+pub(crate) fn finish(requant: &Requant<'_>, channel: usize, acc: i32) -> i32 {
+    Requantizer::of(requant, channel).apply(acc)
 }
 
 #[inline(always)]

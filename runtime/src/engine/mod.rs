@@ -2,9 +2,16 @@
 //! (envelope, checksum, every shape and tensor length, the arena size) once; then
 //! [`Plan::classify`] runs it on 784 pixels using only a caller-supplied arena.
 
+#[cfg(fmnist_dsp)]
+mod dsp;
 #[cfg(feature = "std")]
 pub mod fast;
 pub(crate) mod kernels;
+
+/// The kernels [`Plan::classify`] runs: `"dsp"` on ARMv7E-M targets (Cortex-M4, M7; the
+/// DSP extension's `SMLAD` on pairs of 16-bit values), `"portable"` elsewhere. Both give
+/// the same logits, bit for bit.
+pub const KERNELS: &str = if cfg!(fmnist_dsp) { "dsp" } else { "portable" };
 
 use core::fmt;
 
@@ -201,7 +208,11 @@ struct Step {
 pub struct Plan<'a> {
     model: Model<'a>,
     steps: heapless::Vec<Step, MAX_LAYERS>,
+    /// The activations' bytes, as the blob states them.
     arena_bytes: usize,
+    /// The kernels' scratch after the activations (the DSP kernels' columns; 0 for the
+    /// portable kernels).
+    scratch_bytes: usize,
 }
 
 /// The logits of one image, and what they mean.
@@ -256,10 +267,12 @@ impl Logits {
     pub fn probabilities(&self) -> [f32; CLASS_COUNT] {
         let max = self.values[self.class()];
         let scale = self.scale / self.temperature;
+        // The distance fits a u32 (at most 2^32 - 1), which a Cortex-M4F converts in
+        // hardware (an i64 needs a software conversion); the same f32 either way.
         crate::metrics::softmax(
             &self
                 .values
-                .map(|v| (i64::from(v) - i64::from(max)) as f32 * scale),
+                .map(|v| -((i64::from(max) - i64::from(v)) as u32 as f32) * scale),
         )
     }
 }
@@ -430,10 +443,15 @@ impl<'a> Plan<'a> {
                 computed: needs.macs,
             });
         }
+        #[cfg(fmnist_dsp)]
+        let scratch_bytes = dsp::scratch_bytes(&model.layers);
+        #[cfg(not(fmnist_dsp))]
+        let scratch_bytes = 0;
         Ok(Plan {
             model,
             steps,
             arena_bytes: needs.arena,
+            scratch_bytes,
         })
     }
 
@@ -588,14 +606,19 @@ impl<'a> Plan<'a> {
         &self.model
     }
 
-    /// Bytes of arena [`Plan::classify`] needs.
+    /// Bytes of arena [`Plan::classify`] needs: the activations' (the blob's
+    /// `arena_bytes`), and with the DSP kernels ([`KERNELS`] `"dsp"`) two columns of
+    /// 16-bit inputs for the longest filter (2,307 bytes more for the shipped `edge`).
     pub fn arena_bytes(&self) -> usize {
-        self.arena_bytes
+        self.arena_bytes + self.scratch_bytes
     }
 
     /// Classifies one image: 784 u8 pixels (row-major, 0 = black background, as in the
     /// dataset), using `arena` (at least [`Plan::arena_bytes`] long) as working memory.
     pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
+        #[cfg(fmnist_dsp)]
+        return self.run(pixels, arena, &dsp::Dsp { plan: self });
+        #[cfg(not(fmnist_dsp))]
         self.run(pixels, arena, &Portable)
     }
 
@@ -782,6 +805,7 @@ trait Accelerator {
 }
 
 /// The portable kernels only.
+#[cfg_attr(fmnist_dsp, allow(dead_code))]
 struct Portable;
 
 impl Accelerator for Portable {

@@ -30,7 +30,8 @@ int main(void) {
         return 1;
     }
     if (needed > sizeof memory) {
-        fprintf(stderr, "the model needs %zu bytes, this program has %zu\n", needed, sizeof memory);
+        fprintf(stderr, "the model needs %lu bytes, this program has %lu\n", (unsigned long)needed,
+                (unsigned long)sizeof memory);
         return 1;
     }
 
@@ -40,16 +41,16 @@ int main(void) {
         fprintf(stderr, "edge blob: %s\n", fmnist_status_message(status));
         return 1;
     }
-    printf("memory %zu arena %zu\n", needed, fmnist_arena_size(model));
+    printf("memory %lu arena %lu\n", (unsigned long)needed, (unsigned long)fmnist_arena_size(model));
 
     for (size_t i = 0; i < IMAGE_COUNT; i++) {
         FmnistPrediction top[3];
         status = fmnist_classify_top(model, images[i], FMNIST_IMAGE_PIXELS, top, 3);
         if (status != FMNIST_STATUS_OK) {
-            fprintf(stderr, "image %zu: %s\n", i, fmnist_status_message(status));
+            fprintf(stderr, "image %lu: %s\n", (unsigned long)i, fmnist_status_message(status));
             return 1;
         }
-        printf("%zu %u %s %.4f %u\n", i, (unsigned)top[0].class_index,
+        printf("%lu %u %s %.4f %u\n", (unsigned long)i, (unsigned)top[0].class_index,
                fmnist_class_name(top[0].class_index), (double)top[0].probability,
                (unsigned)labels[i]);
     }
