@@ -13,6 +13,9 @@ use fmnist_runtime::capi::{
 use fmnist_runtime::dataset::{load_split, LabeledImages, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::{Plan, CLASS_COUNT, IMAGE_PIXELS};
 
+#[path = "common/cortex_m.rs"]
+mod cortex_m;
+
 const IMAGES: usize = 40;
 
 /// The runtime crate's directory.
@@ -329,6 +332,21 @@ fn c_and_firmware_examples_agree_with_the_engine_on_every_image() {
     let (library, firmware) = firmware_builds();
 
     let out = compile_and_run(dir.path(), "classify.c", library);
+    check_c_example(&out, &blob, &expected);
+
+    let out = compile_and_run(dir.path(), "firmware_host.c", firmware);
+    let classes: Vec<String> = expected.iter().map(|l| l.class().to_string()).collect();
+    let mut want = classes.join("\n");
+    want.push_str(&format!("\nframes {IMAGES}\n"));
+    assert_eq!(out, want);
+}
+
+/// The output of `classify.c` for the first [`IMAGES`] test images, whose logits on the
+/// host engine are `expected`: the memory line, one line per image (class, name,
+/// probability to 4 decimals, label), then the two error lines.
+fn check_c_example(out: &str, blob: &[u8], expected: &[fmnist_runtime::Logits]) {
+    let plan = Plan::new(blob).unwrap();
+    let test = test_images();
     let mut lines = out.lines();
     let memory = lines.next().unwrap();
     println!("C example: {memory}");
@@ -357,10 +375,52 @@ fn c_and_firmware_examples_agree_with_the_engine_on_every_image() {
         lines.next(),
         Some(format!("error {code} {}", message.to_str().unwrap()).as_str())
     );
+}
 
-    let out = compile_and_run(dir.path(), "firmware_host.c", firmware);
-    let classes: Vec<String> = expected.iter().map(|l| l.class().to_string()).collect();
-    let mut want = classes.join("\n");
-    want.push_str(&format!("\nframes {IMAGES}\n"));
-    assert_eq!(out, want);
+/// The same C program, compiled with `arm-none-eabi-gcc` against `libfmnist.a` built for
+/// `thumbv7em-none-eabihf` (nothing but the C library and the start-up code linked
+/// beside it), run on QEMU's Cortex-M4 and Cortex-M7 boards: the same output. The arena
+/// is the DSP kernels' there, so the memory line is checked against the sizes the ARM
+/// engine states, and every probability must print as on the host.
+#[test]
+fn c_example_on_an_emulated_m4_and_m7_prints_what_it_prints_on_the_host() {
+    let blob = shipped_blob();
+    let plan = Plan::new(&blob).unwrap();
+    let mut arena = vec![0u8; plan.arena_bytes()];
+    let test = test_images();
+    let expected: Vec<_> = (0..IMAGES)
+        .map(|i| plan.classify(test.image(i), &mut arena).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_headers(dir.path(), &blob);
+    let library = cortex_m::arm_library();
+    for board in [cortex_m::M4, cortex_m::M7] {
+        let elf = dir.path().join(format!("classify-{}.elf", board.1));
+        cortex_m::arm_gcc(
+            board,
+            &[manifest_dir().join("firmware/examples/c/classify.c")],
+            &[manifest_dir().join("include"), dir.path().to_path_buf()],
+            &[library],
+            &elf,
+        );
+        let out = cortex_m::qemu(board, &elf, &["classify"]);
+        // The ARM engine's arena holds the DSP kernels' columns too: the first line
+        // states its own sizes; the rest is the host's output exactly.
+        let (memory, rest) = out.split_once('\n').expect("output lines");
+        let sizes: Vec<usize> = memory
+            .split(' ')
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        assert!(
+            memory.starts_with("memory ")
+                && sizes.len() == 2
+                && sizes[1] > plan.arena_bytes()
+                && sizes[0] > sizes[1],
+            "{}: {memory} (the host's arena: {})",
+            board.0,
+            plan.arena_bytes()
+        );
+        let host_memory = format!("memory 0 arena {}", plan.arena_bytes());
+        check_c_example(&format!("{host_memory}\n{rest}"), &blob, &expected);
+    }
 }

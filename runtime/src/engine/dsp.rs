@@ -22,7 +22,7 @@
 use core::arch::asm;
 
 use super::kernels::Requantizer;
-use super::{Accelerator, Kind, Plan, Step};
+use super::{Accelerator, Kind, Step};
 use crate::blob::{Layer, QuantConv2d, QuantLinear};
 use crate::classes::CLASS_COUNT;
 
@@ -154,23 +154,25 @@ pub(super) fn scratch_bytes(plan_layers: &[Layer<'_>]) -> usize {
     }
 }
 
-/// The DSP kernels over a validated plan.
-pub(super) struct Dsp<'p, 'a> {
-    pub(super) plan: &'p Plan<'a>,
+/// The DSP kernels, with the scratch bytes [`scratch_bytes`] gave for a validated plan.
+pub(super) struct Dsp {
+    pub(super) scratch_bytes: usize,
 }
 
-impl Accelerator for Dsp<'_, '_> {
+impl Accelerator for Dsp {
     fn scratch_bytes(&self) -> usize {
-        self.plan.scratch_bytes
+        self.scratch_bytes
     }
 
-    fn conv(&self, index: usize, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> bool {
-        let (Some(Layer::Conv(conv)), Some(step)) = (
-            self.plan.model.layers.get(index),
-            self.plan.steps.get(index),
-        ) else {
-            return false;
-        };
+    fn conv(
+        &self,
+        _: usize,
+        step: &Step,
+        conv: &QuantConv2d<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+    ) -> bool {
         // SAFETY: any bit pattern is a valid u32; the middle part is aligned by
         // construction.
         let (_, words, _) = unsafe { scratch.align_to_mut::<u32>() };
@@ -180,32 +182,22 @@ impl Accelerator for Dsp<'_, '_> {
 
     fn logits(
         &self,
-        index: usize,
+        _: usize,
+        step: &Step,
+        linear: &QuantLinear<'_>,
         input: &[u8],
         logits: &mut [i32; CLASS_COUNT],
-        _scratch: &mut [u8],
+        _: &mut [u8],
     ) -> bool {
-        let (Some(Layer::Linear(linear)), Some(step)) = (
-            self.plan.model.layers.get(index),
-            self.plan.steps.get(index),
-        ) else {
-            return false;
-        };
         linear_pairs(step.kind, linear, input, |c, v| logits[c] = v);
         true
     }
 
-    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
-        let (Some(Layer::MaxPool { size }), Some(step)) = (
-            self.plan.model.layers.get(index),
-            self.plan.steps.get(index),
-        ) else {
-            return false;
-        };
-        if step.input[2] % 4 != 0 || step.kind != Kind::U8 {
+    fn pool(&self, _: usize, step: &Step, size: u8, input: &[u8], output: &mut [u8]) -> bool {
+        if !step.input[2].is_multiple_of(4) || step.kind != Kind::U8 {
             return false;
         }
-        max_pool_u8(step.input, usize::from(*size), input, output);
+        max_pool_u8(step.input, usize::from(size), input, output);
         true
     }
 }
@@ -233,7 +225,7 @@ fn im2col(
         };
         let row = &input[(iy * in_w + ox + kx_start - pad) * in_c..][..(kx_end - kx_start) * in_c];
         let first = (ky * k + kx_start) * in_c;
-        if in_c % 4 == 0 {
+        if in_c.is_multiple_of(4) {
             // Whole words: the row's span starts a group of taps.
             let groups = columns[first / 4 * 2 * TILE..].chunks_exact_mut(2 * TILE);
             for (group, x) in groups.zip(row.chunks_exact(4)) {
@@ -283,7 +275,7 @@ fn convolve(
             let (oy, ox) = (p / out_w, p % out_w);
             ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
         };
-        if taps % 4 != 0 || in_c % 4 != 0 || !tile.iter().all(|&p| inside(p)) {
+        if !taps.is_multiple_of(4) || !in_c.is_multiple_of(4) || !tile.iter().all(|&p| inside(p)) {
             columns.fill(0);
         }
         for (slot, &pixel) in tile.iter().enumerate() {
@@ -364,7 +356,7 @@ fn dot_tile(columns: &[u32], filter: &[u8], acc: [i32; TILE]) -> [i32; TILE] {
             );
         }
     }
-    if filter.len() % 4 != 0 {
+    if !filter.len().is_multiple_of(4) {
         // The last taps: the columns hold zeros past them.
         let group = &columns[groups * 2 * TILE..][..2 * TILE];
         let w = tail_word(filter);
@@ -405,7 +397,7 @@ fn linear_pairs(
             a0 = smlad(xo, sxtb16_odd(w0), smlad(xe, sxtb16(w0), a0));
             a1 = smlad(xo, sxtb16_odd(w1), smlad(xe, sxtb16(w1), a1));
         }
-        if inputs % 4 != 0 {
+        if !inputs.is_multiple_of(4) {
             let (xe, xo) = widen(kind, tail_word(input));
             let (w0, w1) = (tail_word(f0), tail_word(f1));
             a0 = smlad(xo, sxtb16_odd(w0), smlad(xe, sxtb16(w0), a0));

@@ -16,8 +16,8 @@ pub const KERNELS: &str = if cfg!(fmnist_dsp) { "dsp" } else { "portable" };
 use core::fmt;
 
 use crate::blob::{
-    self, Envelope, Layer, Model, Output, QuantLinear, Requant, FORMAT_VERSION, FORMAT_VERSION_1,
-    MAGIC, MAX_LAYERS,
+    self, Envelope, Layer, Model, Output, QuantConv2d, QuantLinear, Requant, FORMAT_VERSION,
+    FORMAT_VERSION_1, MAGIC, MAX_LAYERS,
 };
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 use kernels::{ConvShape, I8, U8};
@@ -617,7 +617,13 @@ impl<'a> Plan<'a> {
     /// dataset), using `arena` (at least [`Plan::arena_bytes`] long) as working memory.
     pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
         #[cfg(fmnist_dsp)]
-        return self.run(pixels, arena, &dsp::Dsp { plan: self });
+        return self.run(
+            pixels,
+            arena,
+            &dsp::Dsp {
+                scratch_bytes: self.scratch_bytes,
+            },
+        );
         #[cfg(not(fmnist_dsp))]
         self.run(pixels, arena, &Portable)
     }
@@ -710,6 +716,7 @@ impl<'a> Plan<'a> {
     /// Layer `index` of one image, whose pixels are `pixels` and activations in `arena`;
     /// the logits layer writes `logits`.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn layer<A: Accelerator>(
         &self,
         index: usize,
@@ -728,7 +735,7 @@ impl<'a> Plan<'a> {
         if let Layer::Linear(linear) = layer {
             if linear.requant.output == Output::Logits {
                 let input = region(pixels, arena, step.from, in_len);
-                if !faster.logits(index, input, logits, scratch) {
+                if !faster.logits(index, step, linear, input, logits, scratch) {
                     run_linear(step.kind, linear, input, |c, v| logits[c] = v);
                 }
                 return;
@@ -739,11 +746,12 @@ impl<'a> Plan<'a> {
         }
         let (input, output) = split(pixels, arena, step.from, in_len, out_len);
         match (layer, step.kind) {
-            (Layer::Conv(_), _) if faster.conv(index, input, output, scratch) => {}
+            (Layer::Conv(conv), _) if faster.conv(index, step, conv, input, output, scratch) => {}
             (Layer::MaxPool { .. }, _) if index > 0 && faster.pooled(index - 1) => {
                 output.copy_from_slice(&input[..out_len]);
             }
-            (Layer::MaxPool { .. }, Kind::U8) if faster.pool(index, input, output) => {}
+            (Layer::MaxPool { size }, Kind::U8)
+                if faster.pool(index, step, *size, input, output) => {}
             (Layer::Conv(conv), kind) => {
                 let shape = ConvShape {
                     input: step.input,
@@ -779,18 +787,29 @@ trait Accelerator {
     /// Scratch bytes the kernels need, placed in the caller's arena after the plan's
     /// activations.
     fn scratch_bytes(&self) -> usize;
-    /// Runs convolution layer `index` from `input` into `output`.
-    fn conv(&self, index: usize, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> bool;
-    /// Runs the final linear layer `index` into `logits`.
+    /// Runs convolution layer `index` (`conv`, shapes in `step`) from `input` into
+    /// `output`.
+    fn conv(
+        &self,
+        index: usize,
+        step: &Step,
+        conv: &QuantConv2d<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+    ) -> bool;
+    /// Runs the final linear layer `index` (`linear`) into `logits`.
     fn logits(
         &self,
         index: usize,
+        step: &Step,
+        linear: &QuantLinear<'_>,
         input: &[u8],
         logits: &mut [i32; CLASS_COUNT],
         scratch: &mut [u8],
     ) -> bool;
-    /// Runs max pooling layer `index` over u8 activations.
-    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool;
+    /// Runs max pooling layer `index` (`size` x `size`) over u8 activations.
+    fn pool(&self, index: usize, step: &Step, size: u8, input: &[u8], output: &mut [u8]) -> bool;
     /// Whether convolution `index` also runs the max pool after it: it then writes the
     /// pooled activations at the start of its output, which the pool layer only moves.
     fn pooled(&self, _index: usize) -> bool {
@@ -812,13 +831,29 @@ impl Accelerator for Portable {
     fn scratch_bytes(&self) -> usize {
         0
     }
-    fn conv(&self, _: usize, _: &[u8], _: &mut [u8], _: &mut [u8]) -> bool {
+    fn conv(
+        &self,
+        _: usize,
+        _: &Step,
+        _: &QuantConv2d<'_>,
+        _: &[u8],
+        _: &mut [u8],
+        _: &mut [u8],
+    ) -> bool {
         false
     }
-    fn logits(&self, _: usize, _: &[u8], _: &mut [i32; CLASS_COUNT], _: &mut [u8]) -> bool {
+    fn logits(
+        &self,
+        _: usize,
+        _: &Step,
+        _: &QuantLinear<'_>,
+        _: &[u8],
+        _: &mut [i32; CLASS_COUNT],
+        _: &mut [u8],
+    ) -> bool {
         false
     }
-    fn pool(&self, _: usize, _: &[u8], _: &mut [u8]) -> bool {
+    fn pool(&self, _: usize, _: &Step, _: u8, _: &[u8], _: &mut [u8]) -> bool {
         false
     }
 }

@@ -33,7 +33,7 @@ mod pack;
 mod source;
 
 use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
-use crate::blob::{Layer, Output};
+use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
 use pack::{Geometry, Packed, LANES};
 
@@ -415,7 +415,15 @@ impl Accelerator for FastPlan<'_> {
         self.scratch_bytes
     }
 
-    fn conv(&self, index: usize, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> bool {
+    fn conv(
+        &self,
+        index: usize,
+        _: &Step,
+        _: &QuantConv2d<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+    ) -> bool {
         match (self.isa, self.packed.get(index)) {
             // SAFETY: `packed` exists only for an ISA `with_isa` confirmed; `scratch` is
             // `scratch_bytes` long, the most any layer needs.
@@ -452,6 +460,8 @@ impl Accelerator for FastPlan<'_> {
     fn logits(
         &self,
         index: usize,
+        _: &Step,
+        _: &QuantLinear<'_>,
         input: &[u8],
         logits: &mut [i32; CLASS_COUNT],
         scratch: &mut [u8],
@@ -506,7 +516,7 @@ impl Accelerator for FastPlan<'_> {
         matches!(self.packed.get(index), Some(Some(packed)) if packed.pool.is_some())
     }
 
-    fn pool(&self, index: usize, input: &[u8], output: &mut [u8]) -> bool {
+    fn pool(&self, index: usize, _: &Step, _: u8, input: &[u8], output: &mut [u8]) -> bool {
         match (
             self.isa,
             self.plan.steps.get(index),

@@ -17,7 +17,7 @@
 //! macs MULTIPLY-ACCUMULATES                 (per image)
 //! load INSTRUCTIONS                         (Plan::new, bench only)
 //! logits INDEX L0 .. L9 INSTRUCTIONS        (INSTRUCTIONS: bench only)
-//! stack BYTES                               (the most Plan::new and classify used)
+//! stack BYTES                               (the most Plan::new and a classify used)
 //! done COUNT
 //! ```
 //!
@@ -109,8 +109,15 @@ fn fail(message: &str) -> ! {
     let mut line = Line::new();
     let _ = write!(line, "error {message}");
     line.send();
-    debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    exit(debug::EXIT_FAILURE)
+}
+
+/// Ends the emulation with `status` (QEMU exits with it).
+fn exit(status: debug::ExitStatus) -> ! {
+    debug::exit(status);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 /// A file on the host, opened read-only.
@@ -251,32 +258,50 @@ fn main() -> ! {
         &blob_buffer[..n]
     };
 
+    let mut pixels = [0u8; IMAGE_PIXELS];
+    let next_image = |pixels: &mut [u8; IMAGE_PIXELS]| {
+        if images.read(pixels) != IMAGE_PIXELS {
+            fail("the images file ends early");
+        }
+    };
+    if count > 0 {
+        next_image(&mut pixels);
+    }
+    // The stack the engine uses: painted, then `Plan::new` and one `classify`, then read
+    // back before anything else (formatting, semihosting) runs.
     let top = paint_stack();
     let start = ticks();
     let plan = Plan::new(blob).unwrap_or_else(|_| fail("the blob is invalid"));
     let load = ticks() - start;
+    if plan.arena_bytes() > arena.len() {
+        fail("arena larger than the firmware's buffer");
+    }
+    let mut classify = |pixels: &[u8; IMAGE_PIXELS]| {
+        let start = ticks();
+        let logits = plan
+            .classify(pixels, arena)
+            .unwrap_or_else(|_| fail("classify failed"));
+        (logits, ticks() - start)
+    };
+    let first = (count > 0).then(|| classify(&pixels));
+    let stack = stack_used(top);
     let _ = write!(line, "arena {}", plan.arena_bytes());
     line.send();
     let _ = write!(line, "macs {}", plan.model().macs);
     line.send();
-    if plan.arena_bytes() > arena.len() {
-        fail("arena larger than the firmware's buffer");
-    }
     if bench {
         let _ = write!(line, "load {}", instructions(load, ratio));
         line.send();
     }
 
-    let mut pixels = [0u8; IMAGE_PIXELS];
     for index in 0..count {
-        if images.read(&mut pixels) != IMAGE_PIXELS {
-            fail("the images file ends early");
-        }
-        let start = ticks();
-        let logits = plan
-            .classify(&pixels, arena)
-            .unwrap_or_else(|_| fail("classify failed"));
-        let elapsed = ticks() - start;
+        let (logits, elapsed) = match (index, first) {
+            (0, Some(first)) => first,
+            _ => {
+                next_image(&mut pixels);
+                classify(&pixels)
+            }
+        };
         let _ = write!(line, "logits {index}");
         for value in logits.values {
             let _ = write!(line, " {value}");
@@ -286,10 +311,9 @@ fn main() -> ! {
         }
         line.send();
     }
-    let _ = write!(line, "stack {}", stack_used(top));
+    let _ = write!(line, "stack {stack}");
     line.send();
     let _ = write!(line, "done {count}");
     line.send();
-    debug::exit(debug::EXIT_SUCCESS);
-    loop {}
+    exit(debug::EXIT_SUCCESS)
 }
