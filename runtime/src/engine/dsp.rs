@@ -23,7 +23,7 @@ use core::arch::asm;
 
 use super::kernels::Requantizer;
 use super::{Accelerator, Kind, Step};
-use crate::blob::{Layer, QuantConv2d, QuantLinear};
+use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
 use crate::classes::CLASS_COUNT;
 
 /// `acc + lo(a) * lo(b) + hi(a) * hi(b)`, the halves signed 16-bit.
@@ -202,15 +202,15 @@ impl Accelerator for Dsp {
     }
 }
 
-/// Writes the input window of output pixel `pixel` into column `slot` of the tile
+/// Writes the input window of output pixel `pixel` into column `SLOT` of the tile
 /// `columns` as 16-bit values in the pair order of [`widen`]; the caller has zeroed the
-/// taps that leave the image and those past the last.
-fn im2col(
+/// taps that leave the image and those past the last (and the whole tile, when the
+/// channel count is not a multiple of 4).
+fn im2col<const SLOT: usize>(
     step: &Step,
     conv: &QuantConv2d<'_>,
     input: &[u8],
     pixel: usize,
-    slot: usize,
     columns: &mut [u32],
 ) {
     let [in_h, in_w, in_c] = step.input;
@@ -227,12 +227,7 @@ fn im2col(
         let first = (ky * k + kx_start) * in_c;
         if in_c.is_multiple_of(4) {
             // Whole words: the row's span starts a group of taps.
-            let groups = columns[first / 4 * 2 * TILE..].chunks_exact_mut(2 * TILE);
-            for (group, x) in groups.zip(row.chunks_exact(4)) {
-                let (even, odd) = widen(step.kind, word(x));
-                group[slot] = even;
-                group[TILE + slot] = odd;
-            }
+            widen_into::<SLOT>(step.kind, row, &mut columns[first / 4 * 2 * TILE..]);
         } else {
             // Any channel count (the 1-channel first layer): tap by tap.
             for (i, &byte) in row.iter().enumerate() {
@@ -243,15 +238,44 @@ fn im2col(
                 };
                 // Taps 4g .. 4g + 3 are the halves (even word: 0, 2; odd word: 1, 3).
                 let (group, lane) = (tap / 4, tap % 4);
-                let at = group * 2 * TILE + (lane % 2) * TILE + slot;
+                let at = group * 2 * TILE + (lane % 2) * TILE + SLOT;
                 columns[at] |= value << (16 * (lane / 2));
             }
         }
     }
 }
 
+/// Each word of `bytes` as its two pairs, into column `SLOT` of the groups of `columns`.
+#[inline(always)]
+fn widen_into<const SLOT: usize>(kind: Kind, bytes: &[u8], columns: &mut [u32]) {
+    for (group, x) in columns
+        .chunks_exact_mut(2 * TILE)
+        .zip(bytes.chunks_exact(4))
+    {
+        let (even, odd) = widen(kind, word(x));
+        group[SLOT] = even;
+        group[TILE + SLOT] = odd;
+    }
+}
+
 /// A convolution, [`TILE`] output pixels at a time, each filter over the tile's columns.
 fn convolve(
+    step: &Step,
+    conv: &QuantConv2d<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u32],
+) {
+    // The activation decided once per layer, not per value.
+    if conv.requant.output == Output::Relu {
+        tiles::<true>(step, conv, input, output, scratch);
+    } else {
+        tiles::<false>(step, conv, input, output, scratch);
+    }
+}
+
+/// [`convolve`]; `RELU`: the output is ReLU's (clamped to 0..=255).
+fn tiles<const RELU: bool>(
     step: &Step,
     conv: &QuantConv2d<'_>,
     input: &[u8],
@@ -265,27 +289,34 @@ fn convolve(
     let columns = &mut scratch[..tile_words(taps)];
     let pixels = out_h * out_w;
     let requant = &conv.requant;
+    let inside = |p: usize| {
+        let (oy, ox) = (p / out_w, p % out_w);
+        ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
+    };
     let mut first = 0;
     while first < pixels {
         // The last tile repeats its last pixel where the pixels run out.
         let tile: [usize; TILE] = core::array::from_fn(|i| (first + i).min(pixels - 1));
         // Zeros where no input is copied: taps past the last, and a window that leaves
         // the image (a border pixel), or taps copied one by one.
-        let inside = |p: usize| {
-            let (oy, ox) = (p / out_w, p % out_w);
-            ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
-        };
-        if !taps.is_multiple_of(4) || !in_c.is_multiple_of(4) || !tile.iter().all(|&p| inside(p)) {
+        if !in_c.is_multiple_of(4) || !tile.iter().all(|&p| inside(p)) {
             columns.fill(0);
         }
-        for (slot, &pixel) in tile.iter().enumerate() {
-            im2col(step, conv, input, pixel, slot, columns);
-        }
+        im2col::<0>(step, conv, input, tile[0], columns);
+        im2col::<1>(step, conv, input, tile[1], columns);
+        im2col::<2>(step, conv, input, tile[2], columns);
+        im2col::<3>(step, conv, input, tile[3], columns);
+        let at = tile.map(|p| p * out_c);
         for (oc, filter) in conv.weights.chunks_exact(taps).take(out_c).enumerate() {
             let requantizer = Requantizer::of(requant, oc);
             let sums = dot_tile(columns, filter, [requantizer.bias; TILE]);
-            for (&pixel, sum) in tile.iter().zip(sums) {
-                output[pixel * out_c + oc] = requantizer.apply(sum) as u8;
+            for (&at, sum) in at.iter().zip(sums) {
+                let value = if RELU {
+                    requantizer.scaled(sum).clamp(0, 255)
+                } else {
+                    requantizer.apply(sum)
+                };
+                output[at + oc] = value as u8;
             }
         }
         first += TILE;

@@ -98,15 +98,7 @@ impl Requantizer {
     /// The requantized value, activated, as stored (bias already in `acc`).
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {
-        // |acc * multiplier| <= 2^62 and round <= 2^61: no overflow.
-        let rounded = i64::from(acc) * i64::from(self.multiplier) + self.round;
-        let value = if self.total >= 32 {
-            // The high word alone, shifted (a multiply-accumulate and a shift on a 32-bit
-            // core); |rounded| < 2^63 so the result is within i32 and needs no clamp.
-            ((rounded >> 32) as i32) >> (self.total - 32)
-        } else {
-            (rounded >> self.total).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
-        };
+        let value = self.scaled(acc);
         match self.output {
             Output::Relu => value.clamp(0, 255),
             Output::LeakyRelu { slope_q15 } => {
@@ -119,6 +111,20 @@ impl Requantizer {
                 value.clamp(-128, 127) as i32
             }
             Output::Logits => value,
+        }
+    }
+
+    /// The requantized value before the activation (bias already in `acc`).
+    #[inline(always)]
+    pub(crate) fn scaled(&self, acc: i32) -> i32 {
+        // |acc * multiplier| <= 2^62 and round <= 2^61: no overflow.
+        let rounded = i64::from(acc) * i64::from(self.multiplier) + self.round;
+        if self.total >= 32 {
+            // The high word alone, shifted (a multiply-accumulate and a shift on a 32-bit
+            // core); |rounded| < 2^63 so the result is within i32 and needs no clamp.
+            ((rounded >> 32) as i32) >> (self.total - 32)
+        } else {
+            (rounded >> self.total).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
         }
     }
 }
