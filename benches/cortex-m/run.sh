@@ -105,7 +105,7 @@ if [ -n "${CMSIS_NN:-}" ] && [ -n "${CMSIS_6:-}" ]; then
             out=$(qemu $board "$elf" cmsis "$images" "$count")
             report "CMSIS-NN gcc -$opt" $board "$out"
             agree=$(paste <(classes <<<"$out") <(echo "$reference") | awk '$1 == $2' | wc -l)
-            echo "  (CMSIS-NN's class equals the engine's on $agree of $count images: its requantization rounds twice)" >&2
+            echo "  (CMSIS-NN's class equals the engine's on $agree of $count images; its 8-bit logits, rounded twice, are not ours)" >&2
             if [ $cpu = cortex-m4 ] && [ $opt = O3 ]; then
                 grep '^layer' <<<"$out" | sed 's/^/  CMSIS-NN -O3 M4 /' >&2
             fi
