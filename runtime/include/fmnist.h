@@ -1,11 +1,13 @@
 /*
  * fmnist.h: the C API of the Fashion-MNIST int8 engine (fmnist-runtime, feature `capi`).
  *
- * Link libfmnist.a, built with
- *   cargo build --manifest-path runtime/firmware/Cargo.toml --release --lib
- * (target/release/libfmnist.a; add --target for a microcontroller).
- * It allocates nothing and calls no libc function; every call checks its pointers and
- * lengths and returns a status.
+ * Link libfmnist.a, built from the repository's root with
+ *   cargo build --manifest-path runtime/firmware/Cargo.toml --release --lib [--target T]
+ * into runtime/firmware/target/release/libfmnist.a, or with --target (a Cortex-M4F or
+ * M7: thumbv7em-none-eabihf) into runtime/firmware/target/T/release/libfmnist.a.
+ * Link nothing else for it: it allocates nothing, needs no libm and calls no libc
+ * function (the memcpy and memset it uses come inside the library). Every call checks
+ * its pointers and lengths and returns a status.
  */
 
 #ifndef FMNIST_H

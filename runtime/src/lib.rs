@@ -7,7 +7,11 @@
 //! kernels this CPU has (AMX-INT8, AVX-512 VNNI, AVX-VNNI, AVX2), bit for bit the same
 //! results, one image at a time ([`FastPlan::classify`]), a batch in one arena
 //! ([`FastPlan::classify_batch`]) or many images on every core
-//! ([`FastPlan::classify_all`]).
+//! ([`FastPlan::classify_all`]). On ARMv7E-M microcontrollers (Cortex-M4, M7:
+//! `thumbv7em-*` targets) [`Plan::classify`] itself runs kernels for the DSP extension
+//! (two 16-bit multiply-accumulates per `SMLAD`), again with the same results;
+//! [`engine::KERNELS`] says which kernels a build has, and `FMNIST_KERNELS=portable` at
+//! build time keeps the portable ones.
 //!
 //! ```
 //! use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};

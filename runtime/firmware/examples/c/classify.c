@@ -8,6 +8,13 @@
  *   cc -std=c99 -Wall -Wextra -Werror -I runtime/include -I <dir with edge_q8.h, images.h> \
  *      runtime/firmware/examples/c/classify.c runtime/firmware/target/release/libfmnist.a \
  *      -o classify
+ * or for a Cortex-M4F on QEMU's mps2-an386 board (newlib's semihosting C library; the
+ * start-up code and linker script of runtime/firmware/cortex-m/c; tests/capi.rs runs it):
+ *   arm-none-eabi-gcc -std=c99 -O2 -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 \
+ *      -mfloat-abi=hard --specs=rdimon.specs -T runtime/firmware/cortex-m/c/mps2.ld \
+ *      -I runtime/include -I <dir> runtime/firmware/examples/c/classify.c \
+ *      runtime/firmware/cortex-m/c/startup.c \
+ *      runtime/firmware/target/thumbv7em-none-eabihf/release/libfmnist.a -o classify.elf
  *
  * Prints one line per image: index, class index, class name, probability (4 decimals),
  * true label. Exits 0 when every call succeeded, 1 otherwise.
