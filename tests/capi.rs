@@ -317,15 +317,21 @@ fn compile_and_run(dir: &Path, source: &str, library: &Path) -> String {
     stdout
 }
 
-#[test]
-fn c_and_firmware_examples_agree_with_the_engine_on_every_image() {
+/// The shipped blob and the host engine's logits for the first [`IMAGES`] test images.
+fn shipped_blob_and_logits() -> (Vec<u8>, Vec<fmnist_runtime::Logits>) {
     let blob = shipped_blob();
     let plan = Plan::new(&blob).unwrap();
     let mut arena = vec![0u8; plan.arena_bytes()];
     let test = test_images();
-    let expected: Vec<_> = (0..IMAGES)
+    let expected = (0..IMAGES)
         .map(|i| plan.classify(test.image(i), &mut arena).unwrap())
         .collect();
+    (blob, expected)
+}
+
+#[test]
+fn c_and_firmware_examples_agree_with_the_engine_on_every_image() {
+    let (blob, expected) = shipped_blob_and_logits();
 
     let dir = tempfile::tempdir().unwrap();
     write_headers(dir.path(), &blob);
@@ -384,13 +390,8 @@ fn check_c_example(out: &str, blob: &[u8], expected: &[fmnist_runtime::Logits]) 
 /// engine states, and every probability must print as on the host.
 #[test]
 fn c_example_on_an_emulated_m4_and_m7_prints_what_it_prints_on_the_host() {
-    let blob = shipped_blob();
+    let (blob, expected) = shipped_blob_and_logits();
     let plan = Plan::new(&blob).unwrap();
-    let mut arena = vec![0u8; plan.arena_bytes()];
-    let test = test_images();
-    let expected: Vec<_> = (0..IMAGES)
-        .map(|i| plan.classify(test.image(i), &mut arena).unwrap())
-        .collect();
     let dir = tempfile::tempdir().unwrap();
     write_headers(dir.path(), &blob);
     let library = cortex_m::arm_library();

@@ -90,17 +90,6 @@ fn emulated_run(
     (logits, out)
 }
 
-/// [`emulated_run`]'s logits.
-fn emulated_logits(
-    kernels: &'static str,
-    board: (&str, &str),
-    dir: &Path,
-    blob: Option<&[u8]>,
-    pixels: &[u8],
-) -> Vec<[i32; 10]> {
-    emulated_run(kernels, board, dir, blob, pixels).0
-}
-
 /// The number after `name ` on a line of the firmware's output.
 fn reported(out: &str, name: &str) -> usize {
     out.lines()
@@ -130,7 +119,7 @@ fn the_shipped_edge_model_on_an_emulated_m4_and_m7_gives_the_host_logits() {
     let (arena, stack) = (reported(&out, "arena"), reported(&out, "stack"));
     println!("Cortex-M4: arena {arena} bytes, stack {stack} bytes");
     assert!(stack > 0 && arena + stack <= 64 * 1024, "{out}");
-    let m7 = emulated_logits("dsp", M7, dir.path(), None, &pixels[..50 * IMAGE_PIXELS]);
+    let (m7, _) = emulated_run("dsp", M7, dir.path(), None, &pixels[..50 * IMAGE_PIXELS]);
     assert_same(&expected[..50], &m7, "edge, DSP kernels, Cortex-M7");
     // The test is only worth something if the images differ: most classes appear.
     let classes: std::collections::HashSet<_> = expected
@@ -148,7 +137,7 @@ fn every_shipped_blob_on_an_emulated_m4_gives_the_host_logits_with_either_kernel
         let blob = std::fs::read(cortex_m::root().join("models").join(name)).unwrap();
         let expected = host_logits(&blob, &pixels);
         for kernels in ["dsp", "portable"] {
-            let got = emulated_logits(kernels, M4, dir.path(), Some(&blob), &pixels);
+            let (got, _) = emulated_run(kernels, M4, dir.path(), Some(&blob), &pixels);
             assert_same(&expected, &got, &format!("{name}, {kernels} kernels"));
         }
     }
@@ -193,7 +182,7 @@ fn random_models_of_awkward_shapes_on_an_emulated_m4_give_the_host_logits() {
             distinct.len() * 2 > expected.len(),
             "case {case}: logits vary too little"
         );
-        let got = emulated_logits("dsp", M4, dir.path(), Some(&blob), &pixels);
+        let (got, _) = emulated_run("dsp", M4, dir.path(), Some(&blob), &pixels);
         assert_same(&expected, &got, &format!("random model {case} {shape:?}"));
     }
 }
