@@ -320,12 +320,14 @@ fn compile_and_run(dir: &Path, source: &str, library: &Path) -> String {
 /// The shipped blob and the host engine's logits for the first [`IMAGES`] test images.
 fn shipped_blob_and_logits() -> (Vec<u8>, Vec<fmnist_runtime::Logits>) {
     let blob = shipped_blob();
-    let plan = Plan::new(&blob).unwrap();
-    let mut arena = vec![0u8; plan.arena_bytes()];
-    let test = test_images();
-    let expected = (0..IMAGES)
-        .map(|i| plan.classify(test.image(i), &mut arena).unwrap())
-        .collect();
+    let expected = {
+        let plan = Plan::new(&blob).unwrap();
+        let mut arena = vec![0u8; plan.arena_bytes()];
+        let test = test_images();
+        (0..IMAGES)
+            .map(|i| plan.classify(test.image(i), &mut arena).unwrap())
+            .collect()
+    };
     (blob, expected)
 }
 
