@@ -105,6 +105,11 @@ typedef enum FmnistStatus {
 /*
  A loaded model: lives at the start of the caller's memory, followed by its arena.
  Opaque to C.
+
+ NOT THREAD-SAFE: a handle holds its activation arena, which every classify call
+ overwrites. Two threads classifying with one handle at the same time get wrong answers
+ silently (no error is possible to detect it). Give each thread its own handle: call
+ `fmnist_load` once per thread, each with its own memory (the blob may be shared).
  */
 typedef struct FmnistModel FmnistModel;
 
@@ -143,6 +148,8 @@ enum FmnistStatus fmnist_memory_size(const uint8_t *blob, size_t blob_len, size_
 /*
  Validates a blob and sets `*model` to a handle placed in `memory`, which must be at
  least `fmnist_memory_size` bytes (any alignment). On error `*model` is set to NULL.
+ The handle serves one thread at a time (see `FmnistModel`): one `fmnist_load` per
+ thread, each with its own memory.
 
  # Safety
  `blob` must point to `blob_len` readable bytes and `memory` to `memory_len` writable

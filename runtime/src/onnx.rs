@@ -101,6 +101,15 @@ pub enum InterfaceProblem {
     /// The model's output for one image is not `[1, 10]`.
     #[error("output shape {0:?}, expected [1, 10]")]
     OutputShape(Vec<usize>),
+    /// The model's logits for an image are not all finite (NaN or infinite): no class or
+    /// probability can be drawn from them.
+    #[error("the model's output is not finite for image {image} (logits {logits:?})")]
+    NotFinite {
+        /// The image's index (0 for the first) in the call.
+        image: usize,
+        /// Its logits.
+        logits: Vec<f32>,
+    },
 }
 
 /// The most elements any tensor stated or shaped by the graph may have: 16M (64 MB of
@@ -296,7 +305,7 @@ impl OnnxClassifier {
             // One state for the whole call: its scratch memory is reused from image to
             // image.
             let mut state = self.plan.spawn().map_err(tract_error)?;
-            for image in scaled.chunks(IMAGE_PIXELS) {
+            for (index, image) in scaled.chunks(IMAGE_PIXELS).enumerate() {
                 let output = Tensor::from_shape(&[1, 1, IMAGE_SIDE, IMAGE_SIDE], image)
                     .and_then(|input| state.run(tvec!(input.into())))
                     .map_err(tract_error)?;
@@ -308,6 +317,15 @@ impl OnnxClassifier {
                     return Err(OnnxError::Interface {
                         path: self.path.clone(),
                         problem: InterfaceProblem::OutputShape(logits.shape().to_vec()),
+                    });
+                }
+                if !logits.iter().all(|l| l.is_finite()) {
+                    return Err(OnnxError::Interface {
+                        path: self.path.clone(),
+                        problem: InterfaceProblem::NotFinite {
+                            image: index,
+                            logits: logits.iter().copied().collect(),
+                        },
                     });
                 }
                 all.extend(logits.iter().copied());

@@ -72,6 +72,17 @@ pub enum ImageError {
         /// Height in the header.
         height: u32,
     },
+    /// The header announces no pixels (a width or height of 0), which some decoders
+    /// (PNM's) accept.
+    #[error("{}: {width}x{height} pixels, an empty image", path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+    },
     /// The file is larger than [`MAX_FILE_BYTES`]; refused before reading it.
     #[error(
         "{}: a file of {bytes} bytes, more than the {} read as an image",
@@ -136,6 +147,13 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
     // frame header); nothing of the image's size is allocated before the check.
     let mut decoder = reader.into_decoder().map_err(decode)?;
     let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(ImageError::TooLarge {
             path: path.to_path_buf(),

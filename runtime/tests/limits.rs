@@ -135,11 +135,12 @@ fn logits_model(weights: [i8; 10], channels: [(i32, i32, i8); 10]) -> Model<'sta
 }
 
 #[test]
-fn logits_at_both_ends_of_i32_keep_their_ranking() {
+fn logits_that_can_leave_i32_are_refused_at_validation() {
     // Trouser (1) and Dress (3): shift -30 with a multiplier near 2^31 multiplies a large
-    // accumulator (784 x 255 x +-127) by about 2^30, which saturates at i32::MIN and
-    // i32::MAX. The others are small: their bias, as is. `v - max` in i32 wraps to +1 for
-    // Trouser, which then came first.
+    // accumulator (784 x 255 x +-127) by about 2^30, which would saturate at i32::MIN and
+    // i32::MAX; two classes saturating the same way would tie, and the first would win
+    // whatever their exact logits (2.7x10^16 against 2.1x10^14, say). Such a blob is
+    // refused, naming the layer.
     let mut weights = [0i8; 10];
     let mut channels: [(i32, i32, i8); 10] =
         core::array::from_fn(|c| (10 * c as i32, IDENTITY.0, IDENTITY.1));
@@ -148,13 +149,28 @@ fn logits_at_both_ends_of_i32_keep_their_ranking() {
     channels[1] = (-5, i32::MAX - 7, -30);
     channels[3] = (5, i32::MAX - 7, -30);
     let bytes = encode(&logits_model(weights, channels));
-    let logits = logits_on_every_isa(&bytes, &[255; IMAGE_PIXELS]);
-    assert_eq!(logits.values[1], i32::MIN);
-    assert_eq!(logits.values[3], i32::MAX);
-    assert_eq!(logits.values[9], 90);
-    assert_eq!(logits.class(), 3);
-    assert_eq!(top_probability(&logits), 3);
-    assert_eq!(logits.probabilities()[1], 0.0);
+    let err = Plan::new(&bytes).unwrap_err();
+    assert!(
+        matches!(err, BlobError::BadLayer { index: 1, problem } if problem.contains("32 bits")),
+        "{err}"
+    );
+    // Both ends: a shift one step larger than the bound allows is refused, the bound
+    // itself accepted. 784 x 255 x 127 = 25,389,840; with multiplier 2^30 and shift s the
+    // logit is acc / 2^(1 + s): within i32 from s = -7 (25,389,840 x 2^6 < 2^31 - 1,
+    // x 2^7 is not).
+    for (shift, accepted) in [(-7i8, true), (-8, false)] {
+        let mut channels: [(i32, i32, i8); 10] =
+            core::array::from_fn(|_| (0, IDENTITY.0, IDENTITY.1));
+        channels[3] = (0, 1 << 30, shift);
+        let mut weights = [0i8; 10];
+        weights[3] = 127;
+        let bytes = encode(&logits_model(weights, channels));
+        assert_eq!(Plan::new(&bytes).is_ok(), accepted, "shift {shift}");
+        if accepted {
+            let logits = logits_on_every_isa(&bytes, &[255; IMAGE_PIXELS]);
+            assert_eq!(logits.values[3], 25_389_840 << (-1 - i32::from(shift)));
+        }
+    }
 }
 
 #[test]

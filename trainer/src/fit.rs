@@ -117,13 +117,16 @@ impl FitOptions {
         true
     }
 
-    /// `self` with the teacher and data paths made absolute (against the working
-    /// directory; a path that cannot be made so stays as given).
+    /// `self` with the teacher, data and export paths made absolute (against the working
+    /// directory; a path that cannot be made so stays as given), so that a resume from
+    /// another directory finds and writes the same files.
     pub fn with_absolute_paths(self) -> FitOptions {
         let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
         FitOptions {
             teacher: self.teacher.map(absolute),
             data: absolute(self.data),
+            export: self.export.map(absolute),
+            export_q8: self.export_q8.map(absolute),
             ..self
         }
     }
@@ -385,6 +388,9 @@ fn prepare_in(
     // Whether it is the recipe's teacher is checked where training starts
     // (`train::fit`/`resume`), for every caller.
     let teacher = options.teacher.as_deref().map(Teacher::load).transpose()?;
+    if options.val == 0 {
+        return Err(UsageError::NoValidationToJudge(options.val).into());
+    }
     let (train_split, val_split, test) = load_data(options)?;
     if train_split.is_empty() {
         return Err(UsageError::NoTrainingImages(options.val).into());

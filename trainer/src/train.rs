@@ -178,6 +178,14 @@ where
         .with_context(|| format!("{}: bad optimiser state", state.path.display()))
 }
 
+/// What a diverged run leaves behind, for its error message.
+fn last_good(info: &RunInfo, out: &Output) -> String {
+    match info.epochs.len() {
+        0 => "no epoch was complete, nothing was saved".to_string(),
+        n => format!("{} holds the last good epoch ({n})", out.dir.display()),
+    }
+}
+
 fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     mut model: Classifier<B>,
     mut optim: O,
@@ -255,14 +263,11 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
 
             if !batch_loss.is_finite() {
                 bar.abandon();
-                let saved = match info.epochs.len() {
-                    0 => "no epoch was complete, nothing was saved".to_string(),
-                    n => format!("{} holds the last good epoch ({n})", out.dir.display()),
-                };
                 bail!(
                     "training diverged: the loss became {batch_loss} at epoch {epoch}, batch {}; \
-                     {saved} (try a lower --lr)",
-                    step_in_epoch + 1
+                     {} (try a lower --lr)",
+                    step_in_epoch + 1,
+                    last_good(info, out)
                 );
             }
             loss_sum += batch_loss * indices.len() as f64;
@@ -278,9 +283,21 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         bar.finish_and_clear();
 
         let val = evaluate(&model.valid(), &splits.val, device);
+        // The last step can leave weights that are not finite although every batch's loss
+        // (computed before its step) was: the validation loss shows it. Such an epoch is
+        // never saved or exported.
+        let train_loss = loss_sum / seen as f64;
+        if !val.loss.is_finite() || !train_loss.is_finite() {
+            bail!(
+                "training diverged: the validation loss became {} at epoch {epoch} (the \
+                 weights are no longer finite); {} (try a lower --lr)",
+                val.loss,
+                last_good(info, out)
+            );
+        }
         let metrics = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen as f64,
+            train_loss,
             train_acc: correct as f64 / seen as f64,
             val_loss: val.loss,
             val_acc: val.confusion.accuracy(),

@@ -35,6 +35,12 @@ pub enum UsageError {
     /// `--val` takes every training image.
     #[error("--val {0} leaves no training images")]
     NoTrainingImages(usize),
+    /// `--val 0` for `trainer fit`, which judges every epoch on the validation split.
+    #[error(
+        "--val {0} leaves no validation images: fit judges every epoch, the best epoch and \
+         --patience on them"
+    )]
+    NoValidationToJudge(usize),
     /// `--val 0` for `trainer calibrate`, which fits on the validation split.
     #[error("--val {0} leaves no validation images to fit the temperature on")]
     NoValidationImages(usize),

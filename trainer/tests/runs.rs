@@ -360,6 +360,92 @@ fn a_divergence_before_the_first_epoch_leaves_nothing_behind() {
 }
 
 #[test]
+fn weights_that_stop_being_finite_end_the_run_as_a_divergence() {
+    // One batch an epoch (60 images, batch 600): its loss is computed before its step and
+    // is finite; the step (learning rate 1e300) leaves weights that are not, which only
+    // the validation loss shows. The epoch was saved with `null` for NaN in run.json and
+    // exported, and the run exited 0 (issue 34).
+    let data = dataset();
+    let run = data.path().join("new/run");
+    let export = data.path().join("model.onnx");
+    let output = trainer(&[
+        "fit",
+        "--model",
+        "mlp",
+        "--batch",
+        "600",
+        "--val",
+        "20",
+        "--no-progress",
+        "--data",
+        path(data.path()),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e300",
+        "--out",
+        path(&run),
+        "--export",
+        path(&export),
+    ]);
+    refused(
+        &output,
+        1,
+        "training diverged: the validation loss became NaN at epoch 1",
+    );
+    assert!(!data.path().join("new").exists(), "an empty run directory");
+    assert!(!export.exists(), "an export of a NaN model");
+}
+
+#[test]
+fn a_relative_export_is_recorded_as_an_absolute_path() {
+    // Stored as typed, a resume from another directory refused it or wrote elsewhere.
+    let data = dataset();
+    let run = data.path().join("run");
+    ok(trainer_in(
+        Some(data.path()),
+        &fit_args(
+            data.path(),
+            &[
+                "--epochs",
+                "1",
+                "--out",
+                path(&run),
+                "--export",
+                "rel.onnx",
+                "--export-q8",
+                "rel.q8",
+            ],
+        ),
+    ));
+    let options = info(&run).options.expect("run.json records the options");
+    let here = std::env::current_dir().unwrap();
+    for (recorded, name) in [(options.export, "rel.onnx"), (options.export_q8, "rel.q8")] {
+        let recorded = recorded.expect("recorded");
+        assert!(recorded.is_absolute(), "{}", recorded.display());
+        assert_eq!(recorded.file_name().unwrap(), name);
+        assert!(recorded.exists(), "{}", recorded.display());
+        assert!(
+            !here.join(name).exists(),
+            "written relative to the test's directory"
+        );
+    }
+}
+
+#[test]
+fn fit_without_validation_images_is_refused() {
+    // `--val 0` was accepted: every epoch's validation accuracy was 0, so `--patience`
+    // stopped at once and the exports were epoch 1's.
+    let data = dataset();
+    let run = data.path().join("run");
+    let mut args = fit_args(data.path(), &["--epochs", "2", "--out", path(&run)]);
+    let at = args.iter().position(|a| *a == "--val").unwrap();
+    args[at + 1] = "0";
+    refused(&trainer(&args), 2, "--val 0 leaves no validation images");
+    assert!(!run.exists());
+}
+
+#[test]
 fn eval_json_logits_and_output_paths() {
     let data = dataset();
     let run: PathBuf = data.path().join("run");

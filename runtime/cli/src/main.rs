@@ -379,8 +379,9 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
                     } else {
                         String::new()
                     };
-                    if writeln!(out, "{shown_name}: {}{timing}", shown.join(", ")).is_err() {
-                        return Ok(0); // broken pipe: the reader has gone, stop quietly
+                    if let Err(e) = writeln!(out, "{shown_name}: {}{timing}", shown.join(", ")) {
+                        // A reader that has gone ends quietly; a full disk is a failure.
+                        return stdout_failure(e);
                     }
                 }
             }
@@ -397,7 +398,12 @@ fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     if args.json {
         let document =
             serde_json::json!({"model": name, "format": model.format(), "results": results});
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&document)?);
+        if let Err(e) = writeln!(out, "{}", serde_json::to_string_pretty(&document)?) {
+            return stdout_failure(e);
+        }
+    }
+    if let Err(e) = out.flush() {
+        return stdout_failure(e);
     }
     Ok(if failed > 0 { EXIT_FAILURE } else { 0 })
 }
@@ -475,6 +481,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<u8> {
 }
 
 fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
+    predict::check_out(&args.out)?;
     let (bytes, name) = model_bytes(&args.model)?;
     let model = load(&bytes, &name, args.model.kernels)?;
     let set = predict::load(&args.data)?;
@@ -634,15 +641,47 @@ fn activation(output: fmnist_runtime::blob::Output) -> String {
     }
 }
 
-/// Writes `text` to stdout; a reader that has gone (a closed pipe: `| head -1`) ends the
-/// command quietly with success, as `classify` does.
+/// Writes `text` to stdout, its control characters other than line ends escaped (a
+/// model's kind, metadata and names are the file's, and must not reach the terminal as
+/// escape sequences); a reader that has gone (a closed pipe: `| head -1`) ends the command
+/// quietly with success, as `classify` does; any other failure (a full disk) is an error.
 fn emit(text: &str) -> anyhow::Result<u8> {
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::anyhow!("writing to stdout: {e}"))
-        }
-        _ => Ok(0),
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(printable(text).as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Err(e) => stdout_failure(e),
+        Ok(()) => Ok(0),
     }
+}
+
+/// What a failed write to stdout means: a closed pipe ends the command quietly with
+/// success; anything else (`> /dev/full`: no space) is a failure, exit code 1.
+fn stdout_failure(error: std::io::Error) -> anyhow::Result<u8> {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!("writing to stdout: {error}"))
+    }
+}
+
+/// `text` with every control character but the line end escaped as Rust writes it
+/// (`\u{1b}` for ESC).
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// How standard input is named in `classify`'s output and errors.
@@ -713,11 +752,35 @@ fn regular_file(path: &Path) -> anyhow::Result<()> {
     Ok(dataset::regular_file(path)?)
 }
 
-/// A file's bytes, once it is known to be a regular file.
+/// The largest model file read (int8 blob or ONNX): 64 MiB. The shipped models take
+/// 26 KB to 1.5 MB; a larger file is refused on its size, before it is read.
+const MAX_MODEL_BYTES: u64 = 64 << 20;
+
+/// A model file's bytes, once it is known to be a regular file of at most
+/// [`MAX_MODEL_BYTES`] (the size checked before reading and again while reading).
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = dataset::open_regular(path)?;
+    let size = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .len();
+    let too_large = |size: u64| {
+        anyhow::anyhow!(
+            "{}: {size} bytes, more than the {MAX_MODEL_BYTES} read as a model",
+            path.display()
+        )
+    };
+    if size > MAX_MODEL_BYTES {
+        return Err(too_large(size));
+    }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut dataset::open_regular(path)?, &mut bytes)
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     Ok(bytes)
 }
 

@@ -89,11 +89,7 @@ fn is_idx(path: &Path) -> anyhow::Result<bool> {
 /// when its rows are pixels alone (784 columns). Lines are counted as the reader counts
 /// them, so that an error names the same line.
 fn csv_ids(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
-    let mut bytes = Vec::new();
-    dataset::open_checked(path)
-        .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = dataset::csv_text(path)?;
     let mut rows = text
         .lines()
         .enumerate()
@@ -116,6 +112,28 @@ fn csv_ids(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
     Ok(Some(ids))
 }
 
+/// Refuses an output path that exists and is not a regular file: a symbolic link, a named
+/// pipe, a device (`/dev/null`, `/dev/stdout`), a directory. The file is written beside it
+/// and renamed over it, which would replace the link or the device itself.
+pub fn check_out(out: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(out) {
+        Ok(meta) if meta.file_type().is_symlink() => anyhow::bail!(
+            "{}: a symbolic link; predict writes a new file in its place and would replace the \
+             link, so name the file itself",
+            out.display()
+        ),
+        Ok(meta) if meta.is_dir() => {
+            anyhow::bail!("{}: a directory, not a file to write", out.display())
+        }
+        Ok(meta) if !meta.is_file() => anyhow::bail!(
+            "{}: not a regular file (a named pipe or a device); predict writes a new file \
+             and renames it into place, which would replace it",
+            out.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `id,label` rows to `out` atomically: a temporary file beside it, renamed over it
 /// once complete, so that an interrupted run leaves the old file or none.
 /// `data` is the file read: it is never overwritten.
@@ -130,9 +148,7 @@ pub fn write_submission(
         _ => PathBuf::from("."),
     };
     let failed = |what: &str, e: std::io::Error| anyhow::anyhow!("{}: {what}: {e}", out.display());
-    if out.is_dir() {
-        anyhow::bail!("{}: a directory, not a file to write", out.display());
-    }
+    check_out(out)?;
     if let (Ok(a), Ok(b)) = (out.canonicalize(), data.canonicalize()) {
         if a == b {
             anyhow::bail!(
@@ -165,6 +181,8 @@ pub fn write_submission(
     file.as_file()
         .sync_all()
         .map_err(|e| failed("cannot write", e))?;
+    // Again just before the rename: the path may have become a link or a device meanwhile.
+    check_out(out)?;
     file.persist(out)
         .map_err(|e| failed("cannot rename the finished file to it", e.error))?;
     Ok(())

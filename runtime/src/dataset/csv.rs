@@ -15,17 +15,45 @@ enum Lead {
     Nothing,
 }
 
+/// The largest CSV file read: 256 MiB, twice the competition's training file (about
+/// 130 MB for 60,000 images). A larger one is refused before it is read.
+pub const MAX_CSV_BYTES: u64 = 256 << 20;
+
+/// A CSV file's text, at most [`MAX_CSV_BYTES`] (checked on the size before reading, and
+/// again while reading, for a file that grows), without the UTF-8 byte-order mark that
+/// spreadsheet programs write first.
+pub fn csv_text(path: &Path) -> Result<String, DatasetError> {
+    use std::io::Read;
+    let io = |error| DatasetError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let too_large = |size| DatasetError::FileTooLarge {
+        path: path.to_path_buf(),
+        size,
+        max: MAX_CSV_BYTES,
+        what: "a CSV file",
+    };
+    let file = super::open_regular(path)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_CSV_BYTES {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_owned())
+}
+
 /// Reads a Fashion-MNIST CSV file. Labels are kept when the first column is `label`
 /// (or when there is no header and rows have 785 columns); an `id` column is skipped.
 pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
-    let mut text = Vec::new();
-    std::io::Read::read_to_end(&mut super::open_regular(path)?, &mut text).map_err(|source| {
-        DatasetError::Io {
-            path: path.to_path_buf(),
-            error: source,
-        }
-    })?;
-    let text = String::from_utf8_lossy(&text);
+    let text = csv_text(path)?;
     let error = |line: usize, problem: String| DatasetError::Csv {
         path: path.to_path_buf(),
         line,

@@ -69,6 +69,19 @@ pub enum DatasetError {
         /// The most accepted ([`crate::dataset::MAX_IDX_RECORDS`]).
         max: u32,
     },
+    /// The file is larger than its reader accepts ([`crate::dataset::MAX_CSV_BYTES`] for
+    /// CSV); refused before it is read.
+    #[error("{path}: {size} bytes, more than the {max} read as {what}")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The most accepted.
+        max: u64,
+        /// What the file was to be read as ("a CSV file").
+        what: &'static str,
+    },
     /// More data follows the data the header announces (for a gzipped file: more than it
     /// inflates to).
     #[error("{path}: more data than the {expected} bytes the header announces")]

@@ -4,7 +4,7 @@
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use super::DatasetError;
 use crate::classes::{CLASS_COUNT, IMAGE_SIDE};
@@ -82,8 +82,10 @@ fn open(path: &Path) -> Result<Box<dyn Read>, DatasetError> {
             magic == [0x1f, 0x8b]
         }
     };
+    // Every member of a multi-member gzip file (`cat a.gz b.gz`, as `zcat` reads it);
+    // bytes after the last member that are not a gzip member are an error.
     Ok(if gzipped {
-        Box::new(GzDecoder::new(file))
+        Box::new(MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     })

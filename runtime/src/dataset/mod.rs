@@ -9,7 +9,7 @@ mod idx;
 
 use std::path::{Path, PathBuf};
 
-pub use self::csv::read_csv;
+pub use self::csv::{csv_text, read_csv, MAX_CSV_BYTES};
 pub use error::DatasetError;
 pub use idx::{
     encode_idx_images, encode_idx_labels, read_idx_images, read_idx_labels, MAX_IDX_RECORDS,

@@ -425,3 +425,53 @@ fn a_file_swapped_for_a_named_pipe_while_it_is_opened_never_blocks() {
 fn dir_tmp(target: &Path, tag: &str) -> std::path::PathBuf {
     target.with_extension(format!("swap-{tag}"))
 }
+
+#[test]
+fn a_csv_that_starts_with_a_byte_order_mark_keeps_its_label_column() {
+    // Spreadsheet programs write the UTF-8 byte-order mark first; it is not part of the
+    // first column's name.
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_images();
+    let rows: Vec<(String, &[u8])> = (0..3)
+        .map(|i| (format!("{}", 4 + i), &images[i * 784..(i + 1) * 784]))
+        .collect();
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend_from_slice(csv_text(&label_header(), &rows).as_bytes());
+    let path = write(dir.path(), "bom.csv", &bytes);
+    let set = read_csv(&path).unwrap();
+    assert_eq!(set.labels, Some(vec![4, 5, 6]));
+    assert_eq!(set.images, images);
+}
+
+#[test]
+fn a_csv_over_the_size_cap_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.csv");
+    // Sparse: no disk is used, and the reader must not read it either.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_CSV_BYTES + 1).unwrap();
+    let err = read_csv(&path).unwrap_err();
+    assert!(
+        matches!(err, DatasetError::FileTooLarge { size, max, .. } if size == MAX_CSV_BYTES + 1 && max == MAX_CSV_BYTES),
+        "{err}"
+    );
+    assert!(err.to_string().contains("huge.csv"), "{err}");
+}
+
+#[test]
+fn a_multi_member_gzip_idx_file_is_read_whole() {
+    // `cat a.gz b.gz > c.gz` is a valid gzip file that `zcat` reads whole.
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_images();
+    let file = idx_images(3, 28, &images);
+    let (first, second) = file.split_at(1000);
+    let mut bytes = gzip(first);
+    bytes.extend_from_slice(&gzip(second));
+    let path = write(dir.path(), "members.gz", &bytes);
+    assert_eq!(read_idx_images(&path).unwrap(), images);
+    // Bytes after the last member that are not a gzip member are an error, as trailing
+    // bytes after a raw file's data are.
+    bytes.extend_from_slice(b"trailing");
+    let path = write(dir.path(), "trailing.gz", &bytes);
+    assert!(read_idx_images(&path).is_err());
+}

@@ -315,6 +315,39 @@ fn check_requant(requant: &Requant<'_>, channels: usize, index: usize) -> Result
     Ok(())
 }
 
+/// Refuses a logits layer whose requantized output could leave i32 for some input: the
+/// engine would clamp it, and two clamped logits tie, so the ranking could be wrong (one
+/// class's exact logit 2.7x10^16, another's 2.1x10^14, both 2^31 - 1). The bound is the
+/// bias plus every weight's magnitude times the largest input (255 for unsigned
+/// activations, 128 for signed), requantized; exported models stay far below it.
+fn check_logit_range(linear: &QuantLinear<'_>, kind: Kind, index: usize) -> Result<(), BlobError> {
+    let largest_input: u128 = match kind {
+        Kind::U8 => 255,
+        Kind::I8 => 128,
+    };
+    let inputs = linear.inputs as usize;
+    for channel in 0..linear.outputs as usize {
+        let weight_sum: u128 = linear.weights[channel * inputs..][..inputs]
+            .iter()
+            .map(|&w| u128::from((w as i8).unsigned_abs()))
+            .sum();
+        let bias = u128::from(kernels::le_i32(linear.requant.bias, channel).unsigned_abs());
+        let multiplier = kernels::le_i32(linear.requant.multiplier, channel).unsigned_abs();
+        let total = (31 + i32::from(linear.requant.shift[channel] as i8)) as u32;
+        // At most 2^30 (validated) times 2^31: no overflow in u128.
+        let largest = (bias + weight_sum * largest_input) * u128::from(multiplier);
+        let scaled = (largest + (1u128 << (total - 1))) >> total;
+        if scaled > i32::MAX as u128 {
+            return Err(layer_error(
+                index,
+                "logits can exceed 32 bits (the requantization's shift is too small for its \
+                 weights and bias), and clamped logits would tie",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Bounds on the work and memory a blob may ask for. [`Plan::new`] applies
 /// [`Limits::DEFAULT`], and so do the C ABI and the `runtime` command;
 /// [`Plan::with_limits`] takes others.
@@ -545,6 +578,9 @@ impl<'a> Plan<'a> {
                     }
                     if logits && outputs != CLASS_COUNT {
                         return Err(BlobError::NoLogits);
+                    }
+                    if logits {
+                        check_logit_range(linear, kind, index)?;
                     }
                     (
                         [1, 1, outputs],
