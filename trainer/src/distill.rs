@@ -33,6 +33,10 @@ pub const DEFAULT_TEMPERATURE: f32 = 4.0;
 /// The highest temperature accepted: beyond it the soft targets are uniform to float
 /// precision.
 pub const MAX_TEMPERATURE: f32 = 100.0;
+/// The lowest temperature accepted: below it, logits divided by `T` leave f32's range
+/// (1e-45 made them infinite and the loss NaN, reported as a divergence blaming
+/// `--lr`); distillation uses 1 to 20.
+pub const MIN_TEMPERATURE: f32 = 0.01;
 
 /// The largest teacher file read (the `wide` model's ONNX file is 1.5 MB, its blob 0.4 MB).
 pub const MAX_TEACHER_BYTES: u64 = 64 << 20;
@@ -114,7 +118,7 @@ pub struct Distillation {
     pub teacher_sha256: String,
     /// The weight `w` of the distillation term, in (0, 1].
     pub weight: f32,
-    /// The softmax temperature `T`, in (0, [`MAX_TEMPERATURE`]].
+    /// The softmax temperature `T`, in [[`MIN_TEMPERATURE`], [`MAX_TEMPERATURE`]].
     pub temperature: f32,
 }
 
@@ -126,12 +130,13 @@ impl Distillation {
     }
 }
 
-/// Refuses a weight outside (0, 1] or a temperature outside (0, [`MAX_TEMPERATURE`]],
+/// Refuses a weight outside (0, 1] or a temperature outside [[`MIN_TEMPERATURE`],
+/// [`MAX_TEMPERATURE`]],
 /// naming the command-line option.
 pub fn check_settings(weight: f32, temperature: f32) -> Result<(), RecipeError> {
     if !(weight > 0.0 && weight <= 1.0) {
         Err(RecipeError::DistillWeight)
-    } else if !(temperature > 0.0 && temperature <= MAX_TEMPERATURE) {
+    } else if !(MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&temperature) {
         Err(RecipeError::DistillTemperature)
     } else {
         Ok(())
@@ -254,6 +259,27 @@ mod tests {
             TensorData::new(flat, [rows.len(), CLASS_COUNT]),
             &Default::default(),
         )
+    }
+
+    #[test]
+    fn temperatures_that_overflow_the_logits_are_refused() {
+        // 1e-45 was accepted: logits / T were infinite, the loss NaN, and the run ended
+        // as a divergence blaming --lr.
+        for (temperature, ok) in [
+            (1e-45, false),
+            (0.0099, false),
+            (MIN_TEMPERATURE, true),
+            (4.0, true),
+            (MAX_TEMPERATURE, true),
+            (100.5, false),
+            (f32::NAN, false),
+        ] {
+            assert_eq!(
+                check_settings(0.9, temperature).is_ok(),
+                ok,
+                "{temperature}"
+            );
+        }
     }
 
     #[test]

@@ -242,8 +242,13 @@ pub enum RecipeError {
     /// `--distill-weight` outside (0, 1].
     #[error("--distill-weight must be in (0, 1]")]
     DistillWeight,
-    /// `--distill-temperature` outside (0, [`distill::MAX_TEMPERATURE`]].
-    #[error("--distill-temperature must be in (0, {}]", distill::MAX_TEMPERATURE)]
+    /// `--distill-temperature` outside [[`distill::MIN_TEMPERATURE`],
+    /// [`distill::MAX_TEMPERATURE`]].
+    #[error(
+        "--distill-temperature must be from {} to {}",
+        distill::MIN_TEMPERATURE,
+        distill::MAX_TEMPERATURE
+    )]
     DistillTemperature,
     /// A recorded distillation with settings out of range or a malformed checksum.
     #[error("the run's distillation settings are out of range")]

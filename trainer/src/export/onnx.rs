@@ -291,6 +291,20 @@ pub enum ReadError {
     /// The layers do not chain from one image to 10 logits.
     #[error("the layers do not chain")]
     Chain(#[source] ChainError),
+    /// A weight or bias holds a NaN or an infinity.
+    #[error("`{0}` holds values that are not finite (NaN or infinite)")]
+    NotFinite(String),
+    /// A node's attributes or tensors are not what this exporter writes and the reader
+    /// implements (a stride, a dilation, unequal pads, a bias of the wrong length...).
+    #[error("{op} node `{node}`: {problem}")]
+    Node {
+        /// The operator.
+        op: &'static str,
+        /// The node's name or output.
+        node: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// [`read`], and the model kind the file records (its `model_kind` metadata), from one
@@ -341,12 +355,17 @@ fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
                 .collect()
         };
         let dims: Vec<usize> = t.get_dims().iter().map(|&d| d.max(0) as usize).collect();
-        if dims.iter().product::<usize>() != data.len() {
+        // Checked: dims whose product wraps (2^62 x 784 is 0 in 64 bits) state no size.
+        let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count != Some(data.len()) {
             return Err(ReadError::ValueCount {
                 name: name.to_string(),
                 values: data.len(),
                 dims,
             });
+        }
+        if !data.iter().all(|v| v.is_finite()) {
+            return Err(ReadError::NotFinite(name.to_string()));
         }
         Ok((dims, data))
     };
@@ -357,6 +376,35 @@ fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
             .map(|a| a.get_ints().iter().map(|&v| v.max(0) as usize).collect())
             .unwrap_or_default()
     };
+    // An attribute the reader does not implement must hold the only value it implements
+    // (absent: ONNX's default), or the file is refused rather than misread.
+    let node_error = |op: &'static str, node: &NodeProto, problem: String| ReadError::Node {
+        op,
+        node: if node.get_name().is_empty() {
+            node.get_output().first().cloned().unwrap_or_default()
+        } else {
+            node.get_name().to_string()
+        },
+        problem,
+    };
+    let all_equal = |node: &NodeProto, op: &'static str, name: &str, value: usize, len: usize| {
+        let got = ints(node, name);
+        if got.is_empty() || (got.len() == len && got.iter().all(|&v| v == value)) {
+            Ok(())
+        } else {
+            Err(node_error(
+                op,
+                node,
+                format!("{name} {got:?}: the reader implements {value} only"),
+            ))
+        }
+    };
+    let group = |node: &NodeProto| {
+        node.get_attribute()
+            .iter()
+            .find(|a| a.get_name() == "group")
+            .map_or(1, |a| a.get_i())
+    };
     let ops = graph
         .get_node()
         .iter()
@@ -366,10 +414,33 @@ fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
                 "Conv" => {
                     let (dims, weight) = values(input(1))?;
                     let (_, bias) = values(input(2))?;
-                    let &[outputs, inputs, kernel, _] = dims.as_slice() else {
+                    let &[outputs, inputs, kernel, kernel_x] = dims.as_slice() else {
                         return Err(ReadError::WeightDims { op: "Conv", dims });
                     };
+                    if kernel != kernel_x || kernel == 0 {
+                        return Err(ReadError::WeightDims { op: "Conv", dims });
+                    }
+                    if bias.len() != outputs {
+                        return Err(node_error(
+                            "Conv",
+                            node,
+                            format!("{} biases for {outputs} output channels", bias.len()),
+                        ));
+                    }
+                    all_equal(node, "Conv", "strides", 1, 2)?;
+                    all_equal(node, "Conv", "dilations", 1, 2)?;
+                    if group(node) != 1 {
+                        return Err(node_error("Conv", node, "groups other than 1".into()));
+                    }
                     let padding = ints(node, "pads").first().copied().unwrap_or(0);
+                    all_equal(node, "Conv", "pads", padding, 4)?;
+                    if padding >= kernel {
+                        return Err(node_error(
+                            "Conv",
+                            node,
+                            format!("padding {padding} not below the kernel side {kernel}"),
+                        ));
+                    }
                     FoldedOp::Conv(FoldedConv {
                         inputs,
                         outputs,
@@ -387,9 +458,24 @@ fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
                         .find(|a| a.get_name() == "alpha")
                         .map_or(0.01, |a| a.get_f()),
                 },
-                "MaxPool" => FoldedOp::MaxPool {
-                    size: ints(node, "kernel_shape").first().copied().unwrap_or(1),
-                },
+                "MaxPool" => {
+                    let size = ints(node, "kernel_shape").first().copied().unwrap_or(1);
+                    all_equal(node, "MaxPool", "kernel_shape", size, 2)?;
+                    // The exporter writes strides equal to the window (ONNX's default is 1).
+                    if ints(node, "strides") != [size, size] {
+                        return Err(node_error(
+                            "MaxPool",
+                            node,
+                            format!(
+                                "strides {:?}, expected the window {size}",
+                                ints(node, "strides")
+                            ),
+                        ));
+                    }
+                    all_equal(node, "MaxPool", "pads", 0, 4)?;
+                    all_equal(node, "MaxPool", "dilations", 1, 2)?;
+                    FoldedOp::MaxPool { size }
+                }
                 "Flatten" => FoldedOp::Flatten,
                 "Gemm" => {
                     let (dims, weight) = values(input(1))?;
@@ -397,6 +483,31 @@ fn layers(model: &ModelProto) -> Result<Vec<FoldedLayer>, ReadError> {
                     let &[outputs, inputs] = dims.as_slice() else {
                         return Err(ReadError::WeightDims { op: "Gemm", dims });
                     };
+                    if bias.len() != outputs {
+                        return Err(node_error(
+                            "Gemm",
+                            node,
+                            format!("{} biases for {outputs} outputs", bias.len()),
+                        ));
+                    }
+                    let attribute =
+                        |name: &str| node.get_attribute().iter().find(|a| a.get_name() == name);
+                    let trans = |name: &str| attribute(name).map_or(0, |a| a.get_i());
+                    let scale = |name: &str| attribute(name).map_or(1.0, |a| a.get_f());
+                    if (
+                        trans("transA"),
+                        trans("transB"),
+                        scale("alpha"),
+                        scale("beta"),
+                    ) != (0, 1, 1.0, 1.0)
+                    {
+                        return Err(node_error(
+                            "Gemm",
+                            node,
+                            "the reader implements transB = 1, no transA, alpha = beta = 1 only"
+                                .into(),
+                        ));
+                    }
                     FoldedOp::Linear(FoldedLinear {
                         inputs,
                         outputs,
@@ -452,5 +563,173 @@ mod tests {
             assert!(worst < 1e-4, "{}: logits differ by {worst}", kind.name());
         }
         assert!(read(b"not an onnx file").is_err());
+    }
+
+    /// An exported `cnn` (two convolutions, a pool, a Gemm) as a protobuf to break.
+    fn exported_cnn() -> ModelProto {
+        let device = Default::default();
+        let kind = ModelKind::Cnn;
+        let folded = fold(&Classifier::<Cpu>::new(kind, &device), kind).expect("folds");
+        let card = ModelCard {
+            kind,
+            parameters: 0,
+            test_accuracy: None,
+            training_command: "test".into(),
+            temperature: None,
+        };
+        model(&folded, &card)
+    }
+
+    fn node_of(proto: &mut ModelProto, op: &str) -> usize {
+        proto
+            .get_graph()
+            .get_node()
+            .iter()
+            .position(|n| n.get_op_type() == op)
+            .expect("the exporter writes it")
+    }
+
+    /// The initializer that input `input` of the first `op` node names.
+    fn initializer_of<'m>(
+        proto: &'m mut ModelProto,
+        op: &str,
+        input: usize,
+    ) -> &'m mut TensorProto {
+        let at = node_of(proto, op);
+        let name = proto.get_graph().get_node()[at].get_input()[input].clone();
+        proto
+            .mut_graph()
+            .mut_initializer()
+            .iter_mut()
+            .find(|t| t.get_name() == name)
+            .expect("an initializer")
+    }
+
+    /// Changes a float initializer's values, as float data or raw bytes, whichever holds
+    /// them.
+    fn edit_values(tensor: &mut TensorProto, edit: impl FnOnce(&mut Vec<f32>)) {
+        if tensor.get_raw_data().is_empty() {
+            edit(tensor.mut_float_data());
+            return;
+        }
+        let mut values: Vec<f32> = tensor
+            .get_raw_data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        edit(&mut values);
+        tensor.set_raw_data(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+    }
+
+    fn set_ints(proto: &mut ModelProto, op: &str, name: &str, values: &[i64]) {
+        let at = node_of(proto, op);
+        let node = &mut proto.mut_graph().mut_node()[at];
+        node.mut_attribute().retain(|a| a.get_name() != name);
+        node.mut_attribute().push(ints(name, values));
+    }
+
+    fn read_broken(proto: &ModelProto) -> String {
+        let bytes = proto.write_to_bytes().expect("serialises");
+        match read(&bytes) {
+            Ok(_) => panic!("read a broken file"),
+            Err(e) => {
+                use std::fmt::Write;
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    let _ = write!(text, ": {s}");
+                    source = s.source();
+                }
+                text
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_reader_does_not_implement_or_cannot_fit_is_refused() {
+        // Each was read before (issue 34): strides ignored, so a stride-2 model ran as
+        // stride 1; short or long biases, a 5 x 1 kernel and wrapping dims reached burn
+        // and panicked; a 1 x 1 convolution padded by 2^20 allocated 8.8 TB and aborted.
+        let breaks: Vec<(&str, Box<dyn Fn(&mut ModelProto)>)> = vec![
+            (
+                "strides [2, 2]",
+                Box::new(|p| set_ints(p, "Conv", "strides", &[2, 2])),
+            ),
+            (
+                "dilations [2, 2]",
+                Box::new(|p| set_ints(p, "Conv", "dilations", &[2, 2])),
+            ),
+            (
+                "padding 1048576 not below",
+                Box::new(|p| set_ints(p, "Conv", "pads", &[1 << 20; 4])),
+            ),
+            (
+                "pads [0, 1, 0, 1]",
+                Box::new(|p| set_ints(p, "Conv", "pads", &[0, 1, 0, 1])),
+            ),
+            (
+                "9 biases for 10 output channels",
+                Box::new(|p| {
+                    let bias = initializer_of(p, "Conv", 2);
+                    edit_values(bias, |v| {
+                        v.pop();
+                    });
+                    bias.set_dims(vec![9]);
+                }),
+            ),
+            (
+                "Conv weight dims [10, 1, 25, 1]",
+                Box::new(|p| {
+                    initializer_of(p, "Conv", 1).set_dims(vec![10, 1, 25, 1]);
+                }),
+            ),
+            (
+                "11 biases for 10 outputs",
+                Box::new(|p| {
+                    let bias = initializer_of(p, "Gemm", 2);
+                    edit_values(bias, |v| v.push(0.5));
+                    bias.set_dims(vec![11]);
+                }),
+            ),
+            (
+                "0 values for dims [4611686018427387904, 784]",
+                Box::new(|p| {
+                    let weight = initializer_of(p, "Gemm", 1);
+                    edit_values(weight, Vec::clear);
+                    weight.set_dims(vec![1 << 62, 784]);
+                }),
+            ),
+            (
+                "not finite",
+                Box::new(|p| {
+                    edit_values(initializer_of(p, "Conv", 1), |v| v[7] = f32::NAN);
+                }),
+            ),
+            (
+                "not finite",
+                Box::new(|p| {
+                    edit_values(initializer_of(p, "Gemm", 2), |v| v[3] = f32::INFINITY);
+                }),
+            ),
+            (
+                "strides [1, 1], expected the window 2",
+                Box::new(|p| set_ints(p, "MaxPool", "strides", &[1, 1])),
+            ),
+            (
+                "transB = 1",
+                Box::new(|p| {
+                    let at = node_of(p, "Gemm");
+                    let node = &mut p.mut_graph().mut_node()[at];
+                    node.mut_attribute().retain(|a| a.get_name() != "transB");
+                }),
+            ),
+        ];
+        assert!(read(&exported_cnn().write_to_bytes().unwrap()).is_ok());
+        for (says, break_it) in breaks {
+            let mut proto = exported_cnn();
+            break_it(&mut proto);
+            let message = read_broken(&proto);
+            assert!(message.contains(says), "{says:?} not in: {message}");
+        }
     }
 }
