@@ -18,8 +18,10 @@ use crate::recipe::RecipeOverrides;
 use crate::train::{self, Output, Splits};
 use crate::usage::{self, UsageError};
 
-/// The options of `trainer fit`, as given on the command line and as `run.json` keeps them.
+/// The options of `trainer fit`, as given on the command line and as `run.json` keeps them
+/// (where a field it does not know is refused, as in the rest of `run.json`).
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FitOptions {
     /// The model kind.
     #[arg(long, value_enum, default_value = "edge")]
@@ -391,6 +393,9 @@ fn prepare_in(
     if options.val == 0 {
         return Err(UsageError::NoValidationToJudge(options.val).into());
     }
+    if options.test_limit == Some(0) {
+        return Err(UsageError::NoTestImages.into());
+    }
     let (train_split, val_split, test) = load_data(options)?;
     if train_split.is_empty() {
         return Err(UsageError::NoTrainingImages(options.val).into());
@@ -622,7 +627,12 @@ pub fn continue_run(
         let mut extended = info.recipe.clone();
         extended.epochs = epochs;
         crate::say!(
-            "extending the run from {} to {epochs} epochs{}",
+            "{} the run from {} to {epochs} epochs{}",
+            if epochs > info.recipe.epochs {
+                "extending"
+            } else {
+                "shortening"
+            },
             info.recipe.epochs,
             if extended.schedule == crate::recipe::Schedule::Constant {
                 String::new()

@@ -256,7 +256,10 @@ pub enum RecipeError {
 }
 
 /// The parts of a recipe given on the command line; the rest is the model kind's default.
+/// In `run.json`, a field it does not know is refused (a damaged name is not a missing
+/// option).
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecipeOverrides {
     /// Epochs [default: 5 for mlp/cnn, 36 for edge/wide].
     #[arg(long)]

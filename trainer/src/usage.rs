@@ -41,6 +41,9 @@ pub enum UsageError {
          --patience on them"
     )]
     NoValidationToJudge(usize),
+    /// `--test-limit 0`: the test accuracy recorded would be of no image.
+    #[error("--test-limit 0 tests no image (leave it out to test every image)")]
+    NoTestImages,
     /// `--val 0` for `trainer calibrate`, which fits on the validation split.
     #[error("--val {0} leaves no validation images to fit the temperature on")]
     NoValidationImages(usize),

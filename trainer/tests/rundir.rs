@@ -497,3 +497,22 @@ fn saved_options_that_name_another_model_kind_are_refused() {
         text(&output.stdout)
     );
 }
+
+/// Issue 34: unknown fields in `run.json`'s options (or in their recipe) were accepted,
+/// while the rest of `run.json` refuses them.
+#[test]
+fn unknown_fields_in_the_saved_options_are_refused() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let run_json = run.join("run.json");
+    let saved = std::fs::read_to_string(&run_json).unwrap();
+    for (pointer, field) in [("/options", "bogus"), ("/options/recipe", "lr_typo")] {
+        let mut json: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        json.pointer_mut(pointer)
+            .and_then(|v| v.as_object_mut())
+            .expect("run.json records the options and their recipe")
+            .insert(field.into(), serde_json::json!(1));
+        std::fs::write(&run_json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        assert_every_reader_refuses(&run, data.path(), "run.json", field);
+    }
+}

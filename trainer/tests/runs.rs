@@ -443,6 +443,13 @@ fn fit_without_validation_images_is_refused() {
     args[at + 1] = "0";
     refused(&trainer(&args), 2, "--val 0 leaves no validation images");
     assert!(!run.exists());
+    // And `--test-limit 0`, which recorded a test accuracy of 0.
+    let output = trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--test-limit", "0", "--out", path(&run)],
+    ));
+    refused(&output, 2, "--test-limit 0 tests no image");
+    assert!(!run.exists());
 }
 
 #[test]
