@@ -284,7 +284,7 @@ pub fn calibrate_file(
         let rewritten = onnx_with_temperature(&bytes, fit.stored()).with_context(name)?;
         (fit, rewritten)
     };
-    crate::fsutil::write_atomic(path, &rewritten)?;
+    crate::fsutil::write_output(path, &rewritten)?;
     Ok(fit)
 }
 

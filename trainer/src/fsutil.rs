@@ -19,8 +19,69 @@ pub const LOCK_FILE: &str = ".fit.lock";
 
 /// Whether another `trainer fit` holds the run lock of `dir` ([`LOCK_FILE`]).
 pub fn run_locked(dir: &Path) -> bool {
-    std::fs::File::open(dir.join(LOCK_FILE))
+    open_lock(&dir.join(LOCK_FILE), false)
         .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// Opens the lock file `path` (creating it with `create`) without following a symbolic
+/// link (one would create its target outside the run directory) and without blocking (a
+/// named pipe would block the open forever), and only if it is a regular file.
+fn open_lock(path: &Path, create: bool) -> anyhow::Result<std::fs::File> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.is_file() {
+            bail!(
+                "{}: {}, not the regular file a run's lock is; remove it",
+                path.display(),
+                file_kind(&meta)
+            );
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(create).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .with_context(|| format!("{}: cannot open the run's lock file", path.display()))?;
+    // What was opened, not the name a moment earlier.
+    if !file
+        .metadata()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .is_file()
+    {
+        bail!("{}: not a regular file", path.display());
+    }
+    Ok(file)
+}
+
+/// What a file that is not a regular file is, in words.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a file"
+    }
 }
 
 /// Takes the run lock of the existing directory `dir` for the rest of this process
@@ -40,12 +101,7 @@ pub fn lock_run(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}: cannot create the run's lock file", path.display()))?;
+    let file = open_lock(&path, true)?;
     match file.try_lock() {
         Ok(()) => {
             held.push((key, file));
@@ -69,8 +125,51 @@ pub fn remove_unsaved_run(dir: &Path, created: &[PathBuf]) {
     remove_created(created);
 }
 
-/// Writes `bytes` to `path` atomically, creating the parent directory if needed.
+/// Writes a file the user named (an export, `--logits`, a calibrated file) atomically, as
+/// [`write_atomic`] does, except that a symbolic link is written through (its target
+/// replaced, the link kept, as a shell redirection would), an existing file keeps its
+/// permissions (a read-only blob stays read-only), and a named pipe, device or socket is
+/// refused, never replaced.
+pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).with_context(|| {
+                format!(
+                    "{}: a symbolic link whose target cannot be resolved",
+                    path.display()
+                )
+            })?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
+    let existing = std::fs::metadata(path).ok();
+    if let Some(meta) = &existing {
+        if !meta.is_file() {
+            bail!(
+                "{}: {}, not a regular file; writing there would replace it",
+                path.display(),
+                file_kind(meta)
+            );
+        }
+    }
+    write_file(path, bytes, existing.map(|meta| meta.permissions()))
+}
+
+/// Writes a run directory's own file (`model.mpk`, `run.json`, ...) atomically, creating
+/// the parent directory if needed: whatever is at `path` (a link or a pipe left there is
+/// damage the run repairs) is replaced by a regular file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_file(path, bytes, None)
+}
+
+/// A temporary file beside `path`, synced, renamed over it; `permissions` or 0644.
+fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -81,14 +180,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    // tempfile creates 0600; the tools' outputs are ordinary files.
+    // tempfile creates 0600; the tools' outputs are ordinary files, and a file replaced
+    // keeps the permissions it had.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let permissions = permissions.unwrap_or_else(|| std::fs::Permissions::from_mode(0o644));
         temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .set_permissions(permissions)
             .with_context(|| format!("{}: cannot set permissions", path.display()))?;
     }
+    #[cfg(not(unix))]
+    let _ = permissions;
     temp.write_all(bytes)
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -153,6 +256,14 @@ pub fn probe_file(path: &Path) -> Result<(), crate::usage::UsageError> {
         reason: os_reason(error),
     };
     probe_in(dir).map_err(not_writable)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(UsageError::NotRegularOutput {
+                path: path.to_path_buf(),
+                kind: file_kind(&meta),
+            });
+        }
+    }
     if std::fs::symlink_metadata(path).is_err() {
         std::fs::OpenOptions::new()
             .write(true)

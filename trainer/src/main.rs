@@ -132,7 +132,8 @@ struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
-    /// Also write every image's logits to this CSV file (label, then 10 logits per row).
+    /// Also write every image's logits to this CSV file (label, then 10 logits per row);
+    /// `-` writes them to standard output.
     #[arg(long, value_name = "FILE")]
     logits: Option<PathBuf>,
     /// Print the results as one JSON document (accuracy, loss, per-class figures,
@@ -418,7 +419,9 @@ fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
 }
 
 fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()> {
-    if let Some(path) = &args.logits {
+    // `--logits -`: standard output.
+    let logits_file = args.logits.as_deref().filter(|p| p.as_os_str() != "-");
+    if let Some(path) = logits_file {
         check_writable(path)?;
     }
     let (info, model) =
@@ -447,8 +450,29 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     let started = std::time::Instant::now();
     let evaluation = train::evaluate(&model, &set, device);
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(path) = &args.logits {
-        fsutil::write_atomic(path, evaluation.logits_csv(&set.labels).as_bytes())?;
+    match (&args.logits, logits_file) {
+        (_, Some(path)) => {
+            fsutil::write_output(path, evaluation.logits_csv(&set.labels).as_bytes())?
+        }
+        (Some(_), None) => {
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(evaluation.logits_csv(&set.labels).as_bytes())
+                .context("writing the logits to stdout")?;
+        }
+        (None, None) => {}
+    }
+    // With `--logits -` the logits are stdout's; the summary goes to stderr.
+    let to_stderr = args.logits.is_some() && logits_file.is_none();
+    macro_rules! summary {
+        ($($arg:tt)*) => {{
+            if to_stderr {
+                eprintln!($($arg)*);
+            } else {
+                say!($($arg)*);
+            }
+        }};
     }
     let confusion = &evaluation.confusion;
     if args.json {
@@ -471,24 +495,24 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
             "seconds": seconds,
             "images_per_second": set.len() as f64 / seconds,
         });
-        say!("{}", serde_json::to_string_pretty(&document)?);
+        summary!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(());
     }
-    say!(
+    summary!(
         "model: {} from {} ({weights})",
         info.model.name(),
         args.checkpoint.display(),
     );
-    say!(
+    summary!(
         "data: {} images from {}\nloss {:.4}\n\n{confusion}",
         set.len(),
         source.display(),
         evaluation.loss,
     );
     if let Some(line) = train::confusions_line(confusion) {
-        say!("{line}");
+        summary!("{line}");
     }
-    say!(
+    summary!(
         "{} images in {seconds:.2} s ({:.0} images/s)",
         set.len(),
         set.len() as f64 / seconds

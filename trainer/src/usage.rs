@@ -13,6 +13,15 @@ pub enum UsageError {
     /// An output file named by a directory.
     #[error("{}: is a directory, expected a file name", .0.display())]
     IsDirectory(PathBuf),
+    /// An output file that exists and is not a regular file (a named pipe, a device, a
+    /// socket): writing a new file and renaming it over would replace it.
+    #[error("{}: {kind}, not a regular file; writing there would replace it", .path.display())]
+    NotRegularOutput {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// An output file in a directory that does not exist.
     #[error("{}: the directory {} does not exist", .path.display(), .dir.display())]
     NoDirectory {

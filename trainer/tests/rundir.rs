@@ -516,3 +516,81 @@ fn unknown_fields_in_the_saved_options_are_refused() {
         assert_every_reader_refuses(&run, data.path(), "run.json", field);
     }
 }
+
+/// A named pipe at `path`; nothing ever opens its other end.
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Issue 34: outputs that are links, pipes or devices; `--logits -`; the run's lock file.
+#[test]
+fn outputs_write_through_links_keep_their_mode_and_never_replace_pipes() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+
+    // `--logits -` is standard output (a file named `-` was written); the summary goes to
+    // standard error.
+    let output = trainer(&[
+        "eval",
+        "--checkpoint",
+        path(&run),
+        "--data",
+        path(data.path()),
+        "--logits",
+        "-",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("label,logit0,"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 21, "a header and 20 images");
+    assert!(text(&output.stderr).contains("images/s"));
+
+    // A named pipe as an output: refused before any work, left a pipe (it was replaced
+    // by a regular file).
+    let pipe = data.path().join("pipe.q8");
+    mkfifo(&pipe);
+    let output = trainer(&["export", "--checkpoint", path(&run), "--q8", path(&pipe)]);
+    assert_refused(&output, 2, "pipe.q8", "a named pipe, not a regular file");
+    assert!(std::fs::symlink_metadata(&pipe)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // A link as an output: written through, the link kept; a read-only file stays
+    // read-only (it became 0644).
+    let target = data.path().join("target.q8");
+    std::fs::write(&target, b"old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let link = data.path().join("link.q8");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let output = trainer(&["export", "--checkpoint", path(&run), "--q8", path(&link)]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let written = std::fs::read(&target).unwrap();
+    assert!(written.starts_with(b"FMQ8") || written.len() > 1000);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+
+    // The run's lock file as a named pipe: opening it blocked `fit` forever.
+    let lock = run.join(".fit.lock");
+    let _ = std::fs::remove_file(&lock);
+    mkfifo(&lock);
+    let resume = || trainer(&["fit", "--resume", path(&run), "--epochs", "2"]);
+    assert_refused(&resume(), 1, ".fit.lock", "a named pipe");
+    // As a link: it was followed, and its target created outside the run directory.
+    std::fs::remove_file(&lock).unwrap();
+    let outside = data.path().join("outside-lock");
+    std::os::unix::fs::symlink(&outside, &lock).unwrap();
+    assert_refused(&resume(), 1, ".fit.lock", "a symbolic link");
+    assert!(!outside.exists());
+}

@@ -366,7 +366,7 @@ pub fn write_onnx<B: Backend>(
     };
     let bytes = onnx::to_bytes(&layers, &card)
         .with_context(|| format!("{}: cannot encode the ONNX model", path.display()))?;
-    crate::fsutil::write_atomic(path, &bytes)
+    crate::fsutil::write_output(path, &bytes)
 }
 
 /// Files to export a trained model to.

@@ -619,7 +619,7 @@ fn write_quantized<B: Backend>(
         card.int8_accuracy = report.int8_test.map(|a| a as f32);
     }
     let bytes = quantized.encode(&card)?;
-    crate::fsutil::write_atomic(path, &bytes)?;
+    crate::fsutil::write_output(path, &bytes)?;
     report.bytes = bytes.len();
     Ok(report)
 }
