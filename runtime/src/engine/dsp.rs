@@ -202,15 +202,16 @@ impl Accelerator for Dsp {
     }
 }
 
-/// Writes the input window of output pixel `pixel` into column `SLOT` of the tile
+/// Writes the input window of output pixel `pixel` into column `slot` of the tile
 /// `columns` as 16-bit values in the pair order of [`widen`]; the caller has zeroed the
 /// taps that leave the image and those past the last (and the whole tile, when the
 /// channel count is not a multiple of 4).
-fn im2col<const SLOT: usize>(
+fn im2col(
     step: &Step,
     conv: &QuantConv2d<'_>,
     input: &[u8],
     pixel: usize,
+    slot: usize,
     columns: &mut [u32],
 ) {
     let [in_h, in_w, in_c] = step.input;
@@ -227,7 +228,7 @@ fn im2col<const SLOT: usize>(
         let first = (ky * k + kx_start) * in_c;
         if in_c.is_multiple_of(4) {
             // Whole words: the row's span starts a group of taps.
-            widen_into::<SLOT>(step.kind, row, &mut columns[first / 4 * 2 * TILE..]);
+            widen_into(step.kind, row, slot, &mut columns[first / 4 * 2 * TILE..]);
         } else {
             // Any channel count (the 1-channel first layer): tap by tap.
             for (i, &byte) in row.iter().enumerate() {
@@ -238,44 +239,28 @@ fn im2col<const SLOT: usize>(
                 };
                 // Taps 4g .. 4g + 3 are the halves (even word: 0, 2; odd word: 1, 3).
                 let (group, lane) = (tap / 4, tap % 4);
-                let at = group * 2 * TILE + (lane % 2) * TILE + SLOT;
+                let at = group * 2 * TILE + (lane % 2) * TILE + slot;
                 columns[at] |= value << (16 * (lane / 2));
             }
         }
     }
 }
 
-/// Each word of `bytes` as its two pairs, into column `SLOT` of the groups of `columns`.
+/// Each word of `bytes` as its two pairs, into column `slot` of the groups of `columns`.
 #[inline(always)]
-fn widen_into<const SLOT: usize>(kind: Kind, bytes: &[u8], columns: &mut [u32]) {
+fn widen_into(kind: Kind, bytes: &[u8], slot: usize, columns: &mut [u32]) {
     for (group, x) in columns
         .chunks_exact_mut(2 * TILE)
         .zip(bytes.chunks_exact(4))
     {
         let (even, odd) = widen(kind, word(x));
-        group[SLOT] = even;
-        group[TILE + SLOT] = odd;
+        group[slot] = even;
+        group[TILE + slot] = odd;
     }
 }
 
 /// A convolution, [`TILE`] output pixels at a time, each filter over the tile's columns.
 fn convolve(
-    step: &Step,
-    conv: &QuantConv2d<'_>,
-    input: &[u8],
-    output: &mut [u8],
-    scratch: &mut [u32],
-) {
-    // The activation decided once per layer, not per value.
-    if conv.requant.output == Output::Relu {
-        tiles::<true>(step, conv, input, output, scratch);
-    } else {
-        tiles::<false>(step, conv, input, output, scratch);
-    }
-}
-
-/// [`convolve`]; `RELU`: the output is ReLU's (clamped to 0..=255).
-fn tiles<const RELU: bool>(
     step: &Step,
     conv: &QuantConv2d<'_>,
     input: &[u8],
@@ -289,6 +274,7 @@ fn tiles<const RELU: bool>(
     let columns = &mut scratch[..tile_words(taps)];
     let pixels = out_h * out_w;
     let requant = &conv.requant;
+    let relu = requant.output == Output::Relu;
     let inside = |p: usize| {
         let (oy, ox) = (p / out_w, p % out_w);
         ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
@@ -302,21 +288,22 @@ fn tiles<const RELU: bool>(
         if !in_c.is_multiple_of(4) || !tile.iter().all(|&p| inside(p)) {
             columns.fill(0);
         }
-        im2col::<0>(step, conv, input, tile[0], columns);
-        im2col::<1>(step, conv, input, tile[1], columns);
-        im2col::<2>(step, conv, input, tile[2], columns);
-        im2col::<3>(step, conv, input, tile[3], columns);
+        for (slot, &pixel) in tile.iter().enumerate() {
+            im2col(step, conv, input, pixel, slot, columns);
+        }
         let at = tile.map(|p| p * out_c);
         for (oc, filter) in conv.weights.chunks_exact(taps).take(out_c).enumerate() {
             let requantizer = Requantizer::of(requant, oc);
             let sums = dot_tile(columns, filter, [requantizer.bias; TILE]);
-            for (&at, sum) in at.iter().zip(sums) {
-                let value = if RELU {
-                    requantizer.scaled(sum).clamp(0, 255)
-                } else {
-                    requantizer.apply(sum)
-                };
-                output[at + oc] = value as u8;
+            // The activation decided once per filter and tile, not per value.
+            if relu {
+                for (&at, sum) in at.iter().zip(sums) {
+                    output[at + oc] = requantizer.scaled(sum).clamp(0, 255) as u8;
+                }
+            } else {
+                for (&at, sum) in at.iter().zip(sums) {
+                    output[at + oc] = requantizer.apply(sum) as u8;
+                }
             }
         }
         first += TILE;

@@ -321,23 +321,26 @@ fn check_requant(requant: &Requant<'_>, channels: usize, index: usize) -> Result
 /// bias plus every weight's magnitude times the largest input (255 for unsigned
 /// activations, 128 for signed), requantized; exported models stay far below it.
 fn check_logit_range(linear: &QuantLinear<'_>, kind: Kind, index: usize) -> Result<(), BlobError> {
-    let largest_input: u128 = match kind {
+    let largest_input: u64 = match kind {
         Kind::U8 => 255,
         Kind::I8 => 128,
     };
     let inputs = linear.inputs as usize;
     for channel in 0..linear.outputs as usize {
-        let weight_sum: u128 = linear.weights[channel * inputs..][..inputs]
+        let weight_sum: u64 = linear.weights[channel * inputs..][..inputs]
             .iter()
-            .map(|&w| u128::from((w as i8).unsigned_abs()))
+            .map(|&w| u64::from((w as i8).unsigned_abs()))
             .sum();
-        let bias = u128::from(kernels::le_i32(linear.requant.bias, channel).unsigned_abs());
-        let multiplier = kernels::le_i32(linear.requant.multiplier, channel).unsigned_abs();
+        let bias = u64::from(kernels::le_i32(linear.requant.bias, channel).unsigned_abs());
+        let multiplier =
+            u64::from(kernels::le_i32(linear.requant.multiplier, channel).unsigned_abs());
         let total = (31 + i32::from(linear.requant.shift[channel] as i8)) as u32;
-        // At most 2^30 (validated) times 2^31: no overflow in u128.
-        let largest = (bias + weight_sum * largest_input) * u128::from(multiplier);
-        let scaled = (largest + (1u128 << (total - 1))) >> total;
-        if scaled > i32::MAX as u128 {
+        // In u64 without overflow: the bias is under 2^30 (validated), the weights' sum
+        // at most 32,768 x 128 = 2^22 times 255, so the accumulator's bound is under 2^31;
+        // times a multiplier under 2^31 it is under 2^62, and the rounding at most 2^61.
+        let largest = (bias + weight_sum * largest_input) * multiplier;
+        let scaled = (largest + (1u64 << (total - 1))) >> total;
+        if scaled > i32::MAX as u64 {
             return Err(layer_error(
                 index,
                 "logits can exceed 32 bits (the requantization's shift is too small for its \

@@ -650,7 +650,8 @@ mod tests {
         // Each was read before (issue 34): strides ignored, so a stride-2 model ran as
         // stride 1; short or long biases, a 5 x 1 kernel and wrapping dims reached burn
         // and panicked; a 1 x 1 convolution padded by 2^20 allocated 8.8 TB and aborted.
-        let breaks: Vec<(&str, Box<dyn Fn(&mut ModelProto)>)> = vec![
+        type Break = Box<dyn Fn(&mut ModelProto)>;
+        let breaks: Vec<(&str, Break)> = vec![
             (
                 "strides [2, 2]",
                 Box::new(|p| set_ints(p, "Conv", "strides", &[2, 2])),
