@@ -472,6 +472,17 @@ pub struct ResumeState {
 
 /// The resume state's file inside a run directory.
 pub const RESUME_FILE: &str = "resume.state";
+
+/// Every file a run directory holds: no output of a command may be one of them.
+pub const RUN_FILES: [&str; 7] = [
+    MODEL_FILE,
+    RUN_FILE,
+    METRICS_FILE,
+    CURVES_FILE,
+    BEST_FILE,
+    RESUME_FILE,
+    crate::fsutil::LOCK_FILE,
+];
 /// Version 2: the magic bytes, the version byte, the SHA-256 of the rest, then the
 /// postcard-encoded [`ResumeState`]. Version 1 (no checksum) is recognised and refused.
 const RESUME_VERSION: u32 = 2;

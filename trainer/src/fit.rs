@@ -333,6 +333,19 @@ pub fn prepare(
         usage::check_writable(path)?;
     }
     let out = options.out_dir();
+    // An export onto the run's own files, its teacher, or onto the other export.
+    let outputs: Vec<&Path> = options
+        .export
+        .iter()
+        .chain(&options.export_q8)
+        .map(PathBuf::as_path)
+        .collect();
+    let teacher: Vec<&Path> = options.teacher.iter().map(PathBuf::as_path).collect();
+    fsutil::check_outputs(
+        &outputs,
+        &teacher,
+        Some((&out, &crate::checkpoint::RUN_FILES[..])),
+    )?;
     let created = fsutil::probe_dir(&out)?;
     if let Err(error) = fsutil::lock_run(&out) {
         // Another run's lock file is not ours to remove.

@@ -232,6 +232,64 @@ pub fn read_regular(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What identifies a file: its canonical path (links resolved; for a file not yet there,
+/// its directory's canonical path and its name), and its device and inode when it exists.
+fn identity(path: &Path) -> (Option<PathBuf>, Option<(u64, u64)>) {
+    let canonical = std::fs::canonicalize(path).ok().or_else(|| {
+        let name = path.file_name()?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(dir).ok()?.join(name))
+    });
+    #[cfg(unix)]
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    };
+    #[cfg(not(unix))]
+    let inode = None;
+    (canonical, inode)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let ((path_a, inode_a), (path_b, inode_b)) = (identity(a), identity(b));
+    (inode_a.is_some() && inode_a == inode_b) || (path_a.is_some() && path_a == path_b)
+}
+
+/// Refuses, before any work, outputs that would destroy what the command reads or what a
+/// run holds: an output that is one of `inputs` (the same file, links and hard links
+/// included), one of the files `run_files` of the run directory `run`, or the same file
+/// as another output.
+pub fn check_outputs(
+    outputs: &[&Path],
+    inputs: &[&Path],
+    run: Option<(&Path, &[&str])>,
+) -> Result<(), crate::usage::UsageError> {
+    use crate::usage::UsageError;
+    for (i, output) in outputs.iter().enumerate() {
+        if let Some(input) = inputs.iter().find(|input| same_file(output, input)) {
+            return Err(UsageError::OutputIsInput {
+                output: output.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+        if let Some((dir, files)) = run {
+            if files.iter().any(|name| same_file(output, &dir.join(name))) {
+                return Err(UsageError::OutputIsRunFile(output.to_path_buf()));
+            }
+        }
+        if let Some(other) = outputs[..i].iter().find(|other| same_file(output, other)) {
+            return Err(UsageError::SameOutputTwice(
+                other.to_path_buf(),
+                output.to_path_buf(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Proves that a file can be written at `path` (as [`write_atomic`] writes it) without
 /// writing it: `path` is not a directory, its directory exists, a temporary file can be
 /// created in it, and (when `path` does not exist yet) a file of that very name can be

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -423,6 +423,11 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     let logits_file = args.logits.as_deref().filter(|p| p.as_os_str() != "-");
     if let Some(path) = logits_file {
         check_writable(path)?;
+        fsutil::check_outputs(
+            &[path],
+            &[],
+            Some((&args.checkpoint, &checkpoint::RUN_FILES[..])),
+        )?;
     }
     let (info, model) =
         checkpoint::load_run::<B::InnerBackend>(&args.checkpoint, args.best, device)?;
@@ -524,6 +529,19 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     for path in args.onnx.iter().chain(&args.q8) {
         check_writable(path)?;
     }
+    // Not onto the file read (`--from-onnx`), the run's own files, or each other.
+    let outputs: Vec<&Path> = args
+        .onnx
+        .iter()
+        .chain(&args.q8)
+        .map(PathBuf::as_path)
+        .collect();
+    let source: Vec<&Path> = args.from_onnx.iter().map(PathBuf::as_path).collect();
+    let run = args
+        .checkpoint
+        .as_deref()
+        .map(|dir| (dir, &checkpoint::RUN_FILES[..]));
+    fsutil::check_outputs(&outputs, &source, run)?;
     // Both files get a temperature fitted on the validation split; the blob's activation
     // scales are calibrated on the training split.
     let splits = || -> anyhow::Result<_> {

@@ -13,6 +13,21 @@ pub enum UsageError {
     /// An output file named by a directory.
     #[error("{}: is a directory, expected a file name", .0.display())]
     IsDirectory(PathBuf),
+    /// An output file that is a file the command reads (the same device and inode, or the
+    /// same path once links are resolved).
+    #[error("{}: is {}, which this command reads; write the output elsewhere", .output.display(), .input.display())]
+    OutputIsInput {
+        /// The output.
+        output: PathBuf,
+        /// The input it is.
+        input: PathBuf,
+    },
+    /// An output file that is one of a run directory's own files.
+    #[error("{}: one of the run directory's own files; write the output elsewhere", .0.display())]
+    OutputIsRunFile(PathBuf),
+    /// Two outputs of one command name the same file: one would be lost.
+    #[error("{} and {} are the same file: one output would be lost", .0.display(), .1.display())]
+    SameOutputTwice(PathBuf, PathBuf),
     /// An output file that exists and is not a regular file (a named pipe, a device, a
     /// socket): writing a new file and renaming it over would replace it.
     #[error("{}: {kind}, not a regular file; writing there would replace it", .path.display())]

@@ -594,3 +594,82 @@ fn outputs_write_through_links_keep_their_mode_and_never_replace_pipes() {
     assert_refused(&resume(), 1, ".fit.lock", "a symbolic link");
     assert!(!outside.exists());
 }
+
+/// Issue 34: outputs onto what the command reads or onto the run's own files succeeded
+/// and broke things later (`--export RUN/resume.state`, `export --onnx RUN/model.mpk`,
+/// `eval --logits RUN/run.json`, `export --from-onnx s.onnx --q8 s.onnx`, `--onnx x --q8
+/// x`). Each is refused before any work, through links too, and nothing is changed.
+#[test]
+fn outputs_onto_inputs_or_the_runs_own_files_are_refused() {
+    let data = dataset();
+    let run = run(data.path(), "mlp", "mlp");
+    let unchanged = |file: &Path, before: &[u8]| {
+        assert_eq!(std::fs::read(file).unwrap(), before, "{}", file.display());
+    };
+
+    let model = run.join("model.mpk");
+    let before = std::fs::read(&model).unwrap();
+    let output = trainer(&["export", "--checkpoint", path(&run), "--onnx", path(&model)]);
+    assert_refused(&output, 2, "model.mpk", "the run directory's own files");
+    unchanged(&model, &before);
+
+    let run_json = run.join("run.json");
+    let before = std::fs::read(&run_json).unwrap();
+    let link = data.path().join("logits.csv");
+    std::os::unix::fs::symlink(&run_json, &link).unwrap();
+    for (logits, named) in [(&run_json, "run.json"), (&link, "logits.csv")] {
+        let output = trainer(&[
+            "eval",
+            "--checkpoint",
+            path(&run),
+            "--data",
+            path(data.path()),
+            "--logits",
+            path(logits),
+        ]);
+        assert_refused(&output, 2, named, "the run directory's own files");
+    }
+    unchanged(&run_json, &before);
+
+    let same = data.path().join("both");
+    let output = trainer(&[
+        "export",
+        "--checkpoint",
+        path(&run),
+        "--onnx",
+        path(&same),
+        "--q8",
+        path(&same),
+    ]);
+    assert_refused(&output, 2, "both", "are the same file");
+
+    let onnx = data.path().join("s.onnx");
+    let output = trainer(&["export", "--checkpoint", path(&run), "--onnx", path(&onnx)]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let before = std::fs::read(&onnx).unwrap();
+    let output = trainer(&[
+        "export",
+        "--from-onnx",
+        path(&onnx),
+        "--q8",
+        path(&onnx),
+        "--data",
+        path(data.path()),
+    ]);
+    assert_refused(&output, 2, "s.onnx", "which this command reads");
+    unchanged(&onnx, &before);
+
+    // `fit --export` onto the new run's own resume state.
+    let fresh = data.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let state = fresh.join("resume.state");
+    let mut args = fit_args(data.path(), &fresh, "mlp", "1");
+    args.extend(["--export", path(&state)]);
+    assert_refused(
+        &trainer(&args),
+        2,
+        "resume.state",
+        "the run directory's own files",
+    );
+    assert!(!state.exists());
+}
