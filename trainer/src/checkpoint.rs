@@ -473,15 +473,15 @@ pub struct ResumeState {
 /// The resume state's file inside a run directory.
 pub const RESUME_FILE: &str = "resume.state";
 
-/// Every file a run directory holds: no output of a command may be one of them.
-pub const RUN_FILES: [&str; 7] = [
-    MODEL_FILE,
+/// The files of a run in its directory (besides its lock): no output of a command may
+/// be one of them, and `fit --force` sets them aside.
+pub const RUN_FILES: [&str; 6] = [
     RUN_FILE,
+    MODEL_FILE,
+    RESUME_FILE,
+    BEST_FILE,
     METRICS_FILE,
     CURVES_FILE,
-    BEST_FILE,
-    RESUME_FILE,
-    crate::fsutil::LOCK_FILE,
 ];
 /// Version 2: the magic bytes, the version byte, the SHA-256 of the rest, then the
 /// postcard-encoded [`ResumeState`]. Version 1 (no checksum) is recognised and refused.

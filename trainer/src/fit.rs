@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use burn::tensor::backend::AutodiffBackend;
 use fmnist_runtime::dataset::{self, LabeledImages, Split, DEFAULT_DATA_DIR};
 
@@ -216,28 +216,24 @@ pub fn holds_run(dir: &Path) -> bool {
         .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
 }
 
-/// The files of a run in its directory, which `--force` removes.
-const RUN_FILES: [&str; 6] = [
-    RUN_FILE,
-    MODEL_FILE,
-    RESUME_FILE,
-    BEST_FILE,
-    checkpoint::METRICS_FILE,
-    checkpoint::CURVES_FILE,
-];
-
 /// The directory of a new run. `--out` that holds a run is refused unless `force` (the old
 /// run's files are then removed when the new run is ready to train); without `--out`, the
 /// first of `runs/<model>`, `runs/<model>-2`, ... that holds no run, saying so when it is
 /// not the first.
-pub fn new_run_dir(options: &FitOptions, force: bool) -> Result<PathBuf, UsageError> {
+pub fn new_run_dir(options: &FitOptions, force: bool) -> anyhow::Result<PathBuf> {
     match &options.out {
         Some(dir) => {
+            // A run set aside by a replacing `fit --force` that was killed before its
+            // first epoch was saved: the directory holds it again.
+            if !holds_run(dir) {
+                fsutil::put_back(dir)?;
+            }
             if holds_run(dir) && !force {
                 return Err(UsageError::RunExists {
                     dir: dir.clone(),
                     what: describe_run(dir),
-                });
+                }
+                .into());
             }
             Ok(dir.clone())
         }
@@ -358,14 +354,13 @@ pub fn prepare(
     match prepared {
         Ok(mut prepared) => {
             if fresh && force && holds_run(&out) {
-                crate::say!("replacing the run in {} (--force)", out.display());
-                for file in RUN_FILES {
-                    let path = out.join(file);
-                    if std::fs::symlink_metadata(&path).is_ok() {
-                        std::fs::remove_file(&path)
-                            .with_context(|| format!("{}: cannot remove", path.display()))?;
-                    }
-                }
+                // Set aside, not removed: the old run comes back if the new one saves
+                // nothing (a divergence, an error, Ctrl-C before the first epoch).
+                crate::say!(
+                    "replacing the run in {} (--force) once this run's first epoch is saved",
+                    out.display()
+                );
+                fsutil::set_aside(&out, &checkpoint::RUN_FILES)?;
             }
             prepared.created = created;
             Ok(prepared)
@@ -533,8 +528,12 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
         Ok(model) => model,
         Err(error) => {
             if info.epochs.is_empty() {
-                // No epoch was saved: leave no empty run directory behind.
-                fsutil::remove_unsaved_run(&prepared.output.dir, &prepared.created);
+                // No epoch was saved: the run this one was to replace comes back, and no
+                // empty run directory is left behind.
+                fsutil::put_back(&prepared.output.dir)?;
+                if !holds_run(&prepared.output.dir) {
+                    fsutil::remove_unsaved_run(&prepared.output.dir, &prepared.created);
+                }
             }
             return Err(error);
         }

@@ -118,6 +118,53 @@ pub fn lock_run(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Where `fit --force` sets the files of the run it replaces aside (inside the run
+/// directory) until the new run's first epoch is saved.
+pub const SET_ASIDE_DIR: &str = ".replaced";
+
+/// Moves the files `names` of the run in `dir` into [`SET_ASIDE_DIR`], from where
+/// [`put_back`] restores them if the new run saves nothing, and [`drop_set_aside`]
+/// removes them once it has saved an epoch.
+pub fn set_aside(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    let aside = dir.join(SET_ASIDE_DIR);
+    std::fs::create_dir(&aside)
+        .with_context(|| format!("{}: cannot set the old run aside", aside.display()))?;
+    for name in names {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::fs::rename(&path, aside.join(name))
+                .with_context(|| format!("{}: cannot set it aside", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Restores the files [`set_aside`] moved, if any (a replacing run saved nothing, or was
+/// killed before it did): the run directory holds the old run again.
+pub fn put_back(dir: &Path) -> anyhow::Result<()> {
+    let aside = dir.join(SET_ASIDE_DIR);
+    let Ok(entries) = std::fs::read_dir(&aside) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}: cannot read", aside.display()))?;
+        let back = dir.join(entry.file_name());
+        std::fs::rename(entry.path(), &back)
+            .with_context(|| format!("{}: cannot put the old run back", back.display()))?;
+    }
+    std::fs::remove_dir(&aside).with_context(|| format!("{}: cannot remove", aside.display()))
+}
+
+/// Removes the files [`set_aside`] moved: the replacing run has saved an epoch.
+pub fn drop_set_aside(dir: &Path) -> anyhow::Result<()> {
+    let aside = dir.join(SET_ASIDE_DIR);
+    if std::fs::symlink_metadata(&aside).is_ok() {
+        std::fs::remove_dir_all(&aside)
+            .with_context(|| format!("{}: cannot remove the replaced run", aside.display()))?;
+    }
+    Ok(())
+}
+
 /// Undoes a run that saved nothing in `dir`: removes its lock file ([`LOCK_FILE`]), then
 /// the directories [`probe_dir`] created for it (`created`).
 pub fn remove_unsaved_run(dir: &Path, created: &[PathBuf]) {
@@ -260,8 +307,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Refuses, before any work, outputs that would destroy what the command reads or what a
 /// run holds: an output that is one of `inputs` (the same file, links and hard links
-/// included), one of the files `run_files` of the run directory `run`, or the same file
-/// as another output.
+/// included), one of the files of the run directory `run` (the names given, and its lock),
+/// or the same file as another output.
 pub fn check_outputs(
     outputs: &[&Path],
     inputs: &[&Path],
@@ -276,7 +323,8 @@ pub fn check_outputs(
             });
         }
         if let Some((dir, files)) = run {
-            if files.iter().any(|name| same_file(output, &dir.join(name))) {
+            let mut own = files.iter().chain(&[LOCK_FILE]);
+            if own.any(|name| same_file(output, &dir.join(name))) {
                 return Err(UsageError::OutputIsRunFile(output.to_path_buf()));
             }
         }

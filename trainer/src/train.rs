@@ -318,6 +318,8 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
             .record(optim.to_record(), ())
             .context("cannot serialise the optimiser state")?;
         checkpoint::save_resume(&out.dir, &model, optimizer, info)?;
+        // The run a `fit --force` replaces goes once this run has saved an epoch.
+        crate::fsutil::drop_set_aside(&out.dir)?;
         if info.stopped_early() {
             break;
         }

@@ -116,6 +116,50 @@ fn a_run_is_never_clobbered() {
     assert!(forced.contains("replacing the run"), "{forced}");
     assert_eq!(info(&run).seed, 7);
     assert_ne!(std::fs::read(run.join("model.mpk")).unwrap(), before);
+    assert!(!run.join(".replaced").exists());
+
+    // A replacement that saves nothing (it diverges before its first epoch) leaves the
+    // old run as it was; `--force` deleted it before the new run had saved anything, and
+    // left an empty directory (issue 34).
+    let kept: Vec<(String, Vec<u8>)> = ["model.mpk", "run.json", "resume.state", "metrics.csv"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(run.join(f)).unwrap()))
+        .collect();
+    let diverged = trainer(&fit_args(
+        data.path(),
+        &[
+            "--epochs",
+            "1",
+            "--lr",
+            "1e30",
+            "--out",
+            path(&run),
+            "--force",
+        ],
+    ));
+    refused(&diverged, 1, "training diverged");
+    for (file, bytes) in &kept {
+        assert_eq!(&std::fs::read(run.join(file)).unwrap(), bytes, "{file}");
+    }
+    assert!(!run.join(".replaced").exists());
+    assert_eq!(info(&run).seed, 7);
+
+    // A replacement killed before its first epoch was saved left the old run set aside:
+    // the next `fit` into the directory puts it back (and refuses to clobber it).
+    let aside = run.join(".replaced");
+    std::fs::create_dir(&aside).unwrap();
+    for (file, _) in &kept {
+        std::fs::rename(run.join(file), aside.join(file)).unwrap();
+    }
+    let again = trainer(&fit_args(
+        data.path(),
+        &["--epochs", "1", "--out", path(&run)],
+    ));
+    refused(&again, 2, "holds a finished mlp run");
+    for (file, bytes) in &kept {
+        assert_eq!(&std::fs::read(run.join(file)).unwrap(), bytes, "{file}");
+    }
+    assert!(!aside.exists());
 
     // Without --out, a repeated command makes a new directory next to the first.
     let cwd = tempfile::tempdir().unwrap();
