@@ -725,59 +725,6 @@ mod tests {
         assert!((again.loss - evaluation.loss).abs() < 1e-6);
     }
 
-    /// Data parallelism is the same training: two replicas on halves of each batch give
-    /// one replica's figures up to float rounding (models without batch norm), and a model
-    /// with batch norm gets its running statistics from the replicas: its validation loss
-    /// is one replica's within 0.05 (0.30 apart when the replicas' statistics were dropped).
-    #[test]
-    fn replicas_train_as_one_model_does() {
-        let splits = Splits {
-            train: synthetic::images(200, 7),
-            val: synthetic::images(50, 8),
-        };
-        let fit_with = |kind: ModelKind, replicas: usize| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = Output {
-                dir: dir.path().to_path_buf(),
-                progress: false,
-            };
-            let mut info = run_info(kind, 1, 2);
-            info.recipe.replicas = replicas;
-            let model =
-                fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
-            let evaluation = evaluate(&model.valid(), &splits.val, &Default::default());
-            (info, evaluation)
-        };
-        for kind in [ModelKind::Mlp, ModelKind::Cnn] {
-            let (one, one_eval) = fit_with(kind, 1);
-            let (two, two_eval) = fit_with(kind, 2);
-            for (a, b) in one.epochs.iter().zip(&two.epochs) {
-                for (x, y) in [
-                    (a.train_loss, b.train_loss),
-                    (a.val_loss, b.val_loss),
-                    (a.train_acc, b.train_acc),
-                    (a.val_acc, b.val_acc),
-                ] {
-                    assert!((x - y).abs() < 1e-4, "{kind:?}: {a:?} vs {b:?}");
-                }
-            }
-            let differences = one_eval
-                .logits
-                .iter()
-                .zip(&two_eval.logits)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                differences < 1e-3,
-                "{kind:?}: logits differ by {differences}"
-            );
-        }
-        let (one, _) = fit_with(ModelKind::Edge, 1);
-        let (two, _) = fit_with(ModelKind::Edge, 2);
-        let (a, b) = (&one.epochs[1], &two.epochs[1]);
-        assert!((a.val_loss - b.val_loss).abs() < 0.05, "{a:?} vs {b:?}");
-    }
-
     /// A student distilled with weight 1 learns its teacher's answers, not the labels: from
     /// a teacher whose logits are a trained model's moved on by one class (read back from
     /// the ONNX file and the int8 blob it was written to), the student predicts label + 1;
