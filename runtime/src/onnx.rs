@@ -46,6 +46,17 @@ pub enum OnnxError {
         /// Its element count (saturated at `u64::MAX`).
         elements: u64,
     },
+    /// The graph has more nodes than [`MAX_NODES`] (in all its graphs together), or
+    /// control flow (`Loop`, `Scan`) whose number of steps the file does not bound:
+    /// work that grows without a limit a file this small could state. Refused from the
+    /// protobuf, before tract reads the graph.
+    #[error("{}: {problem}", path.display())]
+    TooComplex {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What is over the limit.
+        problem: String,
+    },
     /// tract panicked at one of its steps (`what`); the panic was caught.
     #[error("{}: {what}: tract failed ({message})", path.display())]
     Panic {
@@ -111,6 +122,11 @@ pub enum InterfaceProblem {
         logits: Vec<f32>,
     },
 }
+
+/// The most nodes an ONNX graph may have, its subgraphs and functions included: the
+/// shipped convnets have 10 to 20; tract's load time grows faster than the node count (a
+/// chain of 4,000 `Relu` took 79-109 s, of 20,000 more than 300 s).
+pub const MAX_NODES: usize = 1_000;
 
 /// The most elements any tensor stated or shaped by the graph may have: 16M (64 MB of
 /// f32). The shipped convnets' largest tensor has well under 1M. Checked on the file's
@@ -182,6 +198,10 @@ impl OnnxClassifier {
             path: path.to_path_buf(),
             what,
             elements,
+        })?;
+        check_work(&proto).map_err(|problem| OnnxError::TooComplex {
+            path: path.to_path_buf(),
+            problem,
         })?;
         let mut model = guard(path, "cannot translate the model", || {
             onnx.model_for_proto_model(&proto)
@@ -361,6 +381,54 @@ fn guard<T>(path: &Path, what: &'static str, step: impl FnOnce() -> T) -> Result
             message,
         }
     })
+}
+
+/// Refuses graphs whose work the file does not bound: more than [`MAX_NODES`] nodes in
+/// all, or control flow (`Loop`, `Scan`: a `Scan` over a 10M-long constant took 9 s per
+/// image), which no classifier of 28x28 images needs.
+fn check_work(model: &pb::ModelProto) -> Result<(), String> {
+    fn count(graph: &pb::GraphProto, nodes: &mut usize) -> Result<(), String> {
+        for node in &graph.node {
+            *nodes += 1;
+            if matches!(node.op_type.as_str(), "Loop" | "Scan") {
+                return Err(format!(
+                    "node `{}` is a {}: control flow, whose steps this runtime does not bound, \
+                     is refused",
+                    if node.name.is_empty() {
+                        node.output.first().map(String::as_str).unwrap_or("")
+                    } else {
+                        &node.name
+                    },
+                    node.op_type
+                ));
+            }
+            for attribute in &node.attribute {
+                for graph in attribute.g.iter().chain(&attribute.graphs) {
+                    count(graph, nodes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut nodes = 0;
+    if let Some(graph) = &model.graph {
+        count(graph, &mut nodes)?;
+    }
+    for info in &model.training_info {
+        for graph in [&info.initialization, &info.algorithm]
+            .into_iter()
+            .flatten()
+        {
+            count(graph, &mut nodes)?;
+        }
+    }
+    for function in &model.functions {
+        nodes += function.node.len();
+    }
+    if nodes > MAX_NODES {
+        return Err(format!("{nodes} nodes, more than the {MAX_NODES} accepted"));
+    }
+    Ok(())
 }
 
 /// A tensor too large: its name and element count.
