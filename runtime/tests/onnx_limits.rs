@@ -5,12 +5,15 @@
 
 use std::path::Path;
 
-use fmnist_runtime::onnx::{OnnxClassifier, OnnxError, MAX_NODES, MAX_TENSOR_ELEMENTS};
+use fmnist_runtime::onnx::{
+    OnnxClassifier, OnnxError, MAX_MACS, MAX_NODES, MAX_RANK, MAX_TENSOR_ELEMENTS,
+    MAX_TOTAL_ELEMENTS,
+};
 use tract_onnx::pb;
 
 #[path = "common/onnx_graph.rs"]
 mod onnx_graph;
-use onnx_graph::{int64s, model, node, one_float, tensor_attribute};
+use onnx_graph::{floats, int, int64s, ints, model, node, one_float, tensor_attribute};
 
 /// `ConstantOfShape([side, side])` followed by an `Add` of it to itself: what took 3.5 GB.
 fn constant_of_shape(side: i64) -> Vec<u8> {
@@ -84,7 +87,13 @@ fn a_shape_built_in_steps_or_given_to_expand_is_checked() {
     // Expand of a small tensor to a huge shape.
     let bytes = model(
         vec![node("Expand", &["one", "shape"], "out", vec![])],
-        vec![one_float(), int64s("shape", &[50_000, 50_000])],
+        vec![
+            pb::TensorProto {
+                name: "one".into(),
+                ..one_float()
+            },
+            int64s("shape", &[50_000, 50_000]),
+        ],
     );
     refused(&bytes, 2_500_000_000);
     // A side computed by arithmetic on constants: 6000 * 2, then 12000 + 8000 - 0 / 1.
@@ -218,4 +227,378 @@ fn graphs_of_too_many_nodes_or_with_control_flow_are_refused() {
         Err(other) => panic!("refused for another reason: {other}"),
         Ok(_) => panic!("accepted"),
     }
+}
+
+/// Issue 34, item 1: files of a few hundred bytes whose shapes, as tract infers them, are
+/// huge; tract made some of those buffers as plain `Vec`s, whose refused allocation aborted
+/// the process (exit 134). The graph check propagates every shape from the input
+/// `[1, 1, 28, 28]` with checked arithmetic and refuses them before tract reads the graph.
+#[test]
+fn shapes_tract_would_infer_too_large_are_refused_before_it_reads_the_graph() {
+    let pad = |input: &str, pads: &[i64]| {
+        model(
+            vec![node("Pad", &[input, "pads"], "out", vec![])],
+            vec![int64s("pads", pads), floats("c", &[1, 1, 2, 2], &[1.0; 4])],
+        )
+    };
+    let side = 28 + 120_000u64;
+    let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+        // The input padded by 60,000 on each side: 14 GB at run time.
+        (
+            "pad.onnx",
+            pad("input", &[0, 0, 60_000, 60_000, 0, 0, 60_000, 60_000]),
+            side * side,
+        ),
+        // A constant padded, or resized, which tract folds at load.
+        (
+            "pad-constant.onnx",
+            pad("c", &[0, 0, 30_000, 30_000, 0, 0, 30_000, 30_000]),
+            60_002 * 60_002,
+        ),
+        (
+            "resize-constant.onnx",
+            model(
+                vec![node("Resize", &["c", "", "scales"], "out", vec![])],
+                vec![
+                    floats("c", &[1, 1, 2, 2], &[1.0; 4]),
+                    floats("scales", &[4], &[1.0, 1.0, 20_000.0, 20_000.0]),
+                ],
+            ),
+            40_000 * 40_000,
+        ),
+        // A convolution dilated and padded by 40,000.
+        (
+            "dilated.onnx",
+            model(
+                vec![node(
+                    "Conv",
+                    &["input", "w"],
+                    "out",
+                    vec![
+                        ints("dilations", &[40_000, 40_000]),
+                        ints("pads", &[40_000; 4]),
+                    ],
+                )],
+                vec![floats("w", &[1, 1, 2, 2], &[1.0; 4])],
+            ),
+            40_028 * 40_028,
+        ),
+        (
+            "tile.onnx",
+            model(
+                vec![node("Tile", &["input", "repeats"], "out", vec![])],
+                vec![int64s("repeats", &[1, 1, 5_000, 5_000])],
+            ),
+            140_000 * 140_000,
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        assert!(bytes.len() < 400, "{name}: {} bytes", bytes.len());
+        match OnnxClassifier::from_bytes(&bytes, Path::new(name)) {
+            Err(err @ OnnxError::TooLarge { elements, .. }) => {
+                assert_eq!(elements, expected, "{name}: {err}");
+                assert!(err.to_string().starts_with(name), "{err}");
+            }
+            Err(other) => panic!("{name}: refused for another reason: {other}"),
+            Ok(_) => panic!("{name}: accepted"),
+        }
+    }
+    // Three initializers of 15M floats, each under the cap, together over the total
+    // (451 MB of RSS, then the abort, as a 180 MB file; here stated without data).
+    let stated = |name: &str| floats(name, &[15_000_000], &[]);
+    let bytes = model(
+        vec![
+            node("Add", &["a", "b"], "ab", vec![]),
+            node("Add", &["ab", "c"], "out", vec![]),
+        ],
+        vec![stated("a"), stated("b"), stated("c")],
+    );
+    match OnnxClassifier::from_bytes(&bytes, Path::new("three.onnx")) {
+        Err(err @ OnnxError::TooComplex { .. }) => {
+            let text = err.to_string();
+            assert!(
+                text.contains("initializer `c`")
+                    && text.contains(&format!("over {MAX_TOTAL_ELEMENTS} elements in all")),
+                "{text}"
+            );
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+/// What the check refuses as not followable or not valid: each was an abort, a panic
+/// or a silently wrong shape inside tract.
+#[test]
+fn operators_and_attributes_the_check_cannot_follow_are_refused() {
+    let string = pb::TensorProto {
+        name: "s".into(),
+        dims: vec![1],
+        data_type: 8,
+        string_data: vec![b"x".to_vec()],
+        ..Default::default()
+    };
+    let one = |op: &str, inputs: &[&str], attributes| node(op, inputs, "out", attributes);
+    let unsqueeze_why =
+        format!("996 axes would make 1000 dimensions, more than the {MAX_RANK} accepted");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "transpose",
+            model(
+                vec![one(
+                    "Transpose",
+                    &["input"],
+                    vec![ints("perm", &[0, 0, 0, 0])],
+                )],
+                vec![],
+            ),
+            "perm [0, 0, 0, 0] is not a permutation of 4 axes",
+        ),
+        (
+            "unsqueeze",
+            model(
+                vec![one("Unsqueeze", &["input", "axes"], vec![])],
+                vec![int64s("axes", &(0..996).collect::<Vec<i64>>())],
+            ),
+            &unsqueeze_why,
+        ),
+        (
+            "string-expand",
+            model(
+                vec![one("Expand", &["s", "shape"], vec![])],
+                vec![string.clone(), int64s("shape", &[100, 100])],
+            ),
+            "initializer `s` is of element type 8: only numbers are accepted",
+        ),
+        (
+            "string-constant-of-shape",
+            model(
+                vec![one(
+                    "ConstantOfShape",
+                    &["shape"],
+                    vec![tensor_attribute(
+                        "value",
+                        pb::TensorProto {
+                            name: String::new(),
+                            ..string
+                        },
+                    )],
+                )],
+                vec![int64s("shape", &[100, 100])],
+            ),
+            "(ConstantOfShape) is of element type 8",
+        ),
+        (
+            "cast-to-string",
+            model(vec![one("Cast", &["input"], vec![int("to", 8)])], vec![]),
+            "cast to element type 8",
+        ),
+        (
+            "lrn",
+            model(vec![one("LRN", &["input"], vec![int("size", 0)])], vec![]),
+            "size 0 is not a positive window",
+        ),
+        (
+            "resize",
+            model(
+                vec![one("Resize", &["input", "", "scales"], vec![])],
+                vec![floats("scales", &[4], &[1.0, 1.0, -2.0, 2.0])],
+            ),
+            "scale -2 is not a positive number",
+        ),
+        (
+            "topk",
+            model(
+                vec![pb::NodeProto {
+                    output: vec!["out".into(), "indices".into()],
+                    ..one("TopK", &["input", "k"], vec![])
+                }],
+                vec![int64s("k", &[1_000_000_000])],
+            ),
+            "K = 1000000000 is outside 0..=28",
+        ),
+        (
+            "dilation",
+            model(
+                vec![one(
+                    "Conv",
+                    &["input", "w"],
+                    vec![ints("dilations", &[1_000, 1])],
+                )],
+                vec![floats("w", &[1, 1, 2, 2], &[1.0; 4])],
+            ),
+            "a window reaching 1001 does not fit the 28 pixels of axis 2",
+        ),
+        (
+            "stride",
+            model(
+                vec![one("Conv", &["input", "w"], vec![ints("strides", &[0, 1])])],
+                vec![floats("w", &[1, 1, 2, 2], &[1.0; 4])],
+            ),
+            "stride 0 is not positive",
+        ),
+        (
+            "nonzero",
+            model(vec![one("NonZero", &["input"], vec![])], vec![]),
+            "(NonZero): operator not among those this runtime accepts",
+        ),
+        (
+            "domain",
+            model(
+                vec![pb::NodeProto {
+                    domain: "com.example".into(),
+                    ..one("Relu", &["input"], vec![])
+                }],
+                vec![],
+            ),
+            "operator of domain `com.example` not among",
+        ),
+        (
+            "external",
+            model(
+                vec![one("Add", &["input", "w"], vec![])],
+                vec![pb::TensorProto {
+                    data_location: Some(1),
+                    ..floats("w", &[1], &[])
+                }],
+            ),
+            "initializer `w` keeps its data in another file",
+        ),
+        (
+            "reshape",
+            model(
+                vec![
+                    one("Cast", &["input"], vec![int("to", 7)]),
+                    node("Reshape", &["input", "out"], "r", vec![]),
+                ],
+                vec![],
+            ),
+            "input 1 (`out`) is not an integer constant this check can follow",
+        ),
+        (
+            "order",
+            model(
+                vec![
+                    node("Relu", &["later"], "out", vec![]),
+                    node("Relu", &["input"], "later", vec![]),
+                ],
+                vec![],
+            ),
+            "input `later` is made by no node before it",
+        ),
+    ];
+    for (name, bytes, why) in cases {
+        match OnnxClassifier::from_bytes(&bytes, Path::new("g.onnx")) {
+            Err(err @ OnnxError::Graph { .. }) => {
+                let text = err.to_string();
+                assert!(
+                    text.starts_with("g.onnx: node `") || text.starts_with("g.onnx: "),
+                    "{text}"
+                );
+                assert!(text.contains(why), "{name}: {text}");
+            }
+            Err(other) => panic!("{name}: refused for another reason: {other}"),
+            Ok(_) => panic!("{name}: accepted"),
+        }
+    }
+}
+
+/// Issue 34, item 2: ONNX work is counted before tract runs anything. Twenty 4096x4096
+/// `MatMul`s in a 2 KB file took 42-45 s per image.
+#[test]
+fn onnx_work_is_counted_and_bounded() {
+    let mut nodes = vec![
+        node("ConstantOfShape", &["square"], "w", vec![]),
+        node("ConstantOfShape", &["tall"], "w0", vec![]),
+        node("Flatten", &["input"], "x", vec![]),
+        node("MatMul", &["x", "w0"], "m0", vec![]),
+    ];
+    for i in 1..=20 {
+        let (input, output) = (format!("m{}", i - 1), format!("m{i}"));
+        nodes.push(node("MatMul", &[&input, "w"], &output, vec![]));
+    }
+    let bytes = model(
+        nodes,
+        vec![
+            int64s("square", &[4096, 4096]),
+            int64s("tall", &[784, 4096]),
+        ],
+    );
+    assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
+    let started = std::time::Instant::now();
+    match OnnxClassifier::from_bytes(&bytes, Path::new("matmuls.onnx")) {
+        Err(err @ OnnxError::TooComplex { .. }) => {
+            // ConstantOfShape: 16.8M + 3.2M; MatMul 0: 3.2M; each next one 16.8M: the
+            // eleventh takes the sum to 208M.
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "node `m11` (MatMul) takes the graph over {MAX_MACS}"
+                )),
+                "{text}"
+            );
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    assert!(started.elapsed().as_secs() < 2);
+
+    // A graph as PyTorch exports `x.view(x.size(0), -1)`: Shape, Gather, Unsqueeze,
+    // Concat, Reshape. Its shapes are followed and its work is exactly what it computes.
+    let scalar_zero = pb::TensorProto {
+        name: "zero".into(),
+        data_type: 7,
+        int64_data: vec![0],
+        ..Default::default()
+    };
+    let bias: Vec<f32> = (0..10).map(|i| i as f32 - 4.5).collect();
+    let bytes = model(
+        vec![
+            node(
+                "Conv",
+                &["input", "k", "kb"],
+                "c",
+                vec![ints("pads", &[1; 4])],
+            ),
+            node("Relu", &["c"], "r", vec![]),
+            node(
+                "MaxPool",
+                &["r"],
+                "p",
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
+            node("Shape", &["p"], "dims", vec![]),
+            node("Gather", &["dims", "zero"], "n", vec![]),
+            node("Unsqueeze", &["n", "axes"], "n1", vec![]),
+            node(
+                "Concat",
+                &["n1", "minus_one"],
+                "shape",
+                vec![int("axis", 0)],
+            ),
+            node("Reshape", &["p", "shape"], "flat", vec![]),
+            node(
+                "Gemm",
+                &["flat", "fc", "fcb"],
+                "out",
+                vec![int("transB", 1)],
+            ),
+        ],
+        vec![
+            floats("k", &[4, 1, 3, 3], &[0.1; 36]),
+            floats("kb", &[4], &[0.0; 4]),
+            scalar_zero,
+            int64s("axes", &[0]),
+            int64s("minus_one", &[-1]),
+            floats("fc", &[10, 784], &[0.0; 7840]),
+            floats("fcb", &[10], &bias),
+        ],
+    );
+    let classifier = OnnxClassifier::from_bytes(&bytes, Path::new("torch.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let work = classifier.work();
+    // Conv 4x28x28 outputs of 9 taps, Relu 3,136, MaxPool 784 outputs of 4, Gather 1,
+    // Concat 2, Gemm 10x784.
+    assert_eq!(work.macs, 28_224 + 3_136 + 3_136 + 1 + 2 + 7_840);
+    assert_eq!(work.nodes, 9);
+    let logits = classifier.logits(&[7; 784]).unwrap();
+    assert_eq!(logits, bias);
 }

@@ -614,6 +614,14 @@ fn info(arg: &ModelArg) -> anyhow::Result<u8> {
         }
         Classifier::Onnx(onnx) => {
             writeln!(text, "format: ONNX (run through tract)")?;
+            let work = onnx.work();
+            writeln!(
+                text,
+                "work: {} multiply-accumulates per image in {} nodes (at most {} accepted)",
+                work.macs,
+                work.nodes,
+                fmnist_runtime::onnx::MAX_MACS
+            )?;
             let mut keys: Vec<_> = onnx.metadata().iter().collect();
             keys.sort();
             if !keys.is_empty() {

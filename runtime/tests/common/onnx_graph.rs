@@ -97,3 +97,34 @@ pub fn model(nodes: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>) -> Ve
     }
     .encode_to_vec()
 }
+
+/// An `ints` attribute.
+pub fn ints(name: &str, values: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ints: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// An `int` attribute.
+pub fn int(name: &str, value: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}
+
+/// A float tensor of these dimensions holding `values` (or no data, stated only).
+pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}

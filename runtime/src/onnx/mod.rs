@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
+
+mod graph;
+pub use graph::{Work, OPERATORS};
 
 /// An ONNX file that could not be loaded or run. Names the file; tract's error, where
 /// there is one, is its source.
@@ -34,9 +36,9 @@ pub enum OnnxError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A tensor the graph states or makes (an initializer, a constant, the shape given to
-    /// `ConstantOfShape`, `Expand`, `Reshape`, `Tile`...) has more elements than
-    /// [`MAX_TENSOR_ELEMENTS`]; refused before tract folds constants.
+    /// A tensor the graph states or makes (an initializer, a constant, any node's
+    /// output, as the graph check propagates shapes from the input `[1, 1, 28, 28]`) has
+    /// more elements than [`MAX_TENSOR_ELEMENTS`]; refused before tract reads the graph.
     #[error("{}: {what} has {elements} elements, more than the {} accepted", path.display(), MAX_TENSOR_ELEMENTS)]
     TooLarge {
         /// The ONNX file.
@@ -46,15 +48,28 @@ pub enum OnnxError {
         /// Its element count (saturated at `u64::MAX`).
         elements: u64,
     },
-    /// The graph has more nodes than [`MAX_NODES`] (in all its graphs together), or
-    /// control flow (`Loop`, `Scan`) whose number of steps the file does not bound:
-    /// work that grows without a limit a file this small could state. Refused from the
-    /// protobuf, before tract reads the graph.
+    /// The graph has more nodes than [`MAX_NODES`], control flow (`If`, `Loop`,
+    /// `Scan`) whose steps the file does not bound, more than [`MAX_MACS`]
+    /// multiply-accumulates per image, or more than [`MAX_TOTAL_ELEMENTS`] elements in
+    /// all its tensors: work that a small file could state without limit. Refused from
+    /// the protobuf, before tract reads the graph.
     #[error("{}: {problem}", path.display())]
     TooComplex {
         /// The ONNX file.
         path: PathBuf,
         /// What is over the limit.
+        problem: String,
+    },
+    /// The graph uses an operator outside [`OPERATORS`], gives one an attribute or an
+    /// input it cannot take (a stride of 0, a permutation that repeats an axis, a shape
+    /// that is not a constant the check can follow, strings), or is not well formed (an
+    /// input made by no node before it). Refused from the protobuf, before tract reads
+    /// the graph.
+    #[error("{}: {problem}", path.display())]
+    Graph {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What is wrong, naming the node.
         problem: String,
     },
     /// tract panicked at one of its steps (`what`); the panic was caught.
@@ -123,16 +138,34 @@ pub enum InterfaceProblem {
     },
 }
 
-/// The most nodes an ONNX graph may have, its subgraphs and functions included: the
-/// shipped convnets have 10 to 20; tract's load time grows faster than the node count (a
-/// chain of 4,000 `Relu` took 79-109 s, of 20,000 more than 300 s).
+/// The most nodes an ONNX graph may have: the shipped convnets have 10 to 20; tract's
+/// load time grows faster than the node count (a chain of 4,000 `Relu` took 79-109 s, of
+/// 20,000 more than 300 s).
 pub const MAX_NODES: usize = 1_000;
 
-/// The most elements any tensor stated or shaped by the graph may have: 16M (64 MB of
+/// The most elements any tensor stated or made by the graph may have: 16M (64 MB of
 /// f32). The shipped convnets' largest tensor has well under 1M. Checked on the file's
-/// protobuf before tract sees the graph: tract folds constants at load, so a few bytes of
-/// `ConstantOfShape` would otherwise allocate gigabytes.
+/// protobuf, shapes propagated from the input, before tract sees the graph: tract folds
+/// constants at load and sizes its buffers from the shapes, so a few bytes of
+/// `ConstantOfShape` or `Pad` would otherwise allocate gigabytes (and a refused plain
+/// `Vec` aborts the process).
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 24;
+
+/// The most elements of all the graph's tensors together (initializers, constants and
+/// every node's output): 32M, 128 MB of f32. Three 15M-float initializers, each under
+/// [`MAX_TENSOR_ELEMENTS`], took 451 MB and then aborted the process.
+pub const MAX_TOTAL_ELEMENTS: u64 = 1 << 25;
+
+/// The most multiply-accumulates per image an ONNX graph may cost: 2x10^8, as the int8
+/// engine's default `Limits::max_macs`. Convolutions and matrix products count their
+/// MACs, pools one per window element, every other node one per output element;
+/// constant subgraphs, which tract computes at load, count too. The shipped `cnn` needs
+/// about 1.2x10^7. Twenty 4096x4096 `MatMul`s in a 2 KB file took 45 s per image.
+pub const MAX_MACS: u64 = 200_000_000;
+
+/// The most dimensions a tensor may have: 8 (image classifiers use 4; an `Unsqueeze` of
+/// 996 axes aborted the process).
+pub const MAX_RANK: usize = 8;
 
 /// The most memory tract may hold, on the calling thread, while it reads, translates and
 /// optimises a model or runs it on one call's images: 256 MiB. The shipped models take a
@@ -154,6 +187,7 @@ pub struct OnnxClassifier {
     metadata: HashMap<String, String>,
     input_scale: f32,
     temperature: f32,
+    work: Work,
 }
 
 impl OnnxClassifier {
@@ -194,14 +228,20 @@ impl OnnxClassifier {
                 e,
             )
         })?;
-        check_sizes(&proto).map_err(|(what, elements)| OnnxError::TooLarge {
-            path: path.to_path_buf(),
-            what,
-            elements,
-        })?;
-        check_work(&proto).map_err(|problem| OnnxError::TooComplex {
-            path: path.to_path_buf(),
-            problem,
+        let work = graph::check(&proto).map_err(|refusal| match refusal {
+            graph::Refusal::TooLarge(what, elements) => OnnxError::TooLarge {
+                path: path.to_path_buf(),
+                what,
+                elements,
+            },
+            graph::Refusal::TooComplex(problem) => OnnxError::TooComplex {
+                path: path.to_path_buf(),
+                problem,
+            },
+            graph::Refusal::Graph(problem) => OnnxError::Graph {
+                path: path.to_path_buf(),
+                problem,
+            },
         })?;
         let mut model = guard(path, "cannot translate the model", || {
             onnx.model_for_proto_model(&proto)
@@ -281,7 +321,13 @@ impl OnnxClassifier {
             metadata,
             input_scale,
             temperature,
+            work,
         })
+    }
+
+    /// What the graph check measured: nodes, multiply-accumulates per image, elements.
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// The file's `metadata_props`.
@@ -381,273 +427,6 @@ fn guard<T>(path: &Path, what: &'static str, step: impl FnOnce() -> T) -> Result
             message,
         }
     })
-}
-
-/// Refuses graphs whose work the file does not bound: more than [`MAX_NODES`] nodes in
-/// all, or control flow (`Loop`, `Scan`: a `Scan` over a 10M-long constant took 9 s per
-/// image), which no classifier of 28x28 images needs.
-fn check_work(model: &pb::ModelProto) -> Result<(), String> {
-    fn count(graph: &pb::GraphProto, nodes: &mut usize) -> Result<(), String> {
-        for node in &graph.node {
-            *nodes += 1;
-            if matches!(node.op_type.as_str(), "Loop" | "Scan") {
-                return Err(format!(
-                    "node `{}` is a {}: control flow, whose steps this runtime does not bound, \
-                     is refused",
-                    if node.name.is_empty() {
-                        node.output.first().map(String::as_str).unwrap_or("")
-                    } else {
-                        &node.name
-                    },
-                    node.op_type
-                ));
-            }
-            for attribute in &node.attribute {
-                for graph in attribute.g.iter().chain(&attribute.graphs) {
-                    count(graph, nodes)?;
-                }
-            }
-        }
-        Ok(())
-    }
-    let mut nodes = 0;
-    if let Some(graph) = &model.graph {
-        count(graph, &mut nodes)?;
-    }
-    for info in &model.training_info {
-        for graph in [&info.initialization, &info.algorithm]
-            .into_iter()
-            .flatten()
-        {
-            count(graph, &mut nodes)?;
-        }
-    }
-    for function in &model.functions {
-        nodes += function.node.len();
-    }
-    if nodes > MAX_NODES {
-        return Err(format!("{nodes} nodes, more than the {MAX_NODES} accepted"));
-    }
-    Ok(())
-}
-
-/// A tensor too large: its name and element count.
-type Oversize = (String, u64);
-
-/// The number of elements of a tensor of these dimensions (negative ones count as 1:
-/// tract refuses them itself), saturated.
-fn elements(dims: impl IntoIterator<Item = i64>) -> u64 {
-    dims.into_iter()
-        .fold(1u64, |n, d| n.saturating_mul(d.max(1) as u64))
-}
-
-fn bounded(what: impl FnOnce() -> String, count: u64) -> Result<(), Oversize> {
-    if count > MAX_TENSOR_ELEMENTS {
-        Err((what(), count))
-    } else {
-        Ok(())
-    }
-}
-
-/// Checks every tensor the file states (initializers, constants, tensor attributes) and
-/// every shape the graph gives from constants (`ConstantOfShape`, `Expand`, `Reshape`,
-/// `Tile`, `Resize`'s sizes, `OneHot`'s depth, the `shape` attribute of the random
-/// generators) against [`MAX_TENSOR_ELEMENTS`], in the main graph, its subgraphs, the
-/// training graphs and the functions.
-fn check_sizes(model: &pb::ModelProto) -> Result<(), Oversize> {
-    let mut known = HashMap::new();
-    if let Some(graph) = &model.graph {
-        check_graph(graph, &mut known)?;
-    }
-    for info in &model.training_info {
-        for graph in [&info.initialization, &info.algorithm]
-            .into_iter()
-            .flatten()
-        {
-            check_graph(graph, &mut known)?;
-        }
-    }
-    for function in &model.functions {
-        check_nodes(&function.node, &mut known)?;
-    }
-    Ok(())
-}
-
-/// Small integer constants by name: the values that shape inputs are read from.
-type Known = HashMap<String, Vec<i64>>;
-
-fn check_graph(graph: &pb::GraphProto, known: &mut Known) -> Result<(), Oversize> {
-    for tensor in &graph.initializer {
-        check_tensor(tensor, &tensor.name, known)?;
-    }
-    for sparse in &graph.sparse_initializer {
-        bounded(
-            || "a sparse initializer".into(),
-            elements(sparse.dims.iter().copied()),
-        )?;
-    }
-    check_nodes(&graph.node, known)
-}
-
-/// Checks a stated tensor's dimensions and records its values under `name` when it is a
-/// small integer tensor.
-fn check_tensor(tensor: &pb::TensorProto, name: &str, known: &mut Known) -> Result<(), Oversize> {
-    let count = elements(tensor.dims.iter().copied());
-    bounded(|| format!("tensor `{name}`"), count)?;
-    if count <= 64 && !name.is_empty() {
-        if let Some(values) = int_values(tensor) {
-            known.insert(name.to_string(), values);
-        }
-    }
-    Ok(())
-}
-
-/// The values of an INT64 or INT32 tensor, from its typed field or its raw data.
-fn int_values(tensor: &pb::TensorProto) -> Option<Vec<i64>> {
-    const INT32: i32 = 6;
-    const INT64: i32 = 7;
-    match tensor.data_type {
-        INT64 if !tensor.int64_data.is_empty() => Some(tensor.int64_data.clone()),
-        INT64 => Some(
-            tensor
-                .raw_data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect(),
-        ),
-        INT32 if !tensor.int32_data.is_empty() => {
-            Some(tensor.int32_data.iter().map(|&v| i64::from(v)).collect())
-        }
-        INT32 => Some(
-            tensor
-                .raw_data
-                .chunks_exact(4)
-                .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes"))))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-fn check_nodes(nodes: &[pb::NodeProto], known: &mut Known) -> Result<(), Oversize> {
-    for node in nodes {
-        let name = || {
-            let name = if node.name.is_empty() {
-                node.output.first().map(String::as_str).unwrap_or("")
-            } else {
-                &node.name
-            };
-            format!("node `{name}` ({})", node.op_type)
-        };
-        let output = node.output.first().cloned().unwrap_or_default();
-        for attribute in &node.attribute {
-            if let Some(tensor) = &attribute.t {
-                // A `Constant`'s value is known under the node's output name.
-                let as_name = if node.op_type == "Constant" {
-                    output.as_str()
-                } else {
-                    ""
-                };
-                check_tensor(tensor, as_name, known).map_err(|(_, n)| (name(), n))?;
-            }
-            for tensor in &attribute.tensors {
-                check_tensor(tensor, "", known).map_err(|(_, n)| (name(), n))?;
-            }
-            for sparse in attribute
-                .sparse_tensor
-                .iter()
-                .chain(&attribute.sparse_tensors)
-            {
-                bounded(name, elements(sparse.dims.iter().copied()))?;
-            }
-            for graph in attribute.g.iter().chain(&attribute.graphs) {
-                check_graph(graph, known)?;
-            }
-            match (node.op_type.as_str(), attribute.name.as_str()) {
-                ("Constant", "value_ints") => {
-                    bounded(name, attribute.ints.len() as u64)?;
-                    known.insert(output.clone(), attribute.ints.clone());
-                }
-                ("Constant", "value_int") => {
-                    known.insert(output.clone(), vec![attribute.i]);
-                }
-                ("Constant", "value_floats") => bounded(name, attribute.floats.len() as u64)?,
-                ("RandomNormal" | "RandomUniform" | "EyeLike" | "ConstantOfShape", "shape") => {
-                    bounded(name, elements(attribute.ints.iter().copied()))?
-                }
-                _ => {}
-            }
-        }
-        // Inputs that give an output's shape (or one factor of its size).
-        let shape_input = match node.op_type.as_str() {
-            "ConstantOfShape" => Some(0),
-            "Expand" | "Reshape" | "Tile" | "OneHot" => Some(1),
-            "Resize" => Some(3),
-            _ => None,
-        };
-        if let Some(values) = shape_input
-            .and_then(|i| node.input.get(i))
-            .and_then(|input| known.get(input))
-        {
-            bounded(name, elements(values.iter().copied()))?;
-        }
-        // Integer constants passed on unchanged, so that a shape built in steps is known.
-        let passed: Option<Vec<i64>> = match node.op_type.as_str() {
-            "Identity" | "Cast" | "Squeeze" | "Unsqueeze" | "Flatten" => node
-                .input
-                .first()
-                .and_then(|input| known.get(input))
-                .cloned(),
-            "Concat" => node
-                .input
-                .iter()
-                .map(|input| known.get(input).cloned())
-                .collect::<Option<Vec<_>>>()
-                .map(|parts| parts.concat()),
-            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" => arithmetic(
-                &node.op_type,
-                node.input.iter().map(|input| known.get(input)),
-            ),
-            _ => None,
-        };
-        if let Some(values) = passed.filter(|v| v.len() <= 64) {
-            known.insert(output, values);
-        }
-    }
-    Ok(())
-}
-
-/// Elementwise integer arithmetic on known values (the same length, or one of them a
-/// single value): how a shape is computed from constants before `ConstantOfShape` or
-/// `Expand`. Saturating, so that a product cannot wrap back under the cap; a division by
-/// zero is not followed.
-fn arithmetic<'a>(
-    op: &str,
-    mut inputs: impl Iterator<Item = Option<&'a Vec<i64>>>,
-) -> Option<Vec<i64>> {
-    let (a, b) = (inputs.next()??, inputs.next()??);
-    let len = a.len().max(b.len());
-    if inputs.next().is_some()
-        || (a.len() != len && a.len() != 1)
-        || (b.len() != len && b.len() != 1)
-    {
-        return None;
-    }
-    let at = |v: &Vec<i64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
-    (0..len)
-        .map(|i| {
-            let (x, y) = (at(a, i), at(b, i));
-            match op {
-                "Add" => Some(x.saturating_add(y)),
-                "Sub" => Some(x.saturating_sub(y)),
-                "Mul" => Some(x.saturating_mul(y)),
-                "Div" => x.checked_div(y),
-                "Max" => Some(x.max(y)),
-                "Min" => Some(x.min(y)),
-                _ => None,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
