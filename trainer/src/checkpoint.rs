@@ -535,6 +535,19 @@ pub fn resume_envelope(payload: &[u8]) -> Vec<u8> {
 pub fn load_resume(dir: &Path) -> anyhow::Result<(RunInfo, ResumeState)> {
     let path = dir.join(RESUME_FILE);
     if std::fs::symlink_metadata(&path).is_err() {
+        if RUN_FILES
+            .iter()
+            .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
+        {
+            bail!(
+                "{}: missing: the run in {} was stopped before its first epoch was saved \
+                 whole, and cannot be resumed; start it again with `trainer fit --out {} \
+                 --force`",
+                path.display(),
+                dir.display(),
+                dir.display()
+            );
+        }
         bail!(
             "{}: cannot read (is {} a run directory from `trainer fit` with at least one \
              complete epoch?)",

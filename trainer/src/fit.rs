@@ -229,6 +229,10 @@ pub fn new_run_dir(options: &FitOptions, force: bool) -> anyhow::Result<PathBuf>
                 fsutil::put_back(dir)?;
             }
             if holds_run(dir) && !force {
+                // Killed during its first epoch's saves: nothing there can be resumed.
+                if std::fs::symlink_metadata(dir.join(RESUME_FILE)).is_err() {
+                    return Err(UsageError::UnsavedRun(dir.clone()).into());
+                }
                 return Err(UsageError::RunExists {
                     dir: dir.clone(),
                     what: describe_run(dir),
@@ -558,15 +562,17 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     let dir = &prepared.output.dir;
     crate::plot::run_curves(dir, info);
     let (first, last) = (before + 1, info.epochs.len());
-    crate::say!(
-        "trained {} in {seconds:.1} s ({:.1} s/epoch)",
-        match ran {
-            1 => format!("1 epoch (epoch {last})"),
-            _ if before == 0 => format!("{ran} epochs"),
-            _ => format!("{ran} epochs ({first}-{last})"),
-        },
-        seconds / ran.max(1) as f64
-    );
+    if ran > 0 {
+        crate::say!(
+            "trained {} in {seconds:.1} s ({:.1} s/epoch)",
+            match ran {
+                1 => format!("1 epoch (epoch {last})"),
+                _ if before == 0 => format!("{ran} epochs"),
+                _ => format!("{ran} epochs ({first}-{last})"),
+            },
+            seconds / ran as f64
+        );
+    }
     crate::say!(
         "test: loss {:.4}\n{}",
         evaluation.loss,
@@ -662,6 +668,17 @@ pub fn continue_run(
         info.recipe = extended;
     }
     info.options = Some(options.clone());
+    if info.finished() && info.test_accuracy.is_none() {
+        // Killed after its last epoch was saved, before the test and the exports: they
+        // are what is left to do.
+        crate::say!(
+            "{}: the run trained its {done} epochs but was stopped before it was tested and \
+             exported: testing and exporting it now",
+            dir.display()
+        );
+        info.resumed.push(format!("{command} (after epoch {done})"));
+        return Ok(Continuation::Train(Box::new((options, info, resume.state))));
+    }
     if info.finished() {
         let how = if info.stopped_early() {
             format!(
@@ -693,6 +710,8 @@ pub fn continue_run(
         return Ok(Continuation::Finished);
     }
     info.resumed.push(format!("{command} (after epoch {done})"));
+    // Tested again at the new end (an extended run's epochs must not carry the old test).
+    info.test_accuracy = None;
     crate::say!(
         "resuming {} after epoch {done} of {}",
         dir.display(),

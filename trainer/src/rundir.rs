@@ -39,7 +39,7 @@ pub fn open_resume(dir: &Path) -> anyhow::Result<Resume> {
     let (mut info, state) = checkpoint::load_resume(dir)?;
     let options = fit::resume_options(dir, &info, &state)?;
     check_state(&info, &state)?;
-    let mut notes = reconcile(dir, &info, &state)?;
+    let mut notes = reconcile(dir, &mut info, &state)?;
     notes.extend(check_best(dir, &mut info, &state)?);
     Ok(Resume {
         options,
@@ -161,7 +161,11 @@ pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
 /// Checks `run.json` and `model.mpk` against the resume state; rewrites from it what is
 /// missing, damaged or of another epoch, refuses what belongs to another run. Returns what
 /// was rewritten.
-fn reconcile(dir: &Path, info: &RunInfo, state: &ResumeState) -> anyhow::Result<Vec<String>> {
+fn reconcile(
+    dir: &Path,
+    info: &mut RunInfo,
+    state: &ResumeState,
+) -> anyhow::Result<Vec<String>> {
     let run_path = dir.join(RUN_FILE);
     let model_path = dir.join(MODEL_FILE);
     let epoch = info.epochs.len();
@@ -200,6 +204,9 @@ fn reconcile(dir: &Path, info: &RunInfo, state: &ResumeState) -> anyhow::Result<
                 ));
                 true
             } else {
+                // The test of the run's end, which `resume.state` (written after each
+                // epoch) does not hold: without it, the run was stopped before it.
+                info.test_accuracy = run.test_accuracy;
                 false
             }
         }

@@ -219,6 +219,11 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     let mut order: Vec<usize> = (0..splits.train.len()).collect();
 
     for epoch in info.epochs.len() + 1..=recipe.epochs {
+        // A run that stopped early, resumed only to be tested and exported (it was killed
+        // before that), trains no further.
+        if info.stopped_early() {
+            break;
+        }
         let started = Instant::now();
         // Each epoch's order and augmentation depend only on (seed, epoch).
         let mut rng =

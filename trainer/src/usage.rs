@@ -102,6 +102,15 @@ pub enum UsageError {
         /// What it holds ("a finished mlp run (5 of 5 epochs)").
         what: String,
     },
+    /// A new run's `--out` that holds the files of a run killed while it saved its first
+    /// epoch (no `resume.state`): not resumable.
+    #[error(
+        "{}: holds the files of a run stopped before its first epoch was saved whole (there \
+         is no resume.state), which cannot be resumed: give --force to replace it, or choose \
+         another --out",
+        .0.display()
+    )]
+    UnsavedRun(PathBuf),
     /// A recipe no run can train with.
     #[error(transparent)]
     Recipe(#[from] RecipeError),

@@ -673,3 +673,71 @@ fn outputs_onto_inputs_or_the_runs_own_files_are_refused() {
     );
     assert!(!state.exists());
 }
+
+/// Issue 34, trainer item 10: the two kill points that did not resume exactly.
+#[test]
+fn runs_killed_at_the_last_two_kill_points_resume_or_say_what_to_do() {
+    let data = dataset();
+    // Killed just before the final `run.json` write: every file of the last epoch saved
+    // (`run.json` as each epoch writes it, without a test accuracy), no export written.
+    // The resume said the run was finished, with no test accuracy and no export.
+    let out = data.path().join("last");
+    let export = data.path().join("last.onnx");
+    let mut args = fit_args(data.path(), &out, "mlp", "1");
+    args.extend(["--export", path(&export)]);
+    let output = trainer(&args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let tested = checkpoint::load_info(&out).unwrap().test_accuracy;
+    assert!(tested.is_some());
+    let (epoch_info, _) = state_parts(&out);
+    assert_eq!(epoch_info.test_accuracy, None);
+    checkpoint::save_info(&out, &epoch_info).unwrap();
+    std::fs::remove_file(&export).unwrap();
+    let output = resume(&out);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("was stopped before it was tested and exported: testing and exporting"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("trained 0"), "{stdout}");
+    assert!(export.is_file(), "the export was not written");
+    let info = checkpoint::load_info(&out).unwrap();
+    assert_eq!(
+        info.test_accuracy, tested,
+        "the same weights, the same test"
+    );
+    assert_eq!(info.epochs.len(), 1, "no epoch trained");
+    // Now it is finished.
+    let output = resume(&out);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("nothing to train"));
+
+    // Killed during epoch 1's saves, before `resume.state` was written: a new `fit`
+    // advised `--resume`, which then failed. Both now say the run cannot be resumed and
+    // that --force replaces it, which works.
+    let out = run(data.path(), "first", "mlp");
+    std::fs::remove_file(out.join(checkpoint::RESUME_FILE)).unwrap();
+    let output = trainer(&fit_args(data.path(), &out, "mlp", "1"));
+    assert_refused(
+        &output,
+        2,
+        path(&out),
+        "stopped before its first epoch was saved whole (there is no resume.state), which \
+         cannot be resumed: give --force to replace it",
+    );
+    assert!(!text(&output.stderr).contains("--resume"));
+    let output = resume(&out);
+    assert_refused(
+        &output,
+        1,
+        path(&out),
+        "was stopped before its first epoch was saved whole, and cannot be resumed; start it \
+         again with `trainer fit --out",
+    );
+    let mut args = fit_args(data.path(), &out, "mlp", "1");
+    args.push("--force");
+    let output = trainer(&args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(out.join(checkpoint::RESUME_FILE).is_file());
+}
