@@ -159,6 +159,15 @@ pub fn onnx(data: &[u8]) {
     let Ok(model) = OnnxClassifier::from_bytes(data, Path::new("fuzz.onnx")) else {
         return;
     };
+    // What the graph check accepted is within its limits; the run that follows must then
+    // stay within the fuzzer's memory and time limits (a crash or a timeout is a finding).
+    let work = model.work();
+    assert!(work.macs <= fmnist_runtime::onnx::MAX_MACS, "{work:?}");
+    assert!(work.nodes <= fmnist_runtime::onnx::MAX_NODES, "{work:?}");
+    assert!(
+        work.elements <= fmnist_runtime::onnx::MAX_TOTAL_ELEMENTS,
+        "{work:?}"
+    );
     if let Ok(logits) = model.logits(&[128u8; 784]) {
         assert_eq!(logits.len(), 10);
     }

@@ -159,8 +159,8 @@ pub const MAX_TOTAL_ELEMENTS: u64 = 1 << 25;
 /// The most multiply-accumulates per image an ONNX graph may cost: 2x10^8, as the int8
 /// engine's default `Limits::max_macs`. Convolutions and matrix products count their
 /// MACs, pools one per window element, every other node one per output element;
-/// constant subgraphs, which tract computes at load, count too. The shipped `cnn` needs
-/// about 1.2x10^7. Twenty 4096x4096 `MatMul`s in a 2 KB file took 45 s per image.
+/// constant subgraphs, which tract computes at load, count too. The largest shipped model needs
+/// 2.6x10^7 (`wide.onnx`). Twenty 4096x4096 `MatMul`s in a 2 KB file took 45 s per image.
 pub const MAX_MACS: u64 = 200_000_000;
 
 /// The most dimensions a tensor may have: 8 (image classifiers use 4; an `Unsqueeze` of
