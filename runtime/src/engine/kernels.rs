@@ -61,7 +61,7 @@ pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Requantizer {
     /// The channel's bias, for the caller to start its sums from.
-    #[cfg_attr(not(fmnist_dsp), allow(dead_code))]
+    #[cfg_attr(not(any(fmnist_dsp, fmnist_simd128)), allow(dead_code))]
     pub(crate) bias: i32,
     multiplier: i32,
     /// Half of the divisor `2^total`: the rounding.

@@ -4,14 +4,29 @@
 
 #[cfg(fmnist_dsp)]
 mod dsp;
+// Its tiers are x86's; elsewhere (WebAssembly, ARM) `FastPlan` runs the portable kernels
+// and most of the module is unused.
 #[cfg(feature = "std")]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(dead_code, unused_variables, unreachable_code)
+)]
 pub mod fast;
 pub(crate) mod kernels;
+#[cfg(fmnist_simd128)]
+mod simd128;
 
 /// The kernels [`Plan::classify`] runs: `"dsp"` on ARMv7E-M targets (Cortex-M4, M7; the
-/// DSP extension's `SMLAD` on pairs of 16-bit values), `"portable"` elsewhere. Both give
-/// the same logits, bit for bit.
-pub const KERNELS: &str = if cfg!(fmnist_dsp) { "dsp" } else { "portable" };
+/// DSP extension's `SMLAD` on pairs of 16-bit values), `"simd128"` on WebAssembly built
+/// with SIMD (`i32x4.dot_i16x8_s`), `"portable"` elsewhere. All give the same logits, bit
+/// for bit.
+pub const KERNELS: &str = if cfg!(fmnist_dsp) {
+    "dsp"
+} else if cfg!(fmnist_simd128) {
+    "simd128"
+} else {
+    "portable"
+};
 
 use core::fmt;
 
@@ -481,7 +496,9 @@ impl<'a> Plan<'a> {
         }
         #[cfg(fmnist_dsp)]
         let scratch_bytes = dsp::scratch_bytes(&model.layers);
-        #[cfg(not(fmnist_dsp))]
+        #[cfg(fmnist_simd128)]
+        let scratch_bytes = simd128::scratch_bytes(&model.layers);
+        #[cfg(not(any(fmnist_dsp, fmnist_simd128)))]
         let scratch_bytes = 0;
         Ok(Plan {
             model,
@@ -663,7 +680,15 @@ impl<'a> Plan<'a> {
                 scratch_bytes: self.scratch_bytes,
             },
         );
-        #[cfg(not(fmnist_dsp))]
+        #[cfg(fmnist_simd128)]
+        return self.run(
+            pixels,
+            arena,
+            &simd128::Simd128 {
+                scratch_bytes: self.scratch_bytes,
+            },
+        );
+        #[cfg(not(any(fmnist_dsp, fmnist_simd128)))]
         self.run(pixels, arena, &Portable)
     }
 
@@ -863,7 +888,7 @@ trait Accelerator {
 }
 
 /// The portable kernels only.
-#[cfg_attr(fmnist_dsp, allow(dead_code))]
+#[cfg_attr(any(fmnist_dsp, fmnist_simd128), allow(dead_code))]
 struct Portable;
 
 impl Accelerator for Portable {
