@@ -28,3 +28,6 @@ if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
 fi
 
 cargo test --workspace "$@"
+# The engine in WebAssembly against the native one, and its page in headless Chromium
+# (installs the wasm32 target, Chromium and the npm packages when missing).
+scripts/web.sh test

@@ -117,7 +117,13 @@ fn load(state: &mut State, bytes: &'static [u8]) -> i32 {
     };
     let plan = match Plan::with_limits(bytes, limits) {
         Ok(plan) => plan,
-        Err(error) => return fail(state, BAD_MODEL, format!("not a model this engine runs: {error}")),
+        Err(error) => {
+            return fail(
+                state,
+                BAD_MODEL,
+                format!("not a model this engine runs: {error}"),
+            )
+        }
     };
     if plan.arena_bytes() > MAX_ARENA {
         return fail(
@@ -171,7 +177,11 @@ pub extern "C" fn fmnist_blob_buffer(len: usize) -> *mut u8 {
 pub extern "C" fn fmnist_load(len: usize) -> i32 {
     let state = STATE.get();
     if len > MAX_BLOB {
-        return fail(state, TOO_LARGE, format!("{len} bytes, more than the {MAX_BLOB} accepted"));
+        return fail(
+            state,
+            TOO_LARGE,
+            format!("{len} bytes, more than the {MAX_BLOB} accepted"),
+        );
     }
     // SAFETY: `blob` lives as long as the module; it is written only through
     // `fmnist_blob_buffer`, which first drops the plan that reads it.
@@ -209,7 +219,11 @@ pub extern "C" fn fmnist_prepare(width: u32, height: u32) -> i32 {
     let state = STATE.get();
     let rgba = std::mem::take(&mut state.rgba);
     let Some(picture) = image::RgbaImage::from_raw(width, height, rgba) else {
-        return fail(state, FAILED, "the RGBA buffer does not hold that picture".into());
+        return fail(
+            state,
+            FAILED,
+            "the RGBA buffer does not hold that picture".into(),
+        );
     };
     let picture = image::DynamicImage::ImageRgba8(picture);
     state.pixels = preprocess::prepare(&picture, Invert::Auto);
