@@ -67,7 +67,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.iter().any(|a| a == "--bench");
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let out = PathBuf::from(positional.first().ok_or("usage: web_fixture OUT [COUNT] [--bench]")?);
+    let out = PathBuf::from(
+        positional
+            .first()
+            .ok_or("usage: web_fixture OUT [COUNT] [--bench]")?,
+    );
     let count: usize = match positional.get(1) {
         Some(n) => n.parse()?,
         None => 300,
@@ -126,7 +130,10 @@ fn main() -> Result<()> {
             pixels.as_slice()
         ));
     }
-    std::fs::write(out.join("samples.json"), format!("[{}]\n", json.join(",\n")))?;
+    std::fs::write(
+        out.join("samples.json"),
+        format!("[{}]\n", json.join(",\n")),
+    )?;
 
     if bench {
         let fast = FastPlan::new(plan.clone());

@@ -161,11 +161,7 @@ pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
 /// Checks `run.json` and `model.mpk` against the resume state; rewrites from it what is
 /// missing, damaged or of another epoch, refuses what belongs to another run. Returns what
 /// was rewritten.
-fn reconcile(
-    dir: &Path,
-    info: &mut RunInfo,
-    state: &ResumeState,
-) -> anyhow::Result<Vec<String>> {
+fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Result<Vec<String>> {
     let run_path = dir.join(RUN_FILE);
     let model_path = dir.join(MODEL_FILE);
     let epoch = info.epochs.len();
