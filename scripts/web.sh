@@ -74,7 +74,12 @@ case "${1:-}" in
         count="${2:-300}"
         cargo run -q --release -p fmnist-runtime --features image --example web_fixture -- "$fixture" "$count" --bench
         npm_ci benches/web
-        python3 benches/web/quantize.py "$root/target/web/models"
+        venv="$root/target/web/venv"
+        if [ ! -x "$venv/bin/python" ]; then
+            python3 -m venv "$venv"
+            "$venv/bin/pip" install -q -r benches/web/requirements.txt
+        fi
+        "$venv/bin/python" benches/web/quantize.py "$root/target/web/models"
         FMNIST_WEB_DIR="$www" FMNIST_WEB_FIXTURE="$fixture" FMNIST_WEB_MODELS="$root/target/web/models" \
             node benches/web/bench.mjs
         ;;
