@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The engine's footprint as README "Microcontrollers" reports it, and the firmware
+# The engine's footprint as docs/edge.md ("Microcontrollers") reports it, and the firmware
 # budget checked (exit 1 when over it).
 #
 # 1. x86-64 (the host): the C static library (runtime/firmware: C ABI + engine, no_std,

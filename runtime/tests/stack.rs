@@ -1,8 +1,8 @@
 //! The stack `Plan::classify` and `FastPlan::classify` (every ISA this CPU runs) need,
 //! measured by painting: the region below the stack
 //! pointer is filled with a pattern, classify runs, and the deepest byte it changed tells
-//! its peak use. x86-64 only (the stack pointer is read with one instruction); the README's
-//! "Edge footprint" table quotes what this prints
+//! its peak use. x86-64 only (the stack pointer is read with one instruction); the
+//! table of docs/edge.md quotes what this prints
 //! (`cargo test --release -p fmnist-runtime --test stack -- --nocapture`).
 #![cfg(target_arch = "x86_64")]
 

@@ -1,6 +1,6 @@
 //! The burn backends, named in one place so a burn upgrade touches one file.
 
-/// The CPU backend: burn-flex, burn's pure-Rust CPU backend (see README "Backends").
+/// The CPU backend: burn-flex, burn's pure-Rust CPU backend (see docs/results.md, "Backends").
 pub type Cpu = burn::backend::Flex;
 /// The CPU backend with automatic differentiation, for training.
 pub type CpuTrain = burn::backend::Autodiff<Cpu>;

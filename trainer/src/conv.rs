@@ -3,7 +3,7 @@
 //!
 //! burn-flex computes a convolution's weight gradient as a `conv2d` over a transposed
 //! view, which it first copies element by element, and its input gradient as a direct
-//! transposed convolution: together 30% of a training step in the README's profile. Here
+//! transposed convolution: together 30% of a training step in the profile of docs/results.md. Here
 //! the forward pass copies the input's `k*k` shifted windows into columns
 //! `[N, C*k*k, H*W]` (im2col) and multiplies them by the weights `[O, C*k*k]`, which gives
 //! the output in `[N, O, H, W]` order; the backward pass is two matrix products over the

@@ -22,7 +22,7 @@ use fmnist_trainer::usage::{check_writable, UsageError};
 use fmnist_trainer::{fsutil, plot, recipe, say};
 
 /// Tensors of megabytes that live for one training step are reused from mimalloc's
-/// segments instead of being mapped and unmapped by glibc on every allocation (README
+/// segments instead of being mapped and unmapped by glibc on every allocation (docs/results.md,
 /// "Speed against PyTorch").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
