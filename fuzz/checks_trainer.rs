@@ -10,10 +10,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use fmnist_trainer::backend::{Cpu, CpuTrain};
-use fmnist_trainer::checkpoint::{self, RunInfo};
+use fmnist_trainer::config::recipe::OptimizerKind;
 use fmnist_trainer::model::{Classifier, ModelKind};
-use fmnist_trainer::recipe::OptimizerKind;
-use fmnist_trainer::rundir;
+use fmnist_trainer::resume;
+use fmnist_trainer::run::{self, RunInfo};
 
 /// The first byte picks the file, the rest is its content:
 /// - 0 mod 4: `model.mpk` bytes, decoded as each model kind; whatever decodes must have
@@ -34,7 +34,7 @@ pub fn rundir(data: &[u8]) {
     };
     match mode % 4 {
         0 => model_file(rest),
-        1 => resume_state(&checkpoint::resume_envelope(rest)),
+        1 => resume_state(&run::resume_envelope(rest)),
         2 => resume_state(rest),
         _ => run_file(rest),
     }
@@ -43,34 +43,33 @@ pub fn rundir(data: &[u8]) {
 fn model_file(bytes: &[u8]) {
     let device = Default::default();
     for kind in [ModelKind::Mlp, ModelKind::Cnn, ModelKind::Edge] {
-        let Ok(model) = checkpoint::model_from_bytes::<Cpu>(bytes, kind, &device) else {
+        let Ok(model) = run::model_from_bytes::<Cpu>(bytes, kind, &device) else {
             continue;
         };
-        checkpoint::check_shapes(&model, kind).expect("a loaded model has its kind's shapes");
+        run::check_shapes(&model, kind).expect("a loaded model has its kind's shapes");
         let logits = model.forward(Tensor::zeros([1, 1, 28, 28], &device));
         assert_eq!(logits.dims(), [1, 10]);
     }
 }
 
 fn resume_state(bytes: &[u8]) {
-    let Ok((info, state)) = checkpoint::resume_from_bytes(bytes) else {
+    let Ok((info, state)) = run::resume_from_bytes(bytes) else {
         return;
     };
     let device = Default::default();
-    let Ok(model) = checkpoint::model_from_bytes::<CpuTrain>(&state.model, info.model, &device)
-    else {
+    let Ok(model) = run::model_from_bytes::<CpuTrain>(&state.model, info.model, &device) else {
         return;
     };
     let steps = if info.train_images == 0 {
         usize::MAX
     } else {
-        checkpoint::steps_taken(&info, info.train_images)
+        run::steps_taken(&info, info.train_images)
     };
     match info.recipe.optimizer {
         OptimizerKind::Adam => {
             let optim = AdamConfig::new().init::<CpuTrain, Classifier<CpuTrain>>();
             if let Ok(optim) =
-                checkpoint::restore_optimizer(optim, &state.optimizer, &model, steps, &device)
+                run::restore_optimizer(optim, &state.optimizer, &model, steps, &device)
             {
                 one_step(model, optim);
             }
@@ -78,7 +77,7 @@ fn resume_state(bytes: &[u8]) {
         OptimizerKind::Adamw => {
             let optim = AdamWConfig::new().init::<CpuTrain, Classifier<CpuTrain>>();
             if let Ok(optim) =
-                checkpoint::restore_optimizer(optim, &state.optimizer, &model, steps, &device)
+                run::restore_optimizer(optim, &state.optimizer, &model, steps, &device)
             {
                 one_step(model, optim);
             }
@@ -106,11 +105,11 @@ fn one_step<O: Optimizer<Classifier<CpuTrain>, CpuTrain>>(
 }
 
 fn run_file(bytes: &[u8]) {
-    let Ok(info) = checkpoint::info_from_bytes(bytes) else {
+    let Ok(info) = run::info_from_bytes(bytes) else {
         return;
     };
     let json = serde_json::to_vec(&info).expect("a run description serialises");
-    let again: RunInfo = checkpoint::info_from_bytes(&json).expect("and parses back");
+    let again: RunInfo = run::info_from_bytes(&json).expect("and parses back");
     assert_eq!(again, info);
-    assert!(rundir::difference(&info, &info).is_none());
+    assert!(resume::difference(&info, &info).is_none());
 }

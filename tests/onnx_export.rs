@@ -11,11 +11,10 @@ use fmnist_runtime::metrics::argmax;
 use fmnist_runtime::onnx::OnnxClassifier;
 use fmnist_runtime::{FastPlan, Isa, CLASS_COUNT};
 use fmnist_trainer::backend::Cpu;
-use fmnist_trainer::checkpoint::{self, RunInfo};
+use fmnist_trainer::config::recipe::Recipe;
 use fmnist_trainer::export;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
-use fmnist_trainer::train;
+use fmnist_trainer::run::{self, RunInfo};
 
 /// A briefly trained run of `kind` (so batch norm statistics are real, not 0 and 1).
 fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
@@ -29,7 +28,7 @@ fn trained_run(kind: ModelKind, dir: &Path) -> RunInfo {
     recipe.lr = 1e-3;
     let (mut info, _) = common::fit(kind, recipe, 3, train, val, dir);
     info.test_accuracy = Some(0.5);
-    checkpoint::save_info(dir, &info).unwrap();
+    run::save_info(dir, &info).unwrap();
     info
 }
 
@@ -45,13 +44,12 @@ fn every_model_kind_exports_and_tract_matches_burn() {
     for &kind in ModelKind::all() {
         let run = tempfile::tempdir().unwrap();
         let info = trained_run(kind, run.path());
-        let (info_loaded, model) =
-            checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
+        let (info_loaded, model) = run::load::<Cpu>(run.path(), &Default::default()).unwrap();
         assert_eq!(info_loaded, info);
         let onnx_path = run.path().join("model.onnx");
         export::write_onnx(&model, &info, &onnx_path, Some(0.8)).unwrap();
 
-        let burn_logits = train::evaluate(&model, &test, &Default::default()).logits;
+        let burn_logits = fmnist_trainer::eval::evaluate(&model, &test, &Default::default()).logits;
         let onnx = OnnxClassifier::load(&onnx_path).unwrap();
         let tract_logits = onnx.logits(&test.images).unwrap();
         assert_eq!(tract_logits.len(), 256 * CLASS_COUNT);
@@ -163,7 +161,7 @@ fn every_model_kind_exports_and_tract_matches_burn() {
 fn a_corrupt_or_truncated_onnx_file_is_a_clear_error() {
     let run = tempfile::tempdir().unwrap();
     let info = trained_run(ModelKind::Cnn, run.path());
-    let (_, model) = checkpoint::load::<Cpu>(run.path(), &Default::default()).unwrap();
+    let (_, model) = run::load::<Cpu>(run.path(), &Default::default()).unwrap();
     let path = run.path().join("model.onnx");
     export::write_onnx(&model, &info, &path, None).unwrap();
     let bytes = std::fs::read(&path).unwrap();

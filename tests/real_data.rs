@@ -6,10 +6,9 @@ mod common;
 use common::data_dir;
 use fmnist_runtime::dataset::{load_split, Split};
 use fmnist_trainer::backend::Cpu;
-use fmnist_trainer::checkpoint;
+use fmnist_trainer::config::recipe::Recipe;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
-use fmnist_trainer::train;
+use fmnist_trainer::run;
 
 #[test]
 fn the_real_files_have_the_documented_sizes() {
@@ -36,7 +35,11 @@ fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
     recipe.batch = 64;
     let (info, model) = common::fit(ModelKind::Edge, recipe, 42, train, val, run.path());
     let device = Default::default();
-    let evaluation = train::evaluate(&burn::module::AutodiffModule::valid(&model), &test, &device);
+    let evaluation = fmnist_trainer::eval::evaluate(
+        &burn::module::AutodiffModule::valid(&model),
+        &test,
+        &device,
+    );
     // Chance is 10%; two short epochs on 2,500 images reach well above 65%.
     assert!(
         evaluation.confusion.accuracy() > 0.65,
@@ -45,7 +48,7 @@ fn edge_learns_real_images_and_its_checkpoint_predicts_the_same() {
     );
     assert!(info.epochs[1].val_acc > 0.65, "{:?}", info.epochs);
 
-    let (_, loaded) = checkpoint::load::<Cpu>(run.path(), &device).unwrap();
-    let again = train::evaluate(&loaded, &test, &device);
+    let (_, loaded) = run::load::<Cpu>(run.path(), &device).unwrap();
+    let again = fmnist_trainer::eval::evaluate(&loaded, &test, &device);
     assert_eq!(again.predictions, evaluation.predictions);
 }

@@ -168,7 +168,8 @@ fn card_temperature(file: &str) -> f64 {
 
 #[test]
 fn the_shipped_models_are_calibrated_as_the_card_states() {
-    use fmnist_trainer::calibrate::{ece, fit_temperature, int8_logits, onnx_logits};
+    use fmnist_trainer::export::calibrate::onnx_logits;
+    use fmnist_trainer::temperature::{ece, fit_temperature, int8_logits};
     let (_, val) = dataset(Split::Train).split_last(1000);
     // The edge blob: format 2, and its temperature is the one a fit on its own int8
     // logits gives again (the fit reads raw logits), which lowers the calibration error.
@@ -240,7 +241,7 @@ fn the_wide_onnx_file_reaches_the_float_accuracy_the_card_states_and_beats_edge(
     let layers = fmnist_trainer::export::onnx::read(&bytes).unwrap();
     let model: fmnist_trainer::model::Classifier<fmnist_trainer::backend::Cpu> =
         fmnist_trainer::export::unfold(&layers, &device);
-    let confusion = fmnist_trainer::train::evaluate(&model, &test, &device).confusion;
+    let confusion = fmnist_trainer::eval::evaluate(&model, &test, &device).confusion;
     let measured = format!("{:.2}%", confusion.accuracy() * 100.0);
     assert_eq!(confusion.total(), 10_000);
     assert!(

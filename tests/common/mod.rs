@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use fmnist_runtime::dataset::{LabeledImages, DEFAULT_DATA_DIR};
 use fmnist_trainer::backend::CpuTrain;
-use fmnist_trainer::checkpoint::RunInfo;
+use fmnist_trainer::config::recipe::Recipe;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
+use fmnist_trainer::run::RunInfo;
 use fmnist_trainer::train::{self, Output, Splits};
 
 /// The real dataset: `FMNIST_DATA`, or the Debian package's directory.

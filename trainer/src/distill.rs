@@ -19,24 +19,9 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use fmnist_runtime::{blob, FastPlan, Plan, CLASS_COUNT, INPUT_SCALE};
 
+use crate::config::recipe::Distillation;
 use crate::export::FoldedLayer;
 use crate::model::Classifier;
-use crate::recipe::RecipeError;
-
-/// The weight of the distillation term when `--distill-weight` is not given.
-pub const DEFAULT_WEIGHT: f32 = 0.9;
-
-/// The softmax temperature of the distillation term when `--distill-temperature` is not
-/// given.
-pub const DEFAULT_TEMPERATURE: f32 = 4.0;
-
-/// The highest temperature accepted: beyond it the soft targets are uniform to float
-/// precision.
-pub const MAX_TEMPERATURE: f32 = 100.0;
-/// The lowest temperature accepted: below it, logits divided by `T` leave f32's range
-/// (1e-45 made them infinite and the loss NaN, reported as a divergence blaming
-/// `--lr`); distillation uses 1 to 20.
-pub const MIN_TEMPERATURE: f32 = 0.01;
 
 /// The largest teacher file read (the `wide` model's ONNX file is 1.5 MB, its blob 0.4 MB).
 pub const MAX_TEACHER_BYTES: u64 = 64 << 20;
@@ -67,8 +52,8 @@ impl Teacher {
     /// Reads the teacher at `path` (a regular file of at most [`MAX_TEACHER_BYTES`]): an
     /// int8 blob, recognised by its magic, or an ONNX file; every error names the file.
     pub fn load(path: &Path) -> anyhow::Result<Teacher> {
-        let bytes = crate::fsutil::read_regular(path, MAX_TEACHER_BYTES)?;
-        let sha256 = crate::checkpoint::sha256_hex(&bytes);
+        let bytes = crate::util::files::read_regular(path, MAX_TEACHER_BYTES)?;
+        let sha256 = crate::util::sha256::sha256_hex(&bytes);
         let (form, parameters) = if bytes.starts_with(&blob::MAGIC) {
             let parameters = Plan::new(&bytes)
                 .with_context(|| format!("{}: int8 blob refused", path.display()))?
@@ -106,40 +91,6 @@ impl Teacher {
             "{form}, {} parameters",
             crate::model::thousands(self.parameters)
         )
-    }
-}
-
-/// What a run distils from: the teacher's checksum, the weight and the temperature. Part
-/// of the recipe.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Distillation {
-    /// SHA-256 of the teacher's file.
-    pub teacher_sha256: String,
-    /// The weight `w` of the distillation term, in (0, 1].
-    pub weight: f32,
-    /// The softmax temperature `T`, in [[`MIN_TEMPERATURE`], [`MAX_TEMPERATURE`]].
-    pub temperature: f32,
-}
-
-impl Distillation {
-    /// Whether the weight, the temperature and the checksum's form are in range.
-    pub fn is_valid(&self) -> bool {
-        check_settings(self.weight, self.temperature).is_ok()
-            && crate::checkpoint::is_sha256_hex(&self.teacher_sha256)
-    }
-}
-
-/// Refuses a weight outside (0, 1] or a temperature outside [[`MIN_TEMPERATURE`],
-/// [`MAX_TEMPERATURE`]],
-/// naming the command-line option.
-pub fn check_settings(weight: f32, temperature: f32) -> Result<(), RecipeError> {
-    if !(weight > 0.0 && weight <= 1.0) {
-        Err(RecipeError::DistillWeight)
-    } else if !(MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&temperature) {
-        Err(RecipeError::DistillTemperature)
-    } else {
-        Ok(())
     }
 }
 
@@ -249,6 +200,10 @@ pub fn divergence<B: AutodiffBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::recipe::{
+        check_settings, DISTILL_MAX_TEMPERATURE as MAX_TEMPERATURE,
+        DISTILL_MIN_TEMPERATURE as MIN_TEMPERATURE,
+    };
     use burn::backend::{Autodiff, Flex};
 
     type B = Autodiff<Flex>;

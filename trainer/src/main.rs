@@ -13,13 +13,17 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_trainer::backend::DeviceKind;
-use fmnist_trainer::checkpoint;
+use fmnist_trainer::config::options::FitOptions;
+use fmnist_trainer::config::recipe;
 use fmnist_trainer::export::{self, Exports};
-use fmnist_trainer::fit::{self, FitOptions};
+use fmnist_trainer::fit;
 use fmnist_trainer::model::{summary_text, ModelKind};
+use fmnist_trainer::resume;
+use fmnist_trainer::run;
 use fmnist_trainer::train;
 use fmnist_trainer::usage::{check_writable, UsageError};
-use fmnist_trainer::{fsutil, plot, recipe, say};
+use fmnist_trainer::util::files;
+use fmnist_trainer::{plot, say};
 
 /// Tensors of megabytes that live for one training step are reused from mimalloc's
 /// segments instead of being mapped and unmapped by glibc on every allocation (docs/results.md,
@@ -261,7 +265,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if error.is::<UsageError>() || error.is::<recipe::RecipeError>() {
+            if error.is::<UsageError>()
+                || error.is::<recipe::RecipeError>()
+                || error.is::<files::FileError>()
+            {
                 ExitCode::from(EXIT_USAGE)
             } else if error.is::<train::Interrupted>() {
                 ExitCode::from(EXIT_INTERRUPTED)
@@ -403,11 +410,11 @@ fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
             (options, None)
         }
         Some(dir) => {
-            let resume = fit::open(dir)?;
-            let options = fit::merge_resume_options(&resume.options, &args_options, &given)?;
-            match fit::continue_run(resume, options, &command, dir)? {
-                fit::Continuation::Finished => return Ok(()),
-                fit::Continuation::Train(run) => {
+            let resume = resume::open(dir)?;
+            let options = resume::merge_resume_options(&resume.options, &args_options, &given)?;
+            match resume::continue_run(resume, options, &command, dir)? {
+                resume::Continuation::Finished => return Ok(()),
+                resume::Continuation::Train(run) => {
                     let (options, info, state) = *run;
                     (options, Some((info, state)))
                 }
@@ -423,14 +430,9 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     let logits_file = args.logits.as_deref().filter(|p| p.as_os_str() != "-");
     if let Some(path) = logits_file {
         check_writable(path)?;
-        fsutil::check_outputs(
-            &[path],
-            &[],
-            Some((&args.checkpoint, &checkpoint::RUN_FILES[..])),
-        )?;
+        files::check_outputs(&[path], &[], Some((&args.checkpoint, &run::RUN_FILES[..])))?;
     }
-    let (info, model) =
-        checkpoint::load_run::<B::InnerBackend>(&args.checkpoint, args.best, device)?;
+    let (info, model) = run::load_run::<B::InnerBackend>(&args.checkpoint, args.best, device)?;
     let (set, source) = match (&args.images, &args.labels) {
         (Some(images), Some(labels)) => (dataset::load_idx_pair(images, labels)?, images.clone()),
         _ => (
@@ -453,11 +455,11 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         },
     };
     let started = std::time::Instant::now();
-    let evaluation = train::evaluate(&model, &set, device);
+    let evaluation = fmnist_trainer::eval::evaluate(&model, &set, device);
     let seconds = started.elapsed().as_secs_f64();
     match (&args.logits, logits_file) {
         (_, Some(path)) => {
-            fsutil::write_output(path, evaluation.logits_csv(&set.labels).as_bytes())?
+            files::write_output(path, evaluation.logits_csv(&set.labels).as_bytes())?
         }
         (Some(_), None) => {
             use std::io::Write;
@@ -514,7 +516,7 @@ fn eval_on<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         source.display(),
         evaluation.loss,
     );
-    if let Some(line) = train::confusions_line(confusion) {
+    if let Some(line) = fmnist_trainer::eval::confusions_line(confusion) {
         summary!("{line}");
     }
     summary!(
@@ -540,8 +542,8 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     let run = args
         .checkpoint
         .as_deref()
-        .map(|dir| (dir, &checkpoint::RUN_FILES[..]));
-    fsutil::check_outputs(&outputs, &source, run)?;
+        .map(|dir| (dir, &run::RUN_FILES[..]));
+    files::check_outputs(&outputs, &source, run)?;
     // Both files get a temperature fitted on the validation split; the blob's activation
     // scales are calibrated on the training split.
     let splits = || -> anyhow::Result<_> {
@@ -570,7 +572,7 @@ fn export_run(args: &ExportArgs) -> anyhow::Result<()> {
     };
     let device = Default::default();
     let (info, model) =
-        checkpoint::load_run::<fmnist_trainer::backend::Cpu>(checkpoint, args.best, &device)?;
+        run::load_run::<fmnist_trainer::backend::Cpu>(checkpoint, args.best, &device)?;
     say!(
         "{} model from {}{}",
         info.model.name(),
@@ -599,7 +601,7 @@ fn calibrate_files(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     let test = dataset::load_split(&args.data.data, Split::Test)?;
     for path in &args.files {
-        let fit = fmnist_trainer::calibrate::calibrate_file(path, &val, &test)?;
+        let fit = fmnist_trainer::export::calibrate::calibrate_file(path, &val, &test)?;
         say!("{}: {fit}", path.display());
     }
     Ok(())
@@ -614,7 +616,7 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
     });
     let device = Default::default();
     let model = match &args.model {
-        Some(dir) => Some(checkpoint::load_run::<fmnist_trainer::backend::Cpu>(
+        Some(dir) => Some(run::load_run::<fmnist_trainer::backend::Cpu>(
             dir, args.best, &device,
         )?),
         None => None,
@@ -641,7 +643,7 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
     );
     let predictions = match (&model, &args.model) {
         (Some((info, model)), Some(dir)) => {
-            let evaluation = train::evaluate(model, &set, &device);
+            let evaluation = fmnist_trainer::eval::evaluate(model, &set, &device);
             let right = evaluation.confusion.correct();
             say!("{right} of {} right", set.len());
             title.push_str(&format!(

@@ -13,9 +13,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
-use crate::checkpoint::{EpochMetrics, RunInfo};
-use crate::fsutil::write_atomic;
+use crate::run::{EpochMetrics, RunInfo};
 use crate::usage::UsageError;
+use crate::util::files::write_atomic;
 
 const FONT: &str = "sans-serif";
 
@@ -340,7 +340,7 @@ pub fn curves(path: &Path, info: &RunInfo, run_dir: &Path) -> anyhow::Result<()>
 /// it: a picture that cannot be drawn is a warning (printed once per process), not the
 /// end of a run whose weights and figures are already saved.
 pub fn run_curves(dir: &Path, info: &RunInfo) {
-    let path = dir.join(crate::checkpoint::CURVES_FILE);
+    let path = dir.join(crate::run::CURVES_FILE);
     if let Err(e) = curves(&path, info, dir) {
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -720,8 +720,8 @@ pub fn samples(out: &Path, set: &LabeledImages) -> anyhow::Result<Vec<(PathBuf, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::recipe::Recipe;
     use crate::model::ModelKind;
-    use crate::recipe::Recipe;
 
     #[test]
     fn samples_writes_the_first_image_of_each_class() {

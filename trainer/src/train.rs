@@ -1,4 +1,4 @@
-//! The training loop and evaluation, generic over the burn backend.
+//! The training loop, generic over the burn backend.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,21 +12,18 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use fmnist_runtime::dataset::LabeledImages;
-use fmnist_runtime::Confusion;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::batch::batch;
-use crate::checkpoint::{self, EpochMetrics, RunInfo};
+use crate::config::recipe::OptimizerKind;
 use crate::distill::{self, Distiller, Teacher};
+use crate::eval::evaluate;
 use crate::model::Classifier;
 use crate::plot;
-use crate::recipe::OptimizerKind;
-
-/// Images per forward pass when evaluating (memory only; results do not depend on it).
-pub const EVAL_BATCH: usize = 500;
+use crate::run::{self, EpochMetrics, RunInfo};
 
 /// The data of a training run.
 pub struct Splits {
@@ -97,7 +94,7 @@ pub fn fit<B: AutodiffBackend>(
 /// augmentation as if it had never stopped.
 pub fn resume<B: AutodiffBackend>(
     info: &mut RunInfo,
-    state: &checkpoint::ResumeState,
+    state: &run::ResumeState,
     splits: &Splits,
     out: &Output,
     teacher: Option<&Teacher>,
@@ -110,7 +107,7 @@ fn train<B: AutodiffBackend>(
     info: &mut RunInfo,
     splits: &Splits,
     out: &Output,
-    state: Option<&checkpoint::ResumeState>,
+    state: Option<&run::ResumeState>,
     teacher: Option<&Teacher>,
     device: &B::Device,
 ) -> anyhow::Result<Classifier<B>> {
@@ -135,10 +132,10 @@ fn train<B: AutodiffBackend>(
             B::seed(device, info.seed);
             Classifier::<B>::new(info.model, device)
         }
-        Some(state) => checkpoint::model_from_bytes(&state.model, info.model, device)
+        Some(state) => run::model_from_bytes(&state.model, info.model, device)
             .with_context(|| format!("{}: bad model state", state.path.display()))?,
     };
-    let steps = checkpoint::steps_taken(info, splits.train.len());
+    let steps = run::steps_taken(info, splits.train.len());
     match info.recipe.optimizer {
         OptimizerKind::Adam => {
             let optim = AdamConfig::new()
@@ -159,22 +156,22 @@ fn train<B: AutodiffBackend>(
 }
 
 /// The optimiser with the moments of `state`, if any, checked against `model` (see
-/// [`checkpoint::restore_optimizer`]).
+/// [`run::restore_optimizer`]).
 fn restore<B, S>(
     optim: OptimizerAdaptor<S, Classifier<B>, B>,
-    state: Option<&checkpoint::ResumeState>,
+    state: Option<&run::ResumeState>,
     model: &Classifier<B>,
     max_steps: usize,
     device: &B::Device,
 ) -> anyhow::Result<OptimizerAdaptor<S, Classifier<B>, B>>
 where
     B: AutodiffBackend,
-    S: SimpleOptimizer<B::InnerBackend> + checkpoint::MomentShapes<B::InnerBackend>,
+    S: SimpleOptimizer<B::InnerBackend> + run::MomentShapes<B::InnerBackend>,
 {
     let Some(state) = state else {
         return Ok(optim);
     };
-    checkpoint::restore_optimizer(optim, &state.optimizer, model, max_steps, device)
+    run::restore_optimizer(optim, &state.optimizer, model, max_steps, device)
         .with_context(|| format!("{}: bad optimiser state", state.path.display()))
 }
 
@@ -322,9 +319,9 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         let optimizer = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
             .record(optim.to_record(), ())
             .context("cannot serialise the optimiser state")?;
-        checkpoint::save_resume(&out.dir, &model, optimizer, info)?;
+        run::save_resume(&out.dir, &model, optimizer, info)?;
         // The run a `fit --force` replaces goes once this run has saved an epoch.
-        crate::fsutil::drop_set_aside(&out.dir)?;
+        crate::util::files::drop_set_aside(&out.dir)?;
         if info.stopped_early() {
             break;
         }
@@ -547,25 +544,25 @@ fn save_epoch<B: Backend>(
     info: &mut RunInfo,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let bytes = checkpoint::model_bytes(model)?;
+    let bytes = run::model_bytes(model)?;
     if let Some(last) = info.epochs.last() {
         if info
             .best
             .as_ref()
             .is_none_or(|best| last.val_acc > best.val_acc)
         {
-            crate::fsutil::write_atomic(&dir.join(checkpoint::BEST_FILE), &bytes)?;
-            info.best = Some(checkpoint::Best {
+            crate::util::files::write_atomic(&dir.join(run::BEST_FILE), &bytes)?;
+            info.best = Some(run::Best {
                 epoch: last.epoch,
                 val_acc: last.val_acc,
-                sha256: checkpoint::sha256_hex(&bytes),
+                sha256: crate::util::sha256::sha256_hex(&bytes),
             });
         }
     }
-    checkpoint::save_bytes(dir, &bytes, info)?;
-    crate::fsutil::write_atomic(
-        &dir.join(checkpoint::METRICS_FILE),
-        checkpoint::metrics_csv(&info.epochs).as_bytes(),
+    run::save_bytes(dir, &bytes, info)?;
+    crate::util::files::write_atomic(
+        &dir.join(run::METRICS_FILE),
+        run::metrics_csv(&info.epochs).as_bytes(),
     )?;
     plot::run_curves(dir, info);
     Ok(())
@@ -585,96 +582,12 @@ fn progress_bar(enabled: bool, len: u64, prefix: &str) -> ProgressBar {
     bar
 }
 
-/// Loss and confusion matrix of a model on a labelled set.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    /// Mean cross-entropy (no label smoothing).
-    pub loss: f64,
-    /// Counts of (truth, prediction).
-    pub confusion: Confusion,
-    /// The predicted class of every image, in order.
-    pub predictions: Vec<u8>,
-    /// The logits of every image, 10 per image, in order.
-    pub logits: Vec<f32>,
-}
-
-/// Evaluates `model` on every image of `set` (no augmentation, no gradients).
-pub fn evaluate<B: Backend>(
-    model: &Classifier<B>,
-    set: &LabeledImages,
-    device: &B::Device,
-) -> Evaluation {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut confusion = Confusion::default();
-    let mut predictions = Vec::with_capacity(set.len());
-    let mut all_logits = Vec::with_capacity(set.len() * fmnist_runtime::CLASS_COUNT);
-    let mut loss_sum = 0.0;
-    let indices: Vec<usize> = (0..set.len()).collect();
-    for chunk in indices.chunks(EVAL_BATCH) {
-        let (images, labels) = batch::<B>(set, chunk, None, device);
-        let logits = model.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels);
-        loss_sum += f64::from(loss.into_scalar().elem::<f32>()) * chunk.len() as f64;
-        let values = crate::batch::to_f32_vec(logits);
-        for (&index, row) in chunk.iter().zip(values.chunks(fmnist_runtime::CLASS_COUNT)) {
-            let predicted = fmnist_runtime::metrics::argmax(row);
-            confusion.record(usize::from(set.labels[index]), predicted);
-            predictions.push(predicted as u8);
-        }
-        all_logits.extend(values);
-    }
-    Evaluation {
-        loss: if set.is_empty() {
-            0.0
-        } else {
-            loss_sum / set.len() as f64
-        },
-        confusion,
-        predictions,
-        logits: all_logits,
-    }
-}
-
-impl Evaluation {
-    /// Every image's label and logits as CSV: a header `label,logit0..logit9`, then one row
-    /// per image (`trainer eval --logits`). `labels` are the evaluated set's.
-    pub fn logits_csv(&self, labels: &[u8]) -> String {
-        let mut csv = String::from("label");
-        for c in 0..fmnist_runtime::CLASS_COUNT {
-            csv += &format!(",logit{c}");
-        }
-        csv.push('\n');
-        for (label, row) in labels
-            .iter()
-            .zip(self.logits.chunks(fmnist_runtime::CLASS_COUNT))
-        {
-            // The shortest decimal that reads back as the same f32 (`-2.9927537`).
-            let row: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-            csv += &format!("{label},{}\n", row.join(","));
-        }
-        csv
-    }
-}
-
-/// The five most frequent confusions as one line, `None` when there are none.
-pub fn confusions_line(confusion: &Confusion) -> Option<String> {
-    let names = fmnist_runtime::CLASS_NAMES;
-    let pairs: Vec<String> = confusion
-        .top_confusions::<5>()
-        .iter()
-        .map(|&(truth, predicted, count)| {
-            format!("{} as {} ({count})", names[truth], names[predicted])
-        })
-        .collect();
-    (!pairs.is_empty()).then(|| format!("most frequent mistakes: {}", pairs.join(", ")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuTrain};
+    use crate::config::recipe::Recipe;
     use crate::model::ModelKind;
-    use crate::recipe::Recipe;
     use crate::synthetic;
 
     fn run_info(kind: ModelKind, seed: u64, epochs: usize) -> RunInfo {
@@ -716,14 +629,13 @@ mod tests {
             evaluation.confusion
         );
         assert_eq!(evaluation.confusion.total(), 100);
-        let csv = std::fs::read_to_string(dir.path().join(checkpoint::METRICS_FILE)).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join(run::METRICS_FILE)).unwrap();
         assert_eq!(csv.lines().count(), 3, "{csv}");
-        let png = std::fs::read(dir.path().join(checkpoint::CURVES_FILE)).unwrap();
+        let png = std::fs::read(dir.path().join(run::CURVES_FILE)).unwrap();
         assert_eq!(&png[1..4], b"PNG");
 
         // The saved checkpoint predicts exactly what the model in memory predicts.
-        let (loaded_info, loaded) =
-            checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap();
+        let (loaded_info, loaded) = run::load::<Cpu>(dir.path(), &Default::default()).unwrap();
         assert_eq!(loaded_info, info);
         let again = evaluate(&loaded, &test, &Default::default());
         assert_eq!(again.predictions, evaluation.predictions);
@@ -737,7 +649,8 @@ mod tests {
     /// recipe's is refused.
     #[test]
     fn a_distilled_student_learns_its_teachers_answers() {
-        use crate::distill::{Distillation, Teacher};
+        use crate::config::recipe::Distillation;
+        use crate::distill::Teacher;
         use crate::export::{FoldedOp, ModelCard};
         let dir = tempfile::tempdir().unwrap();
         let (info, trained) = quick_fit(ModelKind::Mlp, 1, &dir.path().join("teacher"));
@@ -771,10 +684,14 @@ mod tests {
                 calibration_images: ranges.images as u32,
                 temperature: 1.0,
             };
-            let bytes = q8::quantize(&layers, &ranges.maxima, q8::WeightBits::Eight)
-                .unwrap()
-                .encode(&card)
-                .unwrap();
+            let bytes = q8::quantize(
+                &layers,
+                &ranges.maxima,
+                crate::config::options::WeightBits::Eight,
+            )
+            .unwrap()
+            .encode(&card)
+            .unwrap();
             let path = dir.path().join("shifted.q8");
             std::fs::write(&path, bytes).unwrap();
             Teacher::load(&path).unwrap()
@@ -848,25 +765,10 @@ mod tests {
         let error = fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default())
             .expect_err("zero epochs are refused");
         assert_eq!(
-            error.downcast_ref::<crate::recipe::RecipeError>(),
-            Some(&crate::recipe::RecipeError::Epochs)
+            error.downcast_ref::<crate::config::recipe::RecipeError>(),
+            Some(&crate::config::recipe::RecipeError::Epochs)
         );
-        assert!(!dir.path().join(checkpoint::RUN_FILE).exists());
-    }
-
-    #[test]
-    fn logits_csv_has_a_header_and_a_row_per_image() {
-        let evaluation = Evaluation {
-            loss: 0.0,
-            confusion: Confusion::default(),
-            predictions: vec![0, 1],
-            logits: (0..20).map(|v| v as f32).collect(),
-        };
-        let csv = evaluation.logits_csv(&[3, 4]);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("label,logit0,") && lines[0].ends_with(",logit9"));
-        assert!(lines[2].starts_with("4,10,11,12,"), "{}", lines[2]);
+        assert!(!dir.path().join(run::RUN_FILE).exists());
     }
 
     #[test]
@@ -875,12 +777,12 @@ mod tests {
         let (mut info, _) = quick_fit(ModelKind::Mlp, 1, dir.path());
         for kind in [ModelKind::Cnn, ModelKind::Edge] {
             info.model = kind;
-            checkpoint::save_info(dir.path(), &info).unwrap();
-            let error = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
+            run::save_info(dir.path(), &info).unwrap();
+            let error = run::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
             assert!(format!("{error:#}").contains(kind.name()), "{error:#}");
         }
-        std::fs::write(dir.path().join(checkpoint::MODEL_FILE), b"garbage").unwrap();
-        let error = checkpoint::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
+        std::fs::write(dir.path().join(run::MODEL_FILE), b"garbage").unwrap();
+        let error = run::load::<Cpu>(dir.path(), &Default::default()).unwrap_err();
         assert!(format!("{error:#}").contains("model.mpk"), "{error:#}");
     }
 }

@@ -4,58 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::backend::DeviceKind;
-use crate::recipe::RecipeError;
+use crate::config::recipe::RecipeError;
 
 /// An error that is the user's usage, not the data's.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UsageError {
-    /// An output file named by a directory.
-    #[error("{}: is a directory, expected a file name", .0.display())]
-    IsDirectory(PathBuf),
-    /// An output file that is a file the command reads (the same device and inode, or the
-    /// same path once links are resolved).
-    #[error("{}: is {}, which this command reads; write the output elsewhere", .output.display(), .input.display())]
-    OutputIsInput {
-        /// The output.
-        output: PathBuf,
-        /// The input it is.
-        input: PathBuf,
-    },
-    /// An output file that is one of a run directory's own files.
-    #[error("{}: one of the run directory's own files; write the output elsewhere", .0.display())]
-    OutputIsRunFile(PathBuf),
-    /// Two outputs of one command name the same file: one would be lost.
-    #[error("{} and {} are the same file: one output would be lost", .0.display(), .1.display())]
-    SameOutputTwice(PathBuf, PathBuf),
-    /// An output file that exists and is not a regular file (a named pipe, a device, a
-    /// socket): writing a new file and renaming it over would replace it.
-    #[error("{}: {kind}, not a regular file; writing there would replace it", .path.display())]
-    NotRegularOutput {
-        /// The path.
-        path: PathBuf,
-        /// What it is.
-        kind: &'static str,
-    },
-    /// An output file in a directory that does not exist.
-    #[error("{}: the directory {} does not exist", .path.display(), .dir.display())]
-    NoDirectory {
-        /// The file.
-        path: PathBuf,
-        /// Its missing directory.
-        dir: PathBuf,
-    },
-    /// An output path where nothing can be written (permissions, a name too long, ...).
-    #[error("{}: cannot write there: {reason}", .path.display())]
-    NotWritable {
-        /// The file or directory.
-        path: PathBuf,
-        /// What the operating system said.
-        reason: String,
-    },
-    /// A run directory named by something that is not a directory.
-    #[error("{}: exists and is not a directory", .0.display())]
-    NotADirectory(PathBuf),
+    /// An output path that cannot be written, or would break an input or a run (the
+    /// probes of [`crate::util::files`]).
+    #[error(transparent)]
+    File(#[from] crate::util::files::FileError),
     /// `--val` takes every training image.
     #[error("--val {0} leaves no training images")]
     NoTrainingImages(usize),
@@ -139,7 +97,7 @@ pub fn check_device(device: DeviceKind) -> Result<(), UsageError> {
 
 /// An output file must not be a directory, its directory must exist, and a file must be
 /// creatable there: proven by creating and removing a probe file
-/// ([`crate::fsutil::probe_file`]), before any work.
+/// ([`crate::util::files::probe_file`]), before any work.
 pub fn check_writable(path: &Path) -> Result<(), UsageError> {
-    crate::fsutil::probe_file(path)
+    Ok(crate::util::files::probe_file(path)?)
 }

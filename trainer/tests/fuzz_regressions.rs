@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use fmnist_trainer::backend::CpuTrain;
-use fmnist_trainer::checkpoint::{self, RunInfo};
+use fmnist_trainer::config::recipe::Recipe;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
+use fmnist_trainer::run::{self, RunInfo};
 use fmnist_trainer::synthetic;
 use fmnist_trainer::train::{self, Output, Splits};
 
@@ -36,21 +36,18 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     };
     train::fit::<CpuTrain>(&mut info, &splits, &out, None, &Default::default()).unwrap();
     let file = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
-    let state = file(checkpoint::RESUME_FILE);
+    let state = file(run::RESUME_FILE);
     vec![
         (
             "model".into(),
-            [&[0u8][..], &file(checkpoint::MODEL_FILE)].concat(),
+            [&[0u8][..], &file(run::MODEL_FILE)].concat(),
         ),
         (
             "state-payload".into(),
             [&[1u8][..], &state[8 + 1 + 32..]].concat(),
         ),
         ("state-whole".into(), [&[2u8][..], &state].concat()),
-        (
-            "run".into(),
-            [&[3u8][..], &file(checkpoint::RUN_FILE)].concat(),
-        ),
+        ("run".into(), [&[3u8][..], &file(run::RUN_FILE)].concat()),
     ]
 }
 
@@ -69,10 +66,9 @@ fn rundir_seeds_and_regressions_replay() {
     }
     // The seeds are valid files: each loads (a panic or error here is a broken seed).
     let state = &seeds[2].1[1..];
-    let (info, state) = checkpoint::resume_from_bytes(state).unwrap();
-    checkpoint::model_from_bytes::<CpuTrain>(&state.model, info.model, &Default::default())
-        .unwrap();
-    checkpoint::info_from_bytes(&seeds[3].1[1..]).unwrap();
+    let (info, state) = run::resume_from_bytes(state).unwrap();
+    run::model_from_bytes::<CpuTrain>(&state.model, info.model, &Default::default()).unwrap();
+    run::info_from_bytes(&seeds[3].1[1..]).unwrap();
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/rundir");
     let mut count = 0;

@@ -4,11 +4,12 @@
 //! 0.938, as other tests trained in the same process at the same time.
 
 use fmnist_trainer::backend::CpuTrain;
-use fmnist_trainer::checkpoint::RunInfo;
+use fmnist_trainer::config::recipe::Recipe;
+use fmnist_trainer::eval::evaluate;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
+use fmnist_trainer::run::RunInfo;
 use fmnist_trainer::synthetic;
-use fmnist_trainer::train::{evaluate, fit, Output, Splits};
+use fmnist_trainer::train::{fit, Output, Splits};
 
 use burn::module::AutodiffModule;
 

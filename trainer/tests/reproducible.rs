@@ -3,9 +3,9 @@
 //! same process share its thread pool (one `trainer fit` per process is not affected).
 
 use fmnist_trainer::backend::CpuTrain;
-use fmnist_trainer::checkpoint::RunInfo;
+use fmnist_trainer::config::recipe::Recipe;
 use fmnist_trainer::model::ModelKind;
-use fmnist_trainer::recipe::Recipe;
+use fmnist_trainer::run::RunInfo;
 use fmnist_trainer::synthetic;
 use fmnist_trainer::train::{fit, Output, Splits};
 

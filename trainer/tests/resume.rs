@@ -50,7 +50,7 @@ fn text(bytes: &[u8]) -> String {
 /// Per-epoch figures and the test accuracy of a run directory; `seconds` left out.
 fn figures(run: &Path) -> (Vec<[f64; 5]>, Option<f64>) {
     let bytes = std::fs::read(run.join("run.json")).expect("run.json exists");
-    let info: fmnist_trainer::checkpoint::RunInfo = serde_json::from_slice(&bytes).unwrap();
+    let info: fmnist_trainer::run::RunInfo = serde_json::from_slice(&bytes).unwrap();
     let epochs = info
         .epochs
         .iter()
@@ -67,7 +67,7 @@ fn start_and_wait_for_epoch_one(data: &Path, run: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the trainer binary starts");
-    let state = run.join(fmnist_trainer::checkpoint::RESUME_FILE);
+    let state = run.join(fmnist_trainer::run::RESUME_FILE);
     let started = Instant::now();
     while !state.exists() {
         assert!(
@@ -165,9 +165,9 @@ fn resume_refuses_bad_state_files() {
 #[test]
 fn a_run_without_recorded_options_is_not_resumed() {
     use fmnist_trainer::backend::Cpu;
-    use fmnist_trainer::checkpoint::{self, RunInfo};
+    use fmnist_trainer::config::recipe::Recipe;
     use fmnist_trainer::model::{Classifier, ModelKind};
-    use fmnist_trainer::recipe::Recipe;
+    use fmnist_trainer::run::{self, RunInfo};
     // What an older trainer wrote: a run description without the fit options.
     let dir = tempfile::tempdir().unwrap();
     let kind = ModelKind::Mlp;
@@ -179,7 +179,7 @@ fn a_run_without_recorded_options_is_not_resumed() {
         "trainer fit --model mlp".into(),
     );
     let model = Classifier::<Cpu>::new(kind, &Default::default());
-    checkpoint::save_resume(dir.path(), &model, Vec::new(), &info).unwrap();
+    run::save_resume(dir.path(), &model, Vec::new(), &info).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
     command.args(["fit", "--resume", path(dir.path())]);
     let output = run(command);

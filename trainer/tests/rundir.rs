@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fmnist_trainer::checkpoint::{self, ResumeState, RunInfo};
 use fmnist_trainer::model::ModelKind;
+use fmnist_trainer::run::{self, ResumeState, RunInfo};
 use fmnist_trainer::synthetic;
 
 fn path(p: &Path) -> &str {
@@ -122,7 +122,7 @@ fn assert_every_reader_refuses(run: &Path, data: &Path, file: &str, what: &str) 
 /// The run description and resume state of `run`'s `resume.state`, decoded without any of
 /// the loader's checks (so that tests can break them).
 fn state_parts(run: &Path) -> (RunInfo, ResumeState) {
-    let bytes = std::fs::read(run.join(checkpoint::RESUME_FILE)).unwrap();
+    let bytes = std::fs::read(run.join(run::RESUME_FILE)).unwrap();
     // magic (8 bytes), version (1), SHA-256 (32), then the postcard payload.
     let state: ResumeState = postcard::from_bytes(&bytes[8 + 1 + 32..]).unwrap();
     let info = serde_json::from_str(&state.info).unwrap();
@@ -134,11 +134,7 @@ fn state_parts(run: &Path) -> (RunInfo, ResumeState) {
 fn write_state(run: &Path, info: &RunInfo, mut state: ResumeState) {
     state.info = serde_json::to_string(info).unwrap();
     let payload = postcard::to_stdvec(&state).unwrap();
-    std::fs::write(
-        run.join(checkpoint::RESUME_FILE),
-        checkpoint::resume_envelope(&payload),
-    )
-    .unwrap();
+    std::fs::write(run.join(run::RESUME_FILE), run::resume_envelope(&payload)).unwrap();
 }
 
 /// Where the parameter ids of a `model.mpk` (MessagePack `"id"` then a 13-character
@@ -161,7 +157,7 @@ fn resume(run: &Path) -> Output {
 fn a_corrupt_parameter_id_is_an_error_not_a_panic() {
     let data = dataset();
     let run = run(data.path(), "mlp", "mlp");
-    let model_path = run.join(checkpoint::MODEL_FILE);
+    let model_path = run.join(run::MODEL_FILE);
     let good = std::fs::read(&model_path).unwrap();
     let mut bad = good.clone();
     let id = param_ids(&bad)[0];
@@ -172,15 +168,15 @@ fn a_corrupt_parameter_id_is_an_error_not_a_panic() {
     // ... and with the checksum updated to match, the guarded decoding does.
     let mut info: RunInfo =
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
-    info.model_sha256 = Some(checkpoint::sha256_hex(&bad));
-    checkpoint::save_info(&run, &info).unwrap();
+    info.model_sha256 = Some(fmnist_trainer::util::sha256::sha256_hex(&bad));
+    run::save_info(&run, &info).unwrap();
     assert_every_reader_refuses(&run, data.path(), "model.mpk", "Invalid id");
 
     // The same byte in the weights that resume.state holds.
     let (mut info, mut state) = state_parts(&run);
     let id = param_ids(&state.model)[0];
     state.model[id] = b'!';
-    info.model_sha256 = Some(checkpoint::sha256_hex(&state.model));
+    info.model_sha256 = Some(fmnist_trainer::util::sha256::sha256_hex(&state.model));
     write_state(&run, &info, state);
     assert_refused(&resume(&run), 1, "resume.state", "bad model state");
 }
@@ -216,7 +212,7 @@ fn an_optimiser_state_of_the_wrong_shape_is_refused_before_training() {
     state.optimizer[w..w + 13].copy_from_slice(bias);
     state.optimizer[b..b + 13].copy_from_slice(weight);
     write_state(&run, &info, state);
-    checkpoint::save_info(&run, &info).unwrap();
+    run::save_info(&run, &info).unwrap();
     let output = resume(&run);
     assert_refused(&output, 1, "resume.state", "bad optimiser state");
     assert!(
@@ -267,9 +263,9 @@ fn the_recipe_read_back_is_validated_like_the_command_line() {
         assert!(!text(&output.stdout).contains("Epoch:"));
         // The same recipe in run.json: eval refuses it too.
         write_state(&run, &good_info, good_state.clone());
-        checkpoint::save_info(&run, &info).unwrap();
+        run::save_info(&run, &info).unwrap();
         assert_refused(&eval(&run, data.path()), 1, "run.json", what);
-        checkpoint::save_info(&run, &good_info).unwrap();
+        run::save_info(&run, &good_info).unwrap();
     }
     // Only the recipe, not the options that gave it: they disagree.
     let mut info = good_info.clone();
@@ -342,7 +338,7 @@ fn a_flipped_weight_byte_is_found_by_the_checksum() {
     let data = dataset();
     let run = run(data.path(), "mlp", "mlp");
     assert!(eval(&run, data.path()).status.success());
-    let model_path = run.join(checkpoint::MODEL_FILE);
+    let model_path = run.join(run::MODEL_FILE);
     let mut bytes = std::fs::read(&model_path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -353,7 +349,7 @@ fn a_flipped_weight_byte_is_found_by_the_checksum() {
     let mut info: RunInfo =
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     info.model_sha256 = None;
-    checkpoint::save_info(&run, &info).unwrap();
+    run::save_info(&run, &info).unwrap();
     assert_refused(&eval(&run, data.path()), 1, "model.mpk", "no checksum");
     // A damaged field name is not a missing field.
     let json = text(&std::fs::read(run.join("run.json")).unwrap()).replace("\"seed\"", "\"sead\"");
@@ -453,7 +449,7 @@ fn resume_removes_the_temporary_files_of_a_killed_run() {
 fn run_files_are_read_only_if_regular_and_of_plausible_size() {
     let data = dataset();
     let run = run(data.path(), "mlp", "mlp");
-    let model_path = run.join(checkpoint::MODEL_FILE);
+    let model_path = run.join(run::MODEL_FILE);
     let good = std::fs::read(&model_path).unwrap();
     std::fs::remove_file(&model_path).unwrap();
     let status = Command::new("mkfifo").arg(&model_path).status().unwrap();
@@ -471,10 +467,10 @@ fn run_files_are_read_only_if_regular_and_of_plausible_size() {
     let run_json = run.join("run.json");
     let saved = std::fs::read(&run_json).unwrap();
     let file = std::fs::File::create(&run_json).unwrap();
-    file.set_len(checkpoint::MAX_RUN_BYTES + 1).unwrap();
+    file.set_len(run::MAX_RUN_BYTES + 1).unwrap();
     assert_refused(&eval(&run, data.path()), 1, "run.json", "more than");
     std::fs::write(&run_json, saved).unwrap();
-    let state = run.join(checkpoint::RESUME_FILE);
+    let state = run.join(run::RESUME_FILE);
     std::fs::remove_file(&state).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
     assert_refused(&resume(&run), 1, "resume.state", "a device");
@@ -687,11 +683,11 @@ fn runs_killed_at_the_last_two_kill_points_resume_or_say_what_to_do() {
     args.extend(["--export", path(&export)]);
     let output = trainer(&args);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let tested = checkpoint::load_info(&out).unwrap().test_accuracy;
+    let tested = run::load_info(&out).unwrap().test_accuracy;
     assert!(tested.is_some());
     let (epoch_info, _) = state_parts(&out);
     assert_eq!(epoch_info.test_accuracy, None);
-    checkpoint::save_info(&out, &epoch_info).unwrap();
+    run::save_info(&out, &epoch_info).unwrap();
     std::fs::remove_file(&export).unwrap();
     let output = resume(&out);
     let stdout = text(&output.stdout);
@@ -702,7 +698,7 @@ fn runs_killed_at_the_last_two_kill_points_resume_or_say_what_to_do() {
     );
     assert!(!stdout.contains("trained 0"), "{stdout}");
     assert!(export.is_file(), "the export was not written");
-    let info = checkpoint::load_info(&out).unwrap();
+    let info = run::load_info(&out).unwrap();
     assert_eq!(
         info.test_accuracy, tested,
         "the same weights, the same test"
@@ -717,7 +713,7 @@ fn runs_killed_at_the_last_two_kill_points_resume_or_say_what_to_do() {
     // advised `--resume`, which then failed. Both now say the run cannot be resumed and
     // that --force replaces it, which works.
     let out = run(data.path(), "first", "mlp");
-    std::fs::remove_file(out.join(checkpoint::RESUME_FILE)).unwrap();
+    std::fs::remove_file(out.join(run::RESUME_FILE)).unwrap();
     let output = trainer(&fit_args(data.path(), &out, "mlp", "1"));
     assert_refused(
         &output,
@@ -739,5 +735,5 @@ fn runs_killed_at_the_last_two_kill_points_resume_or_say_what_to_do() {
     args.push("--force");
     let output = trainer(&args);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(out.join(checkpoint::RESUME_FILE).is_file());
+    assert!(out.join(run::RESUME_FILE).is_file());
 }

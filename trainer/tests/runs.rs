@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fmnist_trainer::checkpoint::RunInfo;
+use fmnist_trainer::run::RunInfo;
 use fmnist_trainer::synthetic;
 
 fn path(p: &Path) -> &str {
@@ -663,7 +663,7 @@ fn a_run_distils_from_a_teacher_file_it_records_and_checks() {
         file
     };
     let teacher = exported("teacher", "42");
-    let sha = fmnist_trainer::checkpoint::sha256_hex(&std::fs::read(&teacher).unwrap());
+    let sha = fmnist_trainer::util::sha256::sha256_hex(&std::fs::read(&teacher).unwrap());
     let run = data.path().join("student");
     let student = |extra: &[&str]| {
         let mut args = vec!["--out", path(&run), "--teacher", path(&teacher)];

@@ -3,6 +3,7 @@
 //! arrays in PyTorch's layouts, every layer's input and output shape recorded once. A
 //! layer the formats cannot express is refused here, by name.
 
+pub mod calibrate;
 pub mod onnx;
 pub mod q8;
 
@@ -11,9 +12,8 @@ use std::path::Path;
 use burn::module::Param;
 use burn::prelude::*;
 
-pub use q8::{
-    write_q8, write_q8_from_onnx, ExportImages, Q8Report, WeightBits, CALIBRATION_IMAGES,
-};
+pub use crate::config::options::WeightBits;
+pub use q8::{write_q8, write_q8_from_onnx, ExportImages, Q8Report, CALIBRATION_IMAGES};
 
 use crate::batch::to_f32_vec as values;
 use crate::model::{summarize, ChainError, Classifier, Layer, LayerSpec, ModelKind, Shape};
@@ -164,7 +164,7 @@ pub enum ExportError {
         kind: &'static str,
         /// What does not fit.
         #[source]
-        source: crate::checkpoint::ShapeMismatch,
+        source: crate::run::ShapeMismatch,
     },
     /// The layers do not chain from one image to 10 logits.
     #[error("the layers do not chain")]
@@ -244,7 +244,7 @@ pub fn fold<B: Backend>(
     model: &Classifier<B>,
     kind: ModelKind,
 ) -> Result<Vec<FoldedLayer>, ExportError> {
-    crate::checkpoint::check_shapes(model, kind).map_err(|source| ExportError::Shapes {
+    crate::run::check_shapes(model, kind).map_err(|source| ExportError::Shapes {
         kind: kind.name(),
         source,
     })?;
@@ -333,13 +333,13 @@ pub struct ModelCard {
     /// The command line that trained it.
     pub training_command: String,
     /// The softmax temperature fitted on the validation split
-    /// ([`crate::calibrate`]), stored as the `temperature` metadata entry.
+    /// ([`crate::export::calibrate`]), stored as the `temperature` metadata entry.
     pub temperature: Option<f32>,
 }
 
 impl ModelCard {
     /// The card of a trained run.
-    pub fn of_run(info: &crate::checkpoint::RunInfo) -> ModelCard {
+    pub fn of_run(info: &crate::run::RunInfo) -> ModelCard {
         ModelCard {
             kind: info.model,
             parameters: crate::model::parameter_count(info.model),
@@ -354,7 +354,7 @@ impl ModelCard {
 /// in its metadata when given.
 pub fn write_onnx<B: Backend>(
     model: &Classifier<B>,
-    info: &crate::checkpoint::RunInfo,
+    info: &crate::run::RunInfo,
     path: &Path,
     temperature: Option<f32>,
 ) -> anyhow::Result<()> {
@@ -366,7 +366,7 @@ pub fn write_onnx<B: Backend>(
     };
     let bytes = onnx::to_bytes(&layers, &card)
         .with_context(|| format!("{}: cannot encode the ONNX model", path.display()))?;
-    crate::fsutil::write_output(path, &bytes)
+    crate::util::files::write_output(path, &bytes)
 }
 
 /// Files to export a trained model to.
@@ -386,7 +386,7 @@ pub struct Exports {
 /// accuracy and calibration are reported on `val` and (when not empty) `test`.
 pub fn write_all<B: Backend>(
     model: &Classifier<B>,
-    info: &crate::checkpoint::RunInfo,
+    info: &crate::run::RunInfo,
     exports: &Exports,
     calibration: &fmnist_runtime::dataset::LabeledImages,
     val: &fmnist_runtime::dataset::LabeledImages,
@@ -395,11 +395,11 @@ pub fn write_all<B: Backend>(
 ) -> anyhow::Result<()> {
     if let Some(path) = &exports.onnx {
         let logits = |set: &fmnist_runtime::dataset::LabeledImages| {
-            crate::train::evaluate(model, set, device).logits
+            crate::eval::evaluate(model, set, device).logits
         };
         let val_logits = logits(val);
         let test_logits = (!test.is_empty()).then(|| logits(test));
-        let fit = crate::calibrate::TemperatureFit::new(
+        let fit = crate::temperature::TemperatureFit::new(
             (&val_logits, &val.labels),
             test_logits.as_deref().map(|l| (l, &test.labels[..])),
         );
@@ -450,7 +450,7 @@ pub fn print_q8(path: &Path, report: &Q8Report, images: ExportImages<'_>, bits: 
 }
 
 /// The temperature a file got and what it did, or why it got none.
-fn print_calibration(fit: &crate::calibrate::TemperatureFit) {
+fn print_calibration(fit: &crate::temperature::TemperatureFit) {
     if fit.val_images == 0 {
         crate::say!("  probabilities not calibrated (temperature 1): no validation images");
     } else {

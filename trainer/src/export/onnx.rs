@@ -180,8 +180,8 @@ pub fn metadata(card: &ModelCard) -> Vec<(&'static str, String)> {
     }
     if let Some(temperature) = card.temperature {
         entries.push((
-            crate::calibrate::ONNX_KEY,
-            crate::calibrate::onnx_entry(temperature).take_value(),
+            crate::temperature::ONNX_KEY,
+            crate::temperature::onnx_entry(temperature).take_value(),
         ));
     }
     entries

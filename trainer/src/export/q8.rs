@@ -16,59 +16,12 @@ use fmnist_runtime::dataset::LabeledImages;
 use fmnist_runtime::{BlobError, CLASS_NAMES, INPUT_SCALE};
 
 use super::{fold, ExportError, FoldedConv, FoldedLayer, FoldedOp};
-use crate::checkpoint::RunInfo;
+use crate::config::options::WeightBits;
 use crate::model::{Classifier, LayerSpec, ModelKind, Shape};
+use crate::run::RunInfo;
 
 /// Images of the training split used to calibrate activation scales.
 pub const CALIBRATION_IMAGES: usize = 2048;
-
-/// The range of the blob's weights.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum WeightBits {
-    /// -127..=127 per output channel: the finest steps.
-    #[default]
-    #[value(name = "8")]
-    Eight,
-    /// -64..=64 per output channel: half the resolution, but no pair of weights can
-    /// saturate a 16-bit sum of u8 x i8 products, so CPUs with AVX2 and no VNNI multiply
-    /// the bytes themselves (`vpmaddubsw`) instead of widening them to 16 bits. The same
-    /// results on every engine tier, bit for bit.
-    #[value(name = "7")]
-    Seven,
-}
-
-impl WeightBits {
-    /// Whether this is the default, 8 bits (`run.json` leaves it out then).
-    pub fn is_eight(&self) -> bool {
-        *self == WeightBits::Eight
-    }
-
-    /// 8 or 7.
-    pub fn bits(self) -> u32 {
-        match self {
-            WeightBits::Eight => 8,
-            WeightBits::Seven => 7,
-        }
-    }
-
-    /// The largest weight magnitude.
-    pub fn largest(self) -> f32 {
-        match self {
-            WeightBits::Eight => 127.0,
-            WeightBits::Seven => 64.0,
-        }
-    }
-}
 
 /// The bytes of one quantized conv or linear layer, built once; the blob borrows them.
 struct Tensors {
@@ -187,7 +140,7 @@ pub fn calibrate_layers<B: Backend>(
     let count = set.len().min(CALIBRATION_IMAGES);
     let indices: Vec<usize> = (0..count).collect();
     let mut maxima = vec![0f32; model.layers.len()];
-    for chunk in indices.chunks(crate::train::EVAL_BATCH) {
+    for chunk in indices.chunks(crate::eval::EVAL_BATCH) {
         let (images, _) = crate::batch::batch::<B>(set, chunk, None, device);
         for (m, batch_max) in maxima.iter_mut().zip(model.output_maxima(images)) {
             *m = m.max(batch_max);
@@ -493,7 +446,7 @@ pub struct Q8Report {
     pub arena_bytes: usize,
     /// The softmax temperature fitted on the validation split with the engine's logits,
     /// and the calibration before and after.
-    pub calibration: crate::calibrate::TemperatureFit,
+    pub calibration: crate::temperature::TemperatureFit,
 }
 
 /// The images an int8 export uses.
@@ -510,7 +463,7 @@ pub struct ExportImages<'s> {
 /// Quantizes `model` (calibrating on the first [`CALIBRATION_IMAGES`] of
 /// `images.calibration`) with weights of `bits`, checks the result on `images.val` (and
 /// `images.test` when given) against the float model, fits the softmax temperature on
-/// `images.val` with the engine's own logits ([`crate::calibrate`]), and writes the blob
+/// `images.val` with the engine's own logits ([`crate::export::calibrate`]), and writes the blob
 /// at `path` atomically.
 pub fn write_q8<B: Backend>(
     model: &Classifier<B>,
@@ -540,7 +493,7 @@ pub fn write_q8_from_onnx(
     type B = crate::backend::Cpu;
     let device = Default::default();
     let name = || onnx.display().to_string();
-    let bytes = crate::fsutil::read_regular(onnx, 64 << 20)?;
+    let bytes = crate::util::files::read_regular(onnx, 64 << 20)?;
     let (folded, kind) = super::onnx::read_with_kind(&bytes).with_context(name)?;
     let model = super::unfold::<B>(&folded, &device);
     let ranges = calibrate_layers(&model, images.calibration, &device);
@@ -577,7 +530,7 @@ fn write_quantized<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> anyhow::Result<Q8Report> {
-    use crate::train::evaluate;
+    use crate::eval::evaluate;
     use fmnist_runtime::evaluate::evaluate as evaluate_int8;
 
     let (val, test) = (images.val, images.test);
@@ -589,11 +542,11 @@ fn write_quantized<B: Backend>(
     let float_val = evaluate(model, val, device);
     let (int8_val, int8_val_predictions) = evaluate_int8(&plan, val)?;
     // The draft's temperature is 1 and the fit reads the raw logits anyway.
-    let val_logits = crate::calibrate::int8_logits(&plan, val)?;
+    let val_logits = crate::temperature::int8_logits(&plan, val)?;
     let test_logits = test
-        .map(|t| crate::calibrate::int8_logits(&plan, t))
+        .map(|t| crate::temperature::int8_logits(&plan, t))
         .transpose()?;
-    let calibration = crate::calibrate::TemperatureFit::new(
+    let calibration = crate::temperature::TemperatureFit::new(
         (&val_logits, &val.labels),
         test.zip(test_logits.as_deref())
             .map(|(t, logits)| (logits, &t.labels[..])),
@@ -619,7 +572,7 @@ fn write_quantized<B: Backend>(
         card.int8_accuracy = report.int8_test.map(|a| a as f32);
     }
     let bytes = quantized.encode(&card)?;
-    crate::fsutil::write_output(path, &bytes)?;
+    crate::util::files::write_output(path, &bytes)?;
     report.bytes = bytes.len();
     Ok(report)
 }

@@ -6,6 +6,59 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// An output path that cannot be written, or that would overwrite an input or a run's own
+/// file: found by the probes before any work. A usage mistake (`trainer` exits with 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// An output file named by a directory.
+    #[error("{}: is a directory, expected a file name", .0.display())]
+    IsDirectory(PathBuf),
+    /// An output file that is a file the command reads (the same device and inode, or the
+    /// same path once links are resolved).
+    #[error("{}: is {}, which this command reads; write the output elsewhere", .output.display(), .input.display())]
+    OutputIsInput {
+        /// The output.
+        output: PathBuf,
+        /// The input it is.
+        input: PathBuf,
+    },
+    /// An output file that is one of a run directory's own files.
+    #[error("{}: one of the run directory's own files; write the output elsewhere", .0.display())]
+    OutputIsRunFile(PathBuf),
+    /// Two outputs of one command name the same file: one would be lost.
+    #[error("{} and {} are the same file: one output would be lost", .0.display(), .1.display())]
+    SameOutputTwice(PathBuf, PathBuf),
+    /// An output file that exists and is not a regular file (a named pipe, a device, a
+    /// socket): writing a new file and renaming it over would replace it.
+    #[error("{}: {kind}, not a regular file; writing there would replace it", .path.display())]
+    NotRegularOutput {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// An output file in a directory that does not exist.
+    #[error("{}: the directory {} does not exist", .path.display(), .dir.display())]
+    NoDirectory {
+        /// The file.
+        path: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
+    /// An output path where nothing can be written (permissions, a name too long, ...).
+    #[error("{}: cannot write there: {reason}", .path.display())]
+    NotWritable {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// A run directory named by something that is not a directory.
+    #[error("{}: exists and is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+}
+
 use anyhow::{bail, Context};
 
 /// The prefix of [`write_atomic`]'s temporary files (what a killed process leaves behind).
@@ -313,11 +366,10 @@ pub fn check_outputs(
     outputs: &[&Path],
     inputs: &[&Path],
     run: Option<(&Path, &[&str])>,
-) -> Result<(), crate::usage::UsageError> {
-    use crate::usage::UsageError;
+) -> Result<(), FileError> {
     for (i, output) in outputs.iter().enumerate() {
         if let Some(input) = inputs.iter().find(|input| same_file(output, input)) {
-            return Err(UsageError::OutputIsInput {
+            return Err(FileError::OutputIsInput {
                 output: output.to_path_buf(),
                 input: input.to_path_buf(),
             });
@@ -325,11 +377,11 @@ pub fn check_outputs(
         if let Some((dir, files)) = run {
             let mut own = files.iter().chain(&[LOCK_FILE]);
             if own.any(|name| same_file(output, &dir.join(name))) {
-                return Err(UsageError::OutputIsRunFile(output.to_path_buf()));
+                return Err(FileError::OutputIsRunFile(output.to_path_buf()));
             }
         }
         if let Some(other) = outputs[..i].iter().find(|other| same_file(output, other)) {
-            return Err(UsageError::SameOutputTwice(
+            return Err(FileError::SameOutputTwice(
                 other.to_path_buf(),
                 output.to_path_buf(),
             ));
@@ -342,29 +394,28 @@ pub fn check_outputs(
 /// writing it: `path` is not a directory, its directory exists, a temporary file can be
 /// created in it, and (when `path` does not exist yet) a file of that very name can be
 /// created. Everything created is removed.
-pub fn probe_file(path: &Path) -> Result<(), crate::usage::UsageError> {
-    use crate::usage::UsageError;
+pub fn probe_file(path: &Path) -> Result<(), FileError> {
     if path.is_dir() {
-        return Err(UsageError::IsDirectory(path.to_path_buf()));
+        return Err(FileError::IsDirectory(path.to_path_buf()));
     }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(UsageError::NoDirectory {
+        return Err(FileError::NoDirectory {
             path: path.to_path_buf(),
             dir: dir.to_path_buf(),
         });
     }
-    let not_writable = |error: std::io::Error| UsageError::NotWritable {
+    let not_writable = |error: std::io::Error| FileError::NotWritable {
         path: path.to_path_buf(),
         reason: os_reason(error),
     };
     probe_in(dir).map_err(not_writable)?;
     if let Ok(meta) = std::fs::metadata(path) {
         if !meta.is_file() {
-            return Err(UsageError::NotRegularOutput {
+            return Err(FileError::NotRegularOutput {
                 path: path.to_path_buf(),
                 kind: file_kind(&meta),
             });
@@ -384,15 +435,14 @@ pub fn probe_file(path: &Path) -> Result<(), crate::usage::UsageError> {
 /// Proves that the run directory `dir` can be written: creates it if needed and a probe
 /// file in it. Returns the directories it created (outermost first), which
 /// [`remove_created`] takes away again if the run ends before writing anything.
-pub fn probe_dir(dir: &Path) -> Result<Vec<PathBuf>, crate::usage::UsageError> {
-    use crate::usage::UsageError;
-    let not_writable = |error: std::io::Error| UsageError::NotWritable {
+pub fn probe_dir(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let not_writable = |error: std::io::Error| FileError::NotWritable {
         path: dir.to_path_buf(),
         reason: os_reason(error),
     };
     if let Ok(metadata) = std::fs::metadata(dir) {
         if !metadata.is_dir() {
-            return Err(UsageError::NotADirectory(dir.to_path_buf()));
+            return Err(FileError::NotADirectory(dir.to_path_buf()));
         }
         probe_in(dir).map_err(not_writable)?;
         return Ok(Vec::new());

@@ -2,6 +2,8 @@
 //! builds the burn module, counts parameters and multiply-accumulates, and (later) drives
 //! every exporter, so no model is described twice.
 
+pub mod conv;
+
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -518,7 +520,7 @@ impl<B: Backend> Classifier<B> {
         for (index, layer) in self.layers.iter().enumerate() {
             x = match (layer, x) {
                 (Layer::Conv(conv), Activation::Map(t)) => {
-                    Activation::Map(crate::conv::forward(conv, t))
+                    Activation::Map(crate::model::conv::forward(conv, t))
                 }
                 (Layer::BatchNorm(bn), Activation::Map(t)) => Activation::Map(batch_norm(bn, t)),
                 (Layer::Relu(relu), Activation::Map(t)) => Activation::Map(relu.forward(t)),

@@ -15,12 +15,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context};
 
 use crate::backend::CpuTrain;
-use crate::checkpoint::{
+use crate::config::options::FitOptions;
+use crate::run::{
     self, ResumeState, RunInfo, BEST_FILE, MAX_MODEL_BYTES, METRICS_FILE, MODEL_FILE, RESUME_FILE,
     RUN_FILE,
 };
-use crate::fit::{self, FitOptions};
-use crate::fsutil::{read_regular, write_atomic};
+use crate::usage::UsageError;
+use crate::util::files::{self, read_regular, write_atomic};
 
 /// A run to continue, checked, with what had to be repaired to continue it.
 pub struct Resume {
@@ -36,8 +37,8 @@ pub struct Resume {
 
 /// Opens the run in `dir` for `trainer fit --resume`: see the module documentation.
 pub fn open_resume(dir: &Path) -> anyhow::Result<Resume> {
-    let (mut info, state) = checkpoint::load_resume(dir)?;
-    let options = fit::resume_options(dir, &info, &state)?;
+    let (mut info, state) = run::load_resume(dir)?;
+    let options = resume_options(dir, &info, &state)?;
     check_state(&info, &state)?;
     let mut notes = reconcile(dir, &mut info, &state)?;
     notes.extend(check_best(dir, &mut info, &state)?);
@@ -53,14 +54,14 @@ pub fn open_resume(dir: &Path) -> anyhow::Result<Resume> {
 /// them against the model kind, so that nothing fails once training has started.
 fn check_state(info: &RunInfo, state: &ResumeState) -> anyhow::Result<()> {
     let device = Default::default();
-    let model = checkpoint::model_from_bytes::<CpuTrain>(&state.model, info.model, &device)
+    let model = run::model_from_bytes::<CpuTrain>(&state.model, info.model, &device)
         .with_context(|| format!("{}: bad model state", state.path.display()))?;
     let steps = if info.train_images == 0 {
         usize::MAX
     } else {
-        checkpoint::steps_taken(info, info.train_images)
+        run::steps_taken(info, info.train_images)
     };
-    checkpoint::check_optimizer::<CpuTrain>(&state.optimizer, &info.recipe, &model, steps, &device)
+    run::check_optimizer::<CpuTrain>(&state.optimizer, &info.recipe, &model, steps, &device)
         .with_context(|| format!("{}: bad optimiser state", state.path.display()))
 }
 
@@ -80,7 +81,7 @@ fn check_best(
     let bytes = read_regular(&path, MAX_MODEL_BYTES);
     if bytes
         .as_ref()
-        .is_ok_and(|bytes| checkpoint::sha256_hex(bytes) == best.sha256)
+        .is_ok_and(|bytes| crate::util::sha256::sha256_hex(bytes) == best.sha256)
     {
         return Ok(None);
     }
@@ -92,7 +93,9 @@ fn check_best(
             best.epoch
         ),
     };
-    if best.epoch == info.epochs.len() && checkpoint::sha256_hex(&state.model) == best.sha256 {
+    if best.epoch == info.epochs.len()
+        && crate::util::sha256::sha256_hex(&state.model) == best.sha256
+    {
         write_atomic(&path, &state.model)?;
         return Ok(Some(format!("{why}; rewritten from {RESUME_FILE}")));
     }
@@ -169,7 +172,7 @@ fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Res
     let run_file = if std::fs::symlink_metadata(&run_path).is_err() {
         Err(anyhow!("{}: missing", run_path.display()))
     } else {
-        checkpoint::load_info(dir)
+        run::load_info(dir)
     };
     let mut notes = Vec::new();
     let from_state = format!("rewritten from {RESUME_FILE} (epoch {epoch})");
@@ -178,7 +181,7 @@ fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Res
             if let Some(difference) = difference(run, info) {
                 let model_agrees = model_file
                     .as_ref()
-                    .is_ok_and(|bytes| checkpoint::verify_model(bytes, run).is_ok());
+                    .is_ok_and(|bytes| run::verify_model(bytes, run).is_ok());
                 bail!(
                     "{}: not the run in {}: {difference}{}; refusing to resume (move the \
                      file that does not belong away)",
@@ -213,7 +216,7 @@ fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Res
     };
     let model_ok = model_file
         .as_ref()
-        .is_ok_and(|bytes| checkpoint::verify_model(bytes, info).is_ok());
+        .is_ok_and(|bytes| run::verify_model(bytes, info).is_ok());
     if !model_ok {
         let why = match &model_file {
             Err(error) => format!("{error:#}"),
@@ -227,12 +230,198 @@ fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Res
         notes.push(format!("{why}; {from_state}"));
     }
     if rewrite_run {
-        checkpoint::save_info(dir, info)?;
+        run::save_info(dir, info)?;
         write_atomic(
             &dir.join(METRICS_FILE),
-            checkpoint::metrics_csv(&info.epochs).as_bytes(),
+            run::metrics_csv(&info.epochs).as_bytes(),
         )?;
         crate::plot::run_curves(dir, info);
     }
     Ok(notes)
+}
+
+/// The options `trainer fit --resume` lets change: the run's length (`--epochs`, to extend
+/// it), where its data and teacher now lie (`--data`, `--teacher`, checked by checksum),
+/// what happens at the end (`--export`, `--export-q8`, `--weight-bits`, `--test-limit`)
+/// and `--patience`.
+pub const CHANGEABLE_ON_RESUME: [&str; 8] = [
+    "epochs",
+    "data",
+    "teacher",
+    "export",
+    "export_q8",
+    "weight_bits",
+    "test_limit",
+    "patience",
+];
+
+/// The options to continue a run with: the run's own (`stored`), with the options given on
+/// the command line (`given`, of which `ids` lists the clap ids and how each was written)
+/// that [`CHANGEABLE_ON_RESUME`] allows. Any other option given must say what the run
+/// already does, or it is refused, named as written.
+pub fn merge_resume_options(
+    stored: &FitOptions,
+    given: &FitOptions,
+    ids: &[(String, String)],
+) -> Result<FitOptions, UsageError> {
+    let mut merged = stored.clone();
+    for (id, shown) in ids {
+        let mut one = stored.clone();
+        if !one.copy_option(given, id) {
+            return Err(UsageError::ChangedOnResume(shown.clone()));
+        }
+        if CHANGEABLE_ON_RESUME.contains(&id.as_str()) {
+            merged.copy_option(given, id);
+        } else if !one.same_run(stored) {
+            return Err(UsageError::ChangedOnResume(shown.clone()));
+        }
+    }
+    Ok(merged)
+}
+
+/// Opens the run in `dir` to continue it ([`crate::resume::open_resume`]: every file
+/// verified, what can be repaired from `resume.state` repaired) and says what was repaired.
+pub fn open(dir: &Path) -> anyhow::Result<Resume> {
+    if dir.is_dir() {
+        files::lock_run(dir)?;
+    }
+    let resume = crate::resume::open_resume(dir)?;
+    crate::run::report_temporaries(dir)?;
+    for note in &resume.notes {
+        crate::say!("{note}");
+    }
+    Ok(resume)
+}
+
+/// What `trainer fit --resume` does with an opened run and the options to continue it with
+/// (see [`merge_resume_options`]).
+pub enum Continuation {
+    /// Train on: the options, the run description (its recipe extended to `--epochs`), the
+    /// resume state.
+    Train(Box<(FitOptions, RunInfo, ResumeState)>),
+    /// Every epoch is done, or the run stopped early: nothing to train (said on stdout).
+    Finished,
+}
+
+/// Continues the run `resume` with `options`: `--epochs` beyond the run's extends it
+/// (schedules that depend on the run's length are stretched over the new length, and
+/// the first new epoch's learning rate is printed); fewer epochs than it has trained are
+/// refused; a run with nothing left to train is reported, not trained again. `command`
+/// is recorded in the run's `resumed` list.
+pub fn continue_run(
+    resume: Resume,
+    options: FitOptions,
+    command: &str,
+    dir: &Path,
+) -> anyhow::Result<Continuation> {
+    let mut info = resume.info;
+    let done = info.epochs.len();
+    let epochs = options
+        .recipe
+        .apply(options.model)
+        .map_err(UsageError::from)?
+        .epochs;
+    if epochs < done {
+        return Err(UsageError::FewerEpochs { epochs, done }.into());
+    }
+    if epochs != info.recipe.epochs {
+        let steps = info.train_images.div_ceil(info.recipe.batch).max(1);
+        let ended = info.epochs.last().map_or(info.recipe.lr, |m| m.lr);
+        let mut extended = info.recipe.clone();
+        extended.epochs = epochs;
+        crate::say!(
+            "{} the run from {} to {epochs} epochs{}",
+            if epochs > info.recipe.epochs {
+                "extending"
+            } else {
+                "shortening"
+            },
+            info.recipe.epochs,
+            if extended.schedule == crate::config::recipe::Schedule::Constant {
+                String::new()
+            } else {
+                format!(
+                    "; the {} schedule now spans {epochs} epochs: epoch {} starts at lr {} \
+                     (epoch {done} ended at {})",
+                    extended.schedule,
+                    done + 1,
+                    crate::config::recipe::format_lr(extended.lr_at(done * steps, epochs * steps)),
+                    crate::config::recipe::format_lr(ended)
+                )
+            }
+        );
+        info.recipe = extended;
+    }
+    info.options = Some(options.clone());
+    if info.finished() && info.test_accuracy.is_none() {
+        // Killed after its last epoch was saved, before the test and the exports: they
+        // are what is left to do.
+        crate::say!(
+            "{}: the run trained its {done} epochs but was stopped before it was tested and \
+             exported: testing and exporting it now",
+            dir.display()
+        );
+        info.resumed.push(format!("{command} (after epoch {done})"));
+        return Ok(Continuation::Train(Box::new((options, info, resume.state))));
+    }
+    if info.finished() {
+        let how = if info.stopped_early() {
+            format!(
+                "stopped early after epoch {done} (--patience {}: no improvement since epoch \
+                 {}); give a larger --patience to train on",
+                options.patience.unwrap_or(0),
+                info.best_epoch().map_or(0, |m| m.epoch)
+            )
+        } else {
+            format!(
+                "has trained all {done} epochs; extend it with `trainer fit --resume {} \
+                 --epochs N`",
+                dir.display()
+            )
+        };
+        crate::say!(
+            "{}: nothing to train: the run {how}{}",
+            dir.display(),
+            info.test_accuracy
+                .map(|a| format!(" (test accuracy {:.2}%)", 100.0 * a))
+                .unwrap_or_default()
+        );
+        if options.export.is_some() || options.export_q8.is_some() {
+            crate::say!(
+                "to export it: trainer export --checkpoint {} --onnx FILE --q8 FILE",
+                dir.display()
+            );
+        }
+        return Ok(Continuation::Finished);
+    }
+    info.resumed.push(format!("{command} (after epoch {done})"));
+    // Tested again at the new end (an extended run's epochs must not carry the old test).
+    info.test_accuracy = None;
+    crate::say!(
+        "resuming {} after epoch {done} of {}",
+        dir.display(),
+        info.recipe.epochs
+    );
+    Ok(Continuation::Train(Box::new((options, info, resume.state))))
+}
+
+/// The options to continue the run in `dir` with: those it was started with (from its
+/// resume state's run description), writing into `dir`.
+pub fn resume_options(
+    dir: &Path,
+    info: &RunInfo,
+    state: &ResumeState,
+) -> anyhow::Result<FitOptions> {
+    let Some(options) = &info.options else {
+        bail!(
+            "{}: the run was started by an older trainer that did not record its options \
+             in run.json ({:?}); it cannot be resumed, start it again",
+            state.path.display(),
+            info.command
+        );
+    };
+    Ok(FitOptions {
+        out: Some(dir.to_path_buf()),
+        ..options.clone()
+    })
 }

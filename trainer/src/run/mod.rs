@@ -22,11 +22,14 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use sha2::{Digest, Sha256};
 
+use crate::util::files;
+use crate::util::sha256::{hex, is_sha256_hex, sha256_hex};
+
 use fmnist_runtime::dataset::LabeledImages;
 
-use crate::fsutil::{read_regular, write_atomic};
+use crate::config::recipe::{OptimizerKind, Recipe};
 use crate::model::{Classifier, Layer, LayerSpec, ModelKind};
-use crate::recipe::{OptimizerKind, Recipe};
+use crate::util::files::{read_regular, write_atomic};
 
 /// The weights file inside a run directory.
 pub const MODEL_FILE: &str = "model.mpk";
@@ -45,21 +48,6 @@ pub const MAX_MODEL_BYTES: u64 = 16 << 20;
 pub const MAX_RUN_BYTES: u64 = 16 << 20;
 /// The largest `resume.state` read (weights, two moments per weight and `run.json`).
 pub const MAX_RESUME_BYTES: u64 = 64 << 20;
-
-/// The SHA-256 of `bytes` in lowercase hexadecimal.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Whether `sha` has the form [`sha256_hex`] writes: 64 lowercase hexadecimal digits.
-pub fn is_sha256_hex(sha: &str) -> bool {
-    sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A digest in lowercase hexadecimal.
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// One epoch's figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -106,7 +94,7 @@ pub struct RunInfo {
     /// The options of `trainer fit` that started the run, which `trainer fit --resume`
     /// continues with (absent in runs of older trainers and runs made through the library).
     #[serde(default)]
-    pub options: Option<crate::fit::FitOptions>,
+    pub options: Option<crate::config::options::FitOptions>,
     /// The SHA-256 of the `model.mpk` written with this description (lowercase hex), set by
     /// [`save`]; absent in runs of trainers before checksums, which are not loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -802,4 +790,16 @@ pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
         );
     }
     text
+}
+
+/// Removes the temporary files a killed run left in `dir`, saying so.
+pub fn report_temporaries(dir: &Path) -> anyhow::Result<()> {
+    let removed = files::remove_temporaries(dir)?;
+    if removed > 0 {
+        crate::say!(
+            "removed {removed} temporary file(s) a killed run left in {}",
+            dir.display()
+        );
+    }
+    Ok(())
 }

@@ -2,7 +2,6 @@
 //! default; the command line overrides any part ([`RecipeOverrides`]), and every recipe a
 //! run trains with passes [`Recipe::validate`].
 
-use crate::distill::{self, Distillation};
 use crate::model::ModelKind;
 
 /// The optimiser.
@@ -242,12 +241,12 @@ pub enum RecipeError {
     /// `--distill-weight` outside (0, 1].
     #[error("--distill-weight must be in (0, 1]")]
     DistillWeight,
-    /// `--distill-temperature` outside [[`distill::MIN_TEMPERATURE`],
-    /// [`distill::MAX_TEMPERATURE`]].
+    /// `--distill-temperature` outside [[`DISTILL_MIN_TEMPERATURE`],
+    /// [`DISTILL_MAX_TEMPERATURE`]].
     #[error(
         "--distill-temperature must be from {} to {}",
-        distill::MIN_TEMPERATURE,
-        distill::MAX_TEMPERATURE
+        DISTILL_MIN_TEMPERATURE,
+        DISTILL_MAX_TEMPERATURE
     )]
     DistillTemperature,
     /// A recorded distillation with settings out of range or a malformed checksum.
@@ -309,9 +308,8 @@ impl RecipeOverrides {
     /// The distillation weight and temperature, given or default (used with a teacher).
     pub fn distill_settings(&self) -> (f32, f32) {
         (
-            self.distill_weight.unwrap_or(distill::DEFAULT_WEIGHT),
-            self.distill_temperature
-                .unwrap_or(distill::DEFAULT_TEMPERATURE),
+            self.distill_weight.unwrap_or(DISTILL_WEIGHT),
+            self.distill_temperature.unwrap_or(DISTILL_TEMPERATURE),
         )
     }
 
@@ -341,8 +339,59 @@ impl RecipeOverrides {
         recipe.replicas = self.replicas.unwrap_or(recipe.replicas);
         recipe.validate()?;
         let (weight, temperature) = self.distill_settings();
-        distill::check_settings(weight, temperature)?;
+        check_settings(weight, temperature)?;
         Ok(recipe)
+    }
+}
+
+// The distillation's settings: part of the recipe.
+
+/// The weight of the distillation term when `--distill-weight` is not given.
+pub const DISTILL_WEIGHT: f32 = 0.9;
+
+/// The softmax temperature of the distillation term when `--distill-temperature` is not
+/// given.
+pub const DISTILL_TEMPERATURE: f32 = 4.0;
+
+/// The highest temperature accepted: beyond it the soft targets are uniform to float
+/// precision.
+pub const DISTILL_MAX_TEMPERATURE: f32 = 100.0;
+/// The lowest temperature accepted: below it, logits divided by `T` leave f32's range
+/// (1e-45 made them infinite and the loss NaN, reported as a divergence blaming
+/// `--lr`); distillation uses 1 to 20.
+pub const DISTILL_MIN_TEMPERATURE: f32 = 0.01;
+
+/// What a run distils from: the teacher's checksum, the weight and the temperature. Part
+/// of the recipe.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distillation {
+    /// SHA-256 of the teacher's file.
+    pub teacher_sha256: String,
+    /// The weight `w` of the distillation term, in (0, 1].
+    pub weight: f32,
+    /// The softmax temperature `T`, in [[`DISTILL_MIN_TEMPERATURE`], [`DISTILL_MAX_TEMPERATURE`]].
+    pub temperature: f32,
+}
+
+impl Distillation {
+    /// Whether the weight, the temperature and the checksum's form are in range.
+    pub fn is_valid(&self) -> bool {
+        check_settings(self.weight, self.temperature).is_ok()
+            && crate::util::sha256::is_sha256_hex(&self.teacher_sha256)
+    }
+}
+
+/// Refuses a weight outside (0, 1] or a temperature outside [[`DISTILL_MIN_TEMPERATURE`],
+/// [`DISTILL_MAX_TEMPERATURE`]],
+/// naming the command-line option.
+pub fn check_settings(weight: f32, temperature: f32) -> Result<(), RecipeError> {
+    if !(weight > 0.0 && weight <= 1.0) {
+        Err(RecipeError::DistillWeight)
+    } else if !(DISTILL_MIN_TEMPERATURE..=DISTILL_MAX_TEMPERATURE).contains(&temperature) {
+        Err(RecipeError::DistillTemperature)
+    } else {
+        Ok(())
     }
 }
 
