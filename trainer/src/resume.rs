@@ -132,12 +132,7 @@ pub fn difference(run: &RunInfo, info: &RunInfo) -> Option<String> {
     if lengthless(run) != lengthless(info) {
         return field("recipe", info.recipe.to_string(), run.recipe.to_string());
     }
-    let fixed = |info: &RunInfo| {
-        info.options.clone().map(|mut options| {
-            options.forget_changeable();
-            options
-        })
-    };
+    let fixed = |info: &RunInfo| info.options.clone().map(fixed);
     if fixed(run) != fixed(info) {
         return Some(format!("its options are not those {RUN_FILE} records"));
     }
@@ -240,40 +235,139 @@ fn reconcile(dir: &Path, info: &mut RunInfo, state: &ResumeState) -> anyhow::Res
     Ok(notes)
 }
 
-/// The options `trainer fit --resume` lets change: the run's length (`--epochs`, to extend
-/// it), where its data and teacher now lie (`--data`, `--teacher`, checked by checksum),
-/// what happens at the end (`--export`, `--export-q8`, `--weight-bits`, `--test-limit`)
-/// and `--patience`.
-pub const CHANGEABLE_ON_RESUME: [&str; 8] = [
-    "epochs",
-    "data",
-    "teacher",
-    "export",
-    "export_q8",
-    "weight_bits",
-    "test_limit",
-    "patience",
+/// What `trainer fit --resume` does with an option of `trainer fit` given again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnResume {
+    /// It may change: the run's length (`--epochs`, to extend it), where its data and
+    /// teacher now lie (checked by checksum), what happens at the end, `--patience`.
+    Changes,
+    /// It must say what the run already does, or it is refused.
+    Fixed,
+    /// As [`OnResume::Fixed`], but not compared between a run's own files: where the run
+    /// directory is (a run may be moved).
+    Place,
+}
+
+/// One option of `trainer fit` (its clap id) and how `--resume` treats it, with how to
+/// copy it from one set of options to another and to clear it. [`RULES`] has one for
+/// every option; the copying, the check and the error message are built from it.
+pub struct OptionRule {
+    /// The clap id (the field's name).
+    pub id: &'static str,
+    /// What `--resume` does with it.
+    pub on_resume: OnResume,
+    copy: fn(&mut FitOptions, &FitOptions),
+    /// Clears it (to its default), for options that are not [`OnResume::Fixed`].
+    forget: Option<fn(&mut FitOptions)>,
+}
+
+impl OptionRule {
+    /// The option as written on the command line: `--export-q8`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.id.replace('_', "-"))
+    }
+}
+
+/// A rule for the option at `$field` of [`FitOptions`], of clap id `$id`.
+macro_rules! rule {
+    ($id:literal, Fixed, $($field:ident).+) => {
+        OptionRule {
+            id: $id,
+            on_resume: OnResume::Fixed,
+            copy: |to, from| to.$($field).+ = from.$($field).+.clone(),
+            forget: None,
+        }
+    };
+    ($id:literal, $on:ident, $($field:ident).+) => {
+        OptionRule {
+            id: $id,
+            on_resume: OnResume::$on,
+            copy: |to, from| to.$($field).+ = from.$($field).+.clone(),
+            forget: Some(|options| options.$($field).+ = Default::default()),
+        }
+    };
+}
+
+/// Every option of `trainer fit` and what `--resume` does with it: the one place these
+/// rules are written (`tests` below fails for an option without one).
+pub const RULES: &[OptionRule] = &[
+    rule!("model", Fixed, model),
+    rule!("epochs", Changes, recipe.epochs),
+    rule!("batch", Fixed, recipe.batch),
+    rule!("lr", Fixed, recipe.lr),
+    rule!("optimizer", Fixed, recipe.optimizer),
+    rule!("weight_decay", Fixed, recipe.weight_decay),
+    rule!("schedule", Fixed, recipe.schedule),
+    rule!("label_smoothing", Fixed, recipe.label_smoothing),
+    rule!("no_augment", Fixed, recipe.no_augment),
+    rule!("augment", Fixed, recipe.augment),
+    rule!("replicas", Fixed, recipe.replicas),
+    rule!("distill_weight", Fixed, recipe.distill_weight),
+    rule!("distill_temperature", Fixed, recipe.distill_temperature),
+    rule!("teacher", Changes, teacher),
+    rule!("seed", Fixed, seed),
+    rule!("out", Place, out),
+    rule!("data", Changes, data),
+    rule!("val", Fixed, val),
+    rule!("train_limit", Fixed, train_limit),
+    rule!("test_limit", Changes, test_limit),
+    rule!("device", Fixed, device),
+    rule!("export", Changes, export),
+    rule!("export_q8", Changes, export_q8),
+    rule!("weight_bits", Changes, weight_bits),
+    rule!("patience", Changes, patience),
 ];
+
+/// The options `--resume` lets change, as written: `--epochs, --teacher, ... and
+/// --patience`.
+pub fn changeable() -> String {
+    let flags: Vec<String> = RULES
+        .iter()
+        .filter(|rule| rule.on_resume == OnResume::Changes)
+        .map(OptionRule::flag)
+        .collect();
+    match flags.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => flags.concat(),
+    }
+}
+
+/// `options` without what `--resume` may change and without the run directory: what is
+/// the same in every file of one run.
+pub fn fixed(mut options: FitOptions) -> FitOptions {
+    for forget in RULES.iter().filter_map(|rule| rule.forget) {
+        forget(&mut options);
+    }
+    options
+}
 
 /// The options to continue a run with: the run's own (`stored`), with the options given on
 /// the command line (`given`, of which `ids` lists the clap ids and how each was written)
-/// that [`CHANGEABLE_ON_RESUME`] allows. Any other option given must say what the run
-/// already does, or it is refused, named as written.
+/// that [`RULES`] lets change. Any other option given must say what the run already does,
+/// or it is refused, named as written.
 pub fn merge_resume_options(
     stored: &FitOptions,
     given: &FitOptions,
     ids: &[(String, String)],
 ) -> Result<FitOptions, UsageError> {
+    let refused = |shown: &String| UsageError::ChangedOnResume {
+        option: shown.clone(),
+        changeable: changeable(),
+    };
     let mut merged = stored.clone();
     for (id, shown) in ids {
-        let mut one = stored.clone();
-        if !one.copy_option(given, id) {
-            return Err(UsageError::ChangedOnResume(shown.clone()));
-        }
-        if CHANGEABLE_ON_RESUME.contains(&id.as_str()) {
-            merged.copy_option(given, id);
-        } else if !one.same_run(stored) {
-            return Err(UsageError::ChangedOnResume(shown.clone()));
+        let rule = RULES
+            .iter()
+            .find(|rule| rule.id == id)
+            .ok_or_else(|| refused(shown))?;
+        if rule.on_resume == OnResume::Changes {
+            (rule.copy)(&mut merged, given);
+        } else {
+            let mut one = stored.clone();
+            (rule.copy)(&mut one, given);
+            if !one.same_run(stored) {
+                return Err(refused(shown));
+            }
         }
     }
     Ok(merged)
@@ -424,4 +518,119 @@ pub fn resume_options(
         out: Some(dir.to_path_buf()),
         ..options.clone()
     })
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use clap::Args;
+
+    #[test]
+    fn every_option_of_fit_has_exactly_one_rule() {
+        let command = FitOptions::augment_args(clap::Command::new("fit"));
+        let mut ids: Vec<String> = command
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        ids.sort();
+        let mut ruled: Vec<String> = RULES.iter().map(|rule| rule.id.to_string()).collect();
+        ruled.sort();
+        assert_eq!(
+            ids, ruled,
+            "an option of `trainer fit` without a rule, or a rule without one"
+        );
+    }
+
+    #[test]
+    fn the_message_names_every_changeable_option() {
+        assert_eq!(
+            changeable(),
+            "--epochs, --teacher, --data, --test-limit, --export, --export-q8, --weight-bits \
+             and --patience"
+        );
+    }
+
+    /// The defaults, and options that differ from them in every field.
+    fn two_option_sets() -> (FitOptions, FitOptions) {
+        #[derive(clap::Parser)]
+        struct Fit {
+            #[command(flatten)]
+            options: FitOptions,
+        }
+        let parse = |args: &[&str]| <Fit as clap::Parser>::parse_from(args).options;
+        let base = parse(&["fit"]);
+        let mut other = parse(&[
+            "fit",
+            "--model",
+            "wide",
+            "--epochs",
+            "7",
+            "--batch",
+            "32",
+            "--lr",
+            "0.5",
+            "--optimizer",
+            "adam",
+            "--weight-decay",
+            "0.1",
+            "--schedule",
+            "cosine",
+            "--label-smoothing",
+            "0.2",
+            "--no-augment",
+            "--replicas",
+            "2",
+            "--distill-weight",
+            "0.5",
+            "--distill-temperature",
+            "2",
+            "--seed",
+            "7",
+            "--out",
+            "o",
+            "--data",
+            "d",
+            "--val",
+            "10",
+            "--train-limit",
+            "100",
+            "--test-limit",
+            "10",
+            "--device",
+            "cuda",
+            "--export",
+            "e.onnx",
+            "--export-q8",
+            "e.q8",
+            "--weight-bits",
+            "7",
+            "--patience",
+            "3",
+            "--teacher",
+            "t.onnx",
+        ]);
+        // The one pair of options that exclude each other on the command line.
+        other.recipe.augment = true;
+        (base, other)
+    }
+
+    #[test]
+    fn each_rule_copies_its_own_option_and_no_other() {
+        let (base, other) = two_option_sets();
+        for rule in RULES {
+            let mut copied = base.clone();
+            (rule.copy)(&mut copied, &other);
+            assert_ne!(copied, base, "{} copied nothing", rule.id);
+            // Copying every other rule's option too gives `other` exactly.
+            for rest in RULES.iter().filter(|r| r.id != rule.id) {
+                (rest.copy)(&mut copied, &other);
+            }
+            assert_eq!(copied, other, "{}", rule.id);
+            if let Some(forget) = rule.forget {
+                let mut cleared = other.clone();
+                forget(&mut cleared);
+                assert_ne!(cleared, other, "{} forgot nothing", rule.id);
+            }
+        }
+    }
 }

@@ -36,10 +36,15 @@ pub enum UsageError {
     NoCuda,
     /// An option given with `--resume` that would make it another run.
     #[error(
-        "{0}: --resume continues a run with its own options (only --epochs, --data, --export, \
-         --export-q8, --test-limit and --patience may change); remove it, or start a new run"
+        "{option}: --resume continues a run with its own options (only {changeable} may \
+         change); remove it, or start a new run"
     )]
-    ChangedOnResume(String),
+    ChangedOnResume {
+        /// The option as written.
+        option: String,
+        /// The options that may change, as written (from [`crate::resume::RULES`]).
+        changeable: String,
+    },
     /// `--resume --epochs N` with fewer epochs than the run has trained.
     #[error("--epochs {epochs}: the run has already trained {done} epochs")]
     FewerEpochs {

@@ -75,41 +75,6 @@ impl FitOptions {
             .unwrap_or_else(|| Path::new("runs").join(self.model.name()))
     }
 
-    /// Copies the option with clap id `id` from `from`; false for an id that is not one of
-    /// these options.
-    pub(crate) fn copy_option(&mut self, from: &FitOptions, id: &str) -> bool {
-        let (to, r, f) = (&mut *self, &from.recipe, from);
-        match id {
-            "model" => to.model = f.model,
-            "epochs" => to.recipe.epochs = r.epochs,
-            "batch" => to.recipe.batch = r.batch,
-            "lr" => to.recipe.lr = r.lr,
-            "optimizer" => to.recipe.optimizer = r.optimizer,
-            "weight_decay" => to.recipe.weight_decay = r.weight_decay,
-            "schedule" => to.recipe.schedule = r.schedule,
-            "label_smoothing" => to.recipe.label_smoothing = r.label_smoothing,
-            "no_augment" => to.recipe.no_augment = r.no_augment,
-            "augment" => to.recipe.augment = r.augment,
-            "replicas" => to.recipe.replicas = r.replicas,
-            "distill_weight" => to.recipe.distill_weight = r.distill_weight,
-            "distill_temperature" => to.recipe.distill_temperature = r.distill_temperature,
-            "teacher" => to.teacher.clone_from(&f.teacher),
-            "seed" => to.seed = f.seed,
-            "out" => to.out.clone_from(&f.out),
-            "data" => to.data.clone_from(&f.data),
-            "val" => to.val = f.val,
-            "train_limit" => to.train_limit = f.train_limit,
-            "test_limit" => to.test_limit = f.test_limit,
-            "device" => to.device = f.device,
-            "export" => to.export.clone_from(&f.export),
-            "export_q8" => to.export_q8.clone_from(&f.export_q8),
-            "weight_bits" => to.weight_bits = f.weight_bits,
-            "patience" => to.patience = f.patience,
-            _ => return false,
-        }
-        true
-    }
-
     /// `self` with the teacher, data and export paths made absolute (against the working
     /// directory; a path that cannot be made so stays as given), so that a resume from
     /// another directory finds and writes the same files.
@@ -124,23 +89,9 @@ impl FitOptions {
         }
     }
 
-    /// Clears what `trainer fit --resume` may change, and the run directory (a run may be
-    /// moved): what is left is the same in every file of one run.
-    pub fn forget_changeable(&mut self) {
-        self.recipe.epochs = None;
-        self.data = PathBuf::new();
-        self.export = None;
-        self.export_q8 = None;
-        self.weight_bits = WeightBits::default();
-        self.test_limit = None;
-        self.patience = None;
-        self.teacher = None;
-        self.out = None;
-    }
-
     /// Whether `self` and `other` train the same run: the same model, effective recipe
     /// (apart from its length), seed, data selection, device and run directory.
-    pub(crate) fn same_run(&self, other: &FitOptions) -> bool {
+    pub fn same_run(&self, other: &FitOptions) -> bool {
         let recipe = |o: &FitOptions| {
             o.recipe.apply(o.model).ok().map(|mut r| {
                 r.epochs = 0;
