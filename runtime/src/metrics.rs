@@ -134,20 +134,6 @@ fn ratio(part: u32, whole: u32) -> f64 {
     }
 }
 
-#[cfg(feature = "std")]
-impl core::fmt::Display for Confusion {
-    /// The confusion matrix with class names on both axes, then precision, recall and F1
-    /// per class and the overall accuracy ([`crate::report`]).
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "{}\n{}",
-            crate::report::confusion_table(self),
-            crate::report::class_table(self)
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

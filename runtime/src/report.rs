@@ -146,6 +146,14 @@ pub fn class_table(confusion: &Confusion) -> String {
     text
 }
 
+impl core::fmt::Display for Confusion {
+    /// The confusion matrix with class names on both axes, then precision, recall and F1
+    /// per class and the overall accuracy.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}\n{}", confusion_table(self), class_table(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

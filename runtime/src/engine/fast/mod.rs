@@ -21,16 +21,12 @@
 //! requantization, which never decreases a value (`pack::Pool`); the pool layer then only
 //! moves the pooled bytes (`Accelerator::pooled`).
 
-#[cfg(target_arch = "x86_64")]
-mod amx;
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "x86_64")]
-mod avxvnni;
 mod pack;
 mod source;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+use x86_64::{amx, avx2, avx512, avxvnni};
 
 use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
 use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};

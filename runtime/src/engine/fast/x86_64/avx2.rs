@@ -4,9 +4,9 @@
 
 use core::arch::x86_64::*;
 
-use super::pack::{Packed, LANES};
-use super::source::{pool_windows, prepare, Source};
 use crate::classes::CLASS_COUNT;
+use crate::engine::fast::pack::{Packed, LANES};
+use crate::engine::fast::source::{pool_windows, prepare, Source};
 
 /// Output pixels per register tile: 6 pixels x 8 channels is 12 accumulators; with 2
 /// weight registers and 1 input register, 15 of AVX2's 16. Tiles of 5 pixels cost as
@@ -19,7 +19,12 @@ const PIXELS: usize = 6;
 /// # Safety
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+pub(in crate::engine::fast) unsafe fn conv(
+    packed: &Packed,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+) {
     let (source, rest) = prepare(packed, input, scratch, |s, d| d.copy_from_slice(s));
     // Every byte widened to 16 bits once, so that the tile broadcasts 4 taps with one
     // load.
@@ -84,14 +89,14 @@ fn conv_pooled(packed: &Packed, source: &Source<'_>, wide: &[u8], output: &mut [
 /// The lane-wise maximum of a window's 4 pixels' sums.
 #[target_feature(enable = "avx2")]
 #[inline]
-pub(super) fn largest([a, b, c, d]: [__m256i; 4]) -> __m256i {
+pub(in crate::engine::fast) fn largest([a, b, c, d]: [__m256i; 4]) -> __m256i {
     _mm256_max_epi32(_mm256_max_epi32(a, b), _mm256_max_epi32(c, d))
 }
 
 /// The first `dst.len()` (at most 8) bytes of `bytes` into `dst`.
 #[target_feature(enable = "avx2")]
 #[inline]
-pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
+pub(in crate::engine::fast) fn store(bytes: __m128i, dst: &mut [u8]) {
     if let Ok(out) = <&mut [u8; 8]>::try_from(&mut *dst) {
         // SAFETY: 8 bytes stored into the 8 bytes of `out`.
         unsafe { _mm_storel_epi64(out.as_mut_ptr().cast(), bytes) };
@@ -111,7 +116,12 @@ pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
 /// # Safety
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) -> bool {
+pub(in crate::engine::fast) unsafe fn max_pool(
+    input: [usize; 3],
+    size: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> bool {
     let [_, w, c] = input;
     if c < 16 {
         return false;
@@ -143,7 +153,7 @@ pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &
 /// # Safety
 /// The CPU has AVX2.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn logits(
+pub(in crate::engine::fast) unsafe fn logits(
     packed: &Packed,
     input: &[u8],
     logits: &mut [i32; CLASS_COUNT],
@@ -156,7 +166,7 @@ pub(super) unsafe fn logits(
         // SAFETY: 8 i32 into the 8 i32 of `acc[channel..channel + 8]`.
         unsafe { _mm256_storeu_si256(acc[channel..channel + 8].as_mut_ptr().cast(), sums) };
     }
-    super::finish_logits(packed, &acc, logits);
+    crate::engine::fast::finish_logits(packed, &acc, logits);
 }
 
 /// `bytes` as little-endian 16-bit values, zero-padded to `len` values, in the first
@@ -238,7 +248,11 @@ fn tile<const P: usize>(
 /// output bytes are the low half of the result.
 #[target_feature(enable = "avx2")]
 #[inline]
-pub(super) fn requantize_relu(packed: &Packed, channel: usize, sums: __m256i) -> __m128i {
+pub(in crate::engine::fast) fn requantize_relu(
+    packed: &Packed,
+    channel: usize,
+    sums: __m256i,
+) -> __m128i {
     assert!(channel.is_multiple_of(8));
     let (block, half) = (channel / LANES, (channel % LANES) / 8);
     let lanes = &packed.lanes[block * 32..(block + 1) * 32];

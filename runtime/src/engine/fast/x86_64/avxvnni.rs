@@ -12,9 +12,9 @@
 use core::arch::x86_64::*;
 
 use super::avx2;
-use super::pack::{Packed, LANES};
-use super::source::{patch, prepare, Source};
 use crate::classes::CLASS_COUNT;
+use crate::engine::fast::pack::{Packed, LANES};
+use crate::engine::fast::source::{patch, prepare, Source};
 
 /// How a tile adds 4 u8 x i8 products per 32-bit lane into its sums.
 trait Dot {
@@ -66,7 +66,12 @@ impl Dot for Bytes {
 /// # Safety
 /// The CPU has AVX2 and AVX-VNNI.
 #[target_feature(enable = "avx2,avxvnni")]
-pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+pub(in crate::engine::fast) unsafe fn conv(
+    packed: &Packed,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+) {
     // SAFETY: the CPU has AVX-VNNI.
     unsafe { conv_with::<Vnni>(packed, input, output, scratch) }
 }
@@ -77,7 +82,7 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
 /// # Safety
 /// The CPU has AVX2; `packed.pairs_fit_16_bits()`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn conv_bytes(
+pub(in crate::engine::fast) unsafe fn conv_bytes(
     packed: &Packed,
     input: &[u8],
     output: &mut [u8],
@@ -93,7 +98,7 @@ pub(super) unsafe fn conv_bytes(
 /// # Safety
 /// The CPU has AVX2 and AVX-VNNI.
 #[target_feature(enable = "avx2,avxvnni")]
-pub(super) unsafe fn logits(
+pub(in crate::engine::fast) unsafe fn logits(
     packed: &Packed,
     input: &[u8],
     logits: &mut [i32; CLASS_COUNT],
@@ -108,7 +113,7 @@ pub(super) unsafe fn logits(
 /// # Safety
 /// The CPU has AVX2; `packed.pairs_fit_16_bits()`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn logits_bytes(
+pub(in crate::engine::fast) unsafe fn logits_bytes(
     packed: &Packed,
     input: &[u8],
     logits: &mut [i32; CLASS_COUNT],
@@ -248,7 +253,7 @@ unsafe fn logits_with<D: Dot>(
         _mm256_storeu_si256(acc.as_mut_ptr().cast(), low);
         _mm256_storeu_si256(acc[8..].as_mut_ptr().cast(), high);
     }
-    super::finish_logits(packed, &acc, logits);
+    crate::engine::fast::finish_logits(packed, &acc, logits);
 }
 
 /// The first `H` (1 or 2) registers of 8 channels of block `block`, for `P` pixels whose

@@ -3,9 +3,9 @@
 
 use core::arch::x86_64::*;
 
-use super::pack::{Packed, LANES};
-use super::source::{patch, pool_windows, prepare, Source};
 use crate::classes::CLASS_COUNT;
+use crate::engine::fast::pack::{Packed, LANES};
+use crate::engine::fast::source::{patch, pool_windows, prepare, Source};
 
 /// Output pixels per register tile (9 for the windows of a 3 x 3 pool).
 const PIXELS: usize = 8;
@@ -20,7 +20,12 @@ const MAX_BLOCKS: usize = 2;
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+pub(in crate::engine::fast) unsafe fn conv(
+    packed: &Packed,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+) {
     // The closure runs inside this function, with its target features.
     let (source, _) = prepare(packed, input, scratch, |s, d| copy(s, d));
     match packed.pool.as_ref().map(|pool| pool.size) {
@@ -48,7 +53,7 @@ pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scra
     }
 }
 
-/// A convolution with ReLU and the `S` x `S` max pool after it ([`Pool`](super::pack::Pool)): each register
+/// A convolution with ReLU and the `S` x `S` max pool after it ([`Pool`](crate::engine::fast::pack::Pool)): each register
 /// tile computes the `P` pixels of `P / (S * S)` windows (window by window, row by row
 /// within one), keeps each window's largest sums in registers, and requantizes only
 /// them. Pixels no window holds are not computed.
@@ -106,7 +111,7 @@ fn store_block(packed: &Packed, pixel: usize, block: usize, sums: __m512i, outpu
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn logits(
+pub(in crate::engine::fast) unsafe fn logits(
     packed: &Packed,
     input: &[u8],
     logits: &mut [i32; CLASS_COUNT],
@@ -144,7 +149,7 @@ pub(super) unsafe fn logits(
     let mut acc = [0i32; LANES];
     // SAFETY: 16 i32 into the 16 of `acc`.
     unsafe { _mm512_storeu_si512(acc.as_mut_ptr().cast(), total) };
-    super::finish_logits(packed, &acc, logits);
+    crate::engine::fast::finish_logits(packed, &acc, logits);
 }
 
 /// `kernels::max_pool::<U8>`, 64 channels per vector.
@@ -152,7 +157,12 @@ pub(super) unsafe fn logits(
 /// # Safety
 /// The CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn max_pool(input: [usize; 3], size: usize, src: &[u8], dst: &mut [u8]) {
+pub(in crate::engine::fast) unsafe fn max_pool(
+    input: [usize; 3],
+    size: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) {
     let [_, w, c] = input;
     pool_windows(input, size, src, dst, |window, out, size| {
         for channel in (0..c).step_by(64) {
@@ -190,7 +200,7 @@ fn copy(src: &[u8], dst: &mut [u8]) {
 
 /// The first `dst.len()` (at most 16) bytes of `bytes` into `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn store(bytes: __m128i, dst: &mut [u8]) {
+pub(in crate::engine::fast) fn store(bytes: __m128i, dst: &mut [u8]) {
     assert!(dst.len() <= LANES);
     let mask: __mmask16 = (u32::MAX >> (32 - dst.len())) as u16;
     // SAFETY: the mask covers exactly dst.len() bytes.
@@ -246,14 +256,18 @@ fn tile<const P: usize, const B: usize>(
 /// Bias, requantization and ReLU of the 16 channels of `block`, as
 /// `kernels::finish` computes them: `clamp(round(acc * m / 2^(31 + s)), 0, 255)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn requantize_relu(packed: &Packed, block: usize, sums: __m512i) -> __m128i {
+pub(in crate::engine::fast) fn requantize_relu(
+    packed: &Packed,
+    block: usize,
+    sums: __m512i,
+) -> __m128i {
     Requant::new(packed, block).relu(sums)
 }
 
 /// One block's requantization constants, loaded into registers once for a run of
 /// pixels.
 #[derive(Clone, Copy)]
-pub(super) struct Requant {
+pub(in crate::engine::fast) struct Requant {
     bias: __m512i,
     /// The multipliers of the even channels in the low halves of the 64-bit lanes, and
     /// of the odd ones.
@@ -266,7 +280,7 @@ pub(super) struct Requant {
 
 impl Requant {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) fn new(packed: &Packed, block: usize) -> Requant {
+    pub(in crate::engine::fast) fn new(packed: &Packed, block: usize) -> Requant {
         let channel = block * LANES;
         let (bias, multiplier) = (
             &packed.bias[channel..channel + LANES],
@@ -290,7 +304,7 @@ impl Requant {
     /// The 16 output bytes of the raw dot products `sums`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) fn relu(&self, sums: __m512i) -> __m128i {
+    pub(in crate::engine::fast) fn relu(&self, sums: __m512i) -> __m128i {
         let acc = _mm512_add_epi32(sums, self.bias);
         // Rounded, shifted, ReLU, then bytes saturating at 255 (`vpmovusqb`: the value is
         // not negative by then): 8 channels in the low 8 bytes.

@@ -14,21 +14,21 @@ use core::arch::asm;
 use core::arch::x86_64::*;
 
 use super::avx512;
-use super::pack::{Geometry, Packed, Pool, Tiles, LANES, TILE_ROWS};
-use super::source::border;
+use crate::engine::fast::pack::{Geometry, Packed, Pool, Tiles, LANES, TILE_ROWS};
+use crate::engine::fast::source::border;
 
 /// Bytes of the four accumulator tiles stored for requantization.
 const ACCUMULATORS: usize = 4 * TILE_ROWS * 64;
 
 /// Scratch bytes of a layer with these tiles: its bordered input and the stored
 /// accumulators, each from a cache line (a pool's sums come after them).
-pub(super) fn scratch_bytes(tiles: &Tiles) -> usize {
+pub(in crate::engine::fast) fn scratch_bytes(tiles: &Tiles) -> usize {
     63 + tiles.reads.next_multiple_of(64) + ACCUMULATORS
 }
 
 /// Whether this CPU has AMX-INT8 and the operating system lets this process use it
 /// (asked once; the answer is kept).
-pub(super) fn available() -> bool {
+pub(in crate::engine::fast) fn available() -> bool {
     use std::sync::OnceLock;
     static ANSWER: OnceLock<bool> = OnceLock::new();
     *ANSWER.get_or_init(|| {
@@ -86,7 +86,12 @@ const CONFIG: TileConfig = TileConfig {
 /// The CPU has AVX-512 F, BW, VL and VNNI, [`available`] said yes, and [`configure`]
 /// ran since the last [`release`] on this thread.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn conv(packed: &Packed, input: &[u8], output: &mut [u8], scratch: &mut [u8]) {
+pub(in crate::engine::fast) unsafe fn conv(
+    packed: &Packed,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+) {
     let Some(tiles) = &packed.tiles else {
         // SAFETY: the caller's guarantees are this function's.
         return unsafe { avx512::conv(packed, input, output, scratch) };
@@ -256,7 +261,7 @@ fn finish_pooled(packed: &Packed, pixels: usize, sums: &[u8], output: &mut [u8])
 ///
 /// # Safety
 /// [`available`] said yes.
-pub(super) unsafe fn configure() {
+pub(in crate::engine::fast) unsafe fn configure() {
     // SAFETY: CONFIG is a valid palette-1 configuration (the CPU has AMX: `available`).
     unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
 }
@@ -265,7 +270,7 @@ pub(super) unsafe fn configure() {
 ///
 /// # Safety
 /// [`available`] said yes.
-pub(super) unsafe fn release() {
+pub(in crate::engine::fast) unsafe fn release() {
     // SAFETY: `tilerelease` exists on this CPU and touches no memory.
     unsafe { asm!("tilerelease", options(nostack, nomem)) };
 }
