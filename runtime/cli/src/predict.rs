@@ -3,8 +3,11 @@
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use fmnist_runtime::dataset::{self, Split};
 use fmnist_runtime::IMAGE_PIXELS;
+
+use crate::{model_bytes, progress_bar, ModelArg, CHUNK};
 
 /// The images to predict and the id of each.
 pub struct Unlabelled {
@@ -186,4 +189,53 @@ pub fn write_submission(
     file.persist(out)
         .map_err(|e| failed("cannot rename the finished file to it", e.error))?;
     Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The images: a CSV file (the competition's `id,pixel1..pixel784` test data, or
+    /// `label,pixel1..`, or pixels alone), an IDX image file (raw or gzipped), or a data
+    /// directory (its test images). Ids are the `id` column when there is one, otherwise
+    /// the row index counted from 0.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// The CSV file to write: a header `id,label`, then one row per image (the label is the
+    /// predicted class index, 0..9). Written to a temporary file, renamed over FILE when
+    /// complete.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+pub(crate) fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
+    check_out(&args.out)?;
+    let (bytes, name) = model_bytes(&args.model)?;
+    let model = crate::load(&bytes, &name, args.model.kernels)?;
+    let set = load(&args.data)?;
+    if set.ids.is_empty() {
+        anyhow::bail!("{}: no images", args.data.display());
+    }
+    let started = std::time::Instant::now();
+    let bar = progress_bar(set.ids.len());
+    let mut labels = Vec::with_capacity(set.ids.len());
+    for chunk in set.images.chunks(CHUNK * IMAGE_PIXELS) {
+        let probabilities = model.probabilities(chunk)?;
+        labels.extend(
+            probabilities
+                .iter()
+                .map(|p| fmnist_runtime::metrics::argmax(p)),
+        );
+        bar.inc(probabilities.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    write_submission(&args.out, &args.data, &set.ids, &labels)?;
+    eprintln!(
+        "{}: {} predictions by {name} (ids: {}), {seconds:.2} s",
+        args.out.display(),
+        labels.len(),
+        set.id_source
+    );
+    Ok(0)
 }
