@@ -4,7 +4,7 @@
 //! draws them; `tests/layers.rs` checks every `use crate::` line against this order):
 //!
 //! 1. [`util`]: files written atomically and read with limits, output probes, SHA-256;
-//! 2. [`backend`], [`gpu`], [`synthetic`]: burn's backends, the CUDA probe, generated data;
+//! 2. [`backend`], `gpu` (with `--features cuda`), [`synthetic`]: burn's backends, the CUDA probe, generated data;
 //! 3. [`model`]: every model kind once, its layers and the CPU convolution;
 //! 4. [`batch`]: images and labels to tensors;
 //! 5. [`eval`]: loss, confusion matrix and logits of a model on a set;
