@@ -166,12 +166,13 @@ impl RunInfo {
 
     /// The epoch with the best validation accuracy (the first of equals), if any.
     pub fn best_epoch(&self) -> Option<&EpochMetrics> {
-        self.epochs
-            .iter()
-            .fold(None, |best: Option<&EpochMetrics>, m| match best {
+        self.epochs.iter().filter(|m| m.val_acc.is_finite()).fold(
+            None,
+            |best: Option<&EpochMetrics>, m| match best {
                 Some(b) if b.val_acc >= m.val_acc => Some(b),
                 _ => Some(m),
-            })
+            },
+        )
     }
 
     /// Epochs since the best one: how long validation accuracy has not improved.
