@@ -26,7 +26,30 @@ mod source;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-use x86_64::{amx, avx2, avx512, avxvnni};
+use x86_64::amx;
+
+/// A convolution kernel over a packed layer: input, output, scratch.
+type ConvKernel = unsafe fn(&Packed, &[u8], &mut [u8], &mut [u8]);
+/// A logits kernel over a packed layer: input, logits, scratch.
+type LogitsKernel = unsafe fn(&Packed, &[u8], &mut [i32; CLASS_COUNT], &mut [u8]);
+/// A max pooling kernel of `size` x `size` over u8 activations (`input` is the layer's
+/// HWC shape): whether it ran (it may decline a shape).
+type PoolKernel = unsafe fn([usize; 3], usize, &[u8], &mut [u8]) -> bool;
+
+/// The kernels a tier registers (each tier's file defines its own; `x86_64::TIERS` lists
+/// them): what a [`FastPlan`] of that ISA offers each layer to. Unsafe to call unless the
+/// CPU has the tier's ISA.
+struct Kernels {
+    isa: Isa,
+    conv: ConvKernel,
+    /// For layers packed byte-wise (weights whose pairs fit `vpmaddubsw`), when the tier
+    /// has such a kernel.
+    conv_bytes: Option<ConvKernel>,
+    logits: LogitsKernel,
+    /// As `conv_bytes`, for the logits layer.
+    logits_bytes: Option<LogitsKernel>,
+    pool: PoolKernel,
+}
 
 use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
 use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
@@ -420,36 +443,19 @@ impl Accelerator for FastPlan<'_> {
         output: &mut [u8],
         scratch: &mut [u8],
     ) -> bool {
-        match (self.isa, self.packed.get(index)) {
-            // SAFETY: `packed` exists only for an ISA `with_isa` confirmed; `scratch` is
-            // `scratch_bytes` long, the most any layer needs.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, Some(Some(packed))) => unsafe {
-                avx512::conv(packed, input, output, scratch)
-            },
-            // SAFETY: as above; `supported` asked the kernel for AMX's state, and
-            // `begin_layer` loaded the tile configuration for this layer.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AmxInt8, Some(Some(packed))) => unsafe {
-                amx::conv(packed, input, output, scratch)
-            },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Some(Some(packed))) => unsafe {
-                avxvnni::conv(packed, input, output, scratch)
-            },
-            // SAFETY: as above, and `with_isa` checked that the weights' pairs fit.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Some(Some(packed))) if packed.bytewise => unsafe {
-                avxvnni::conv_bytes(packed, input, output, scratch)
-            },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Some(Some(packed))) => unsafe {
-                avx2::conv(packed, input, output, scratch)
-            },
-            _ => return false,
-        }
+        let (Some(kernels), Some(Some(packed))) = (self.kernels(), self.packed.get(index)) else {
+            return false;
+        };
+        let kernel = match kernels.conv_bytes {
+            Some(bytes) if packed.bytewise => bytes,
+            _ => kernels.conv,
+        };
+        // SAFETY: the tier's kernels are registered only for an ISA `with_isa` confirmed
+        // (for AMX, `supported` asked the kernel for its state, and `begin_layer` loaded
+        // this layer's tile configuration); `packed` was packed for it (its byte-wise form
+        // only where `with_isa` checked that the weights' pairs fit); `scratch` is
+        // `scratch_bytes` long, the most any layer needs.
+        unsafe { kernel(packed, input, output, scratch) };
         true
     }
 
@@ -462,29 +468,15 @@ impl Accelerator for FastPlan<'_> {
         logits: &mut [i32; CLASS_COUNT],
         scratch: &mut [u8],
     ) -> bool {
-        match (self.isa, self.packed.get(index)) {
-            // SAFETY: as in `conv`.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni | Isa::AmxInt8, Some(Some(packed))) => unsafe {
-                avx512::logits(packed, input, logits, scratch)
-            },
-            // SAFETY: as in `conv`.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Some(Some(packed))) => unsafe {
-                avxvnni::logits(packed, input, logits, scratch)
-            },
-            // SAFETY: as in `conv`.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Some(Some(packed))) if packed.bytewise => unsafe {
-                avxvnni::logits_bytes(packed, input, logits, scratch)
-            },
-            // SAFETY: as in `conv`.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Some(Some(packed))) => unsafe {
-                avx2::logits(packed, input, logits, scratch)
-            },
-            _ => return false,
-        }
+        let (Some(kernels), Some(Some(packed))) = (self.kernels(), self.packed.get(index)) else {
+            return false;
+        };
+        let kernel = match kernels.logits_bytes {
+            Some(bytes) if packed.bytewise => bytes,
+            _ => kernels.logits,
+        };
+        // SAFETY: as in `conv`.
+        unsafe { kernel(packed, input, logits, scratch) };
         true
     }
 
@@ -514,20 +506,13 @@ impl Accelerator for FastPlan<'_> {
 
     fn pool(&self, index: usize, _: &Step, _: u8, input: &[u8], output: &mut [u8]) -> bool {
         match (
-            self.isa,
+            self.kernels(),
             self.plan.steps.get(index),
             self.plan.model.layers.get(index),
         ) {
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni | Isa::AmxInt8, Some(step), Some(Layer::MaxPool { size })) => {
-                // SAFETY: `with_isa` confirmed AVX-512 VNNI (and BW) for this ISA.
-                unsafe { avx512::max_pool(step.input, usize::from(*size), input, output) };
-                true
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::AvxVnni, Some(step), Some(Layer::MaxPool { size })) => {
-                // SAFETY: `with_isa` confirmed AVX2 for these ISAs.
-                unsafe { avx2::max_pool(step.input, usize::from(*size), input, output) }
+            (Some(kernels), Some(step), Some(Layer::MaxPool { size })) => {
+                // SAFETY: as in `conv`: the tier's ISA was confirmed.
+                unsafe { (kernels.pool)(step.input, usize::from(*size), input, output) }
             }
             _ => false,
         }
@@ -535,6 +520,14 @@ impl Accelerator for FastPlan<'_> {
 }
 
 impl FastPlan<'_> {
+    /// The kernels this plan's tier registered; `None` for the portable kernels.
+    fn kernels(&self) -> Option<&'static Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        return x86_64::TIERS.iter().copied().find(|k| k.isa == self.isa);
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
     /// Whether layer `index` runs on AMX tiles.
     fn tiled(&self, index: usize) -> bool {
         self.isa == Isa::AmxInt8

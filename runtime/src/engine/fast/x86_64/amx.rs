@@ -380,3 +380,15 @@ fn finish(
         }
     }
 }
+
+/// The AMX-INT8 tier's kernels: its convolutions on tiles; the logits and pooling of
+/// AVX-512 VNNI.
+pub(in crate::engine::fast) const KERNELS: crate::engine::fast::Kernels =
+    crate::engine::fast::Kernels {
+        isa: crate::engine::fast::Isa::AmxInt8,
+        conv,
+        conv_bytes: None,
+        logits: super::avx512::logits,
+        logits_bytes: None,
+        pool: super::avx512::pool,
+    };

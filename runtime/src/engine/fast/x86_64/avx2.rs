@@ -310,6 +310,18 @@ pub(in crate::engine::fast) fn requantize_relu(
     _mm_packus_epi16(words, words)
 }
 
+/// The AVX2 tier's kernels: 16-bit products (`vpmaddwd`) on widened weights, and the
+/// byte-wise kernels of `avxvnni` for layers whose weight pairs fit `vpmaddubsw`.
+pub(in crate::engine::fast) const KERNELS: crate::engine::fast::Kernels =
+    crate::engine::fast::Kernels {
+        isa: crate::engine::fast::Isa::Avx2,
+        conv,
+        conv_bytes: Some(super::avxvnni::conv_bytes),
+        logits,
+        logits_bytes: Some(super::avxvnni::logits_bytes),
+        pool: max_pool,
+    };
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -322,3 +322,29 @@ impl Requant {
         _mm_unpacklo_epi8(even, odd)
     }
 }
+
+/// [`max_pool`] as a [`crate::engine::fast::Kernels`] entry: it runs every shape.
+///
+/// # Safety
+/// As [`max_pool`]: the CPU has AVX-512 BW.
+pub(in crate::engine::fast) unsafe fn pool(
+    input: [usize; 3],
+    size: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> bool {
+    // SAFETY: the caller's.
+    unsafe { max_pool(input, size, src, dst) };
+    true
+}
+
+/// The AVX-512 VNNI tier's kernels.
+pub(in crate::engine::fast) const KERNELS: crate::engine::fast::Kernels =
+    crate::engine::fast::Kernels {
+        isa: crate::engine::fast::Isa::Avx512Vnni,
+        conv,
+        conv_bytes: None,
+        logits,
+        logits_bytes: None,
+        pool,
+    };

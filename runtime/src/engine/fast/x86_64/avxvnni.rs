@@ -298,3 +298,14 @@ unsafe fn tile<D: Dot, const P: usize, const H: usize>(
     }
     sums
 }
+
+/// The AVX-VNNI tier's kernels (max pooling: AVX2's).
+pub(in crate::engine::fast) const KERNELS: crate::engine::fast::Kernels =
+    crate::engine::fast::Kernels {
+        isa: crate::engine::fast::Isa::AvxVnni,
+        conv,
+        conv_bytes: None,
+        logits,
+        logits_bytes: None,
+        pool: super::avx2::max_pool,
+    };

@@ -6,3 +6,11 @@ pub(super) mod amx;
 pub(super) mod avx2;
 pub(super) mod avx512;
 pub(super) mod avxvnni;
+
+/// Every tier's kernels, the fastest first.
+pub(in crate::engine::fast) const TIERS: [&crate::engine::fast::Kernels; 4] = [
+    &amx::KERNELS,
+    &avx512::KERNELS,
+    &avxvnni::KERNELS,
+    &avx2::KERNELS,
+];
