@@ -17,9 +17,7 @@ mod cortex_m;
 mod random_model;
 
 use cortex_m::{firmware, qemu, M4, M7};
-use random_model::{images, taps, two_convolutions_with, Rng, Shape, Tensors};
-
-use fmnist_runtime::blob::Output;
+use random_model::{images, taps, two_convolutions_with, Rng, Tensors, AWKWARD};
 
 /// The first `count` test images of the real dataset, back to back.
 fn test_images(count: usize) -> Vec<u8> {
@@ -150,26 +148,7 @@ fn random_models_of_awkward_shapes_on_an_emulated_m4_give_the_host_logits() {
     // Saturated images too: the largest sums occur.
     pixels.extend(std::iter::repeat_n(255u8, 2 * IMAGE_PIXELS));
     let dir = tempfile::tempdir().unwrap();
-    let relu = [Output::Relu; 2];
-    let leaky = Output::LeakyRelu { slope_q15: 3277 };
-    // (shape, activations): channel counts that are not multiples of 4 (tap by tap
-    // copies), filters whose taps are not a multiple of 4 (a partial last group) or
-    // fewer than 4 (no whole group), odd channel counts (a repeated last filter), pixel
-    // counts that are not multiples of 4 (a repeated last pixel), pools over channel
-    // counts that are not multiples of 4 (the portable pool), signed activations (LeakyReLU
-    // into the second convolution and into the logits, 1,053 of them: a partial last
-    // word).
-    let cases: [(Shape, [Output; 2]); 9] = [
-        ((16, 3, 1, 32, 3, 1, 2), relu),
-        ((10, 5, 0, 20, 5, 0, 2), relu),
-        ((16, 3, 1, 33, 3, 1, 2), relu),
-        ((3, 1, 0, 17, 3, 2, 3), relu),
-        ((7, 4, 1, 70, 2, 0, 4), relu),
-        ((5, 3, 1, 20, 2, 0, 2), relu),
-        ((3, 1, 0, 5, 1, 0, 2), relu),
-        ((12, 3, 1, 9, 3, 0, 3), [leaky, Output::Relu]),
-        ((8, 2, 1, 13, 3, 1, 3), [Output::Relu, leaky]),
-    ];
+    let cases = AWKWARD;
     for (case, &(shape, outputs)) in cases.iter().enumerate() {
         let [t1, t2, t3] = taps(shape);
         let first = Tensors::random(&mut rng, t1, shape.0, (6, 9));

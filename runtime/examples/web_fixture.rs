@@ -22,34 +22,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use fmnist_runtime::blob::Output;
 use fmnist_runtime::dataset::{self, Split};
 use fmnist_runtime::preprocess::{self, Invert};
 use fmnist_runtime::{FastPlan, Plan, IMAGE_PIXELS};
 
 #[path = "../tests/common/random_model.rs"]
 mod random_model;
-use random_model::{images, taps, two_convolutions_with, Rng, Shape, Tensors};
+use random_model::{images, taps, two_convolutions_with, Rng, Tensors, AWKWARD};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Random models of awkward shapes for the SIMD kernels: (name, blob).
 fn random_models() -> Vec<(String, Vec<u8>)> {
     let mut rng = Rng(37);
-    let relu = [Output::Relu; 2];
-    let leaky = Output::LeakyRelu { slope_q15: 3277 };
-    let cases: [(Shape, [Output; 2]); 9] = [
-        ((16, 3, 1, 32, 3, 1, 2), relu),
-        ((10, 5, 0, 20, 5, 0, 2), relu),
-        ((16, 3, 1, 33, 3, 1, 2), relu),
-        ((3, 1, 0, 17, 3, 2, 3), relu),
-        ((7, 4, 1, 70, 2, 0, 4), relu),
-        ((5, 3, 1, 20, 2, 0, 2), relu),
-        ((3, 1, 0, 5, 1, 0, 2), relu),
-        ((12, 3, 1, 9, 3, 0, 3), [leaky, Output::Relu]),
-        ((8, 2, 1, 13, 3, 1, 3), [Output::Relu, leaky]),
-    ];
-    cases
+    AWKWARD
         .iter()
         .enumerate()
         .map(|(case, &(shape, outputs))| {

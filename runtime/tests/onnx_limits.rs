@@ -13,7 +13,9 @@ use tract_onnx::pb;
 
 #[path = "common/onnx_graph.rs"]
 mod onnx_graph;
-use onnx_graph::{floats, int, int64s, ints, model, node, one_float, tensor_attribute};
+use onnx_graph::{
+    aborted, floats, int, int64s, ints, model, node, one_float, strings, tensor_attribute,
+};
 
 /// `ConstantOfShape([side, side])` followed by an `Add` of it to itself: what took 3.5 GB.
 fn constant_of_shape(side: i64) -> Vec<u8> {
@@ -244,11 +246,7 @@ fn shapes_tract_would_infer_too_large_are_refused_before_it_reads_the_graph() {
     let side = 28 + 120_000u64;
     let cases: Vec<(&str, Vec<u8>, u64)> = vec![
         // The input padded by 60,000 on each side: 14 GB at run time.
-        (
-            "pad.onnx",
-            pad("input", &[0, 0, 60_000, 60_000, 0, 0, 60_000, 60_000]),
-            side * side,
-        ),
+        ("pad.onnx", aborted("pad"), side * side),
         // A constant padded, or resized, which tract folds at load.
         (
             "pad-constant.onnx",
@@ -257,32 +255,11 @@ fn shapes_tract_would_infer_too_large_are_refused_before_it_reads_the_graph() {
         ),
         (
             "resize-constant.onnx",
-            model(
-                vec![node("Resize", &["c", "", "scales"], "out", vec![])],
-                vec![
-                    floats("c", &[1, 1, 2, 2], &[1.0; 4]),
-                    floats("scales", &[4], &[1.0, 1.0, 20_000.0, 20_000.0]),
-                ],
-            ),
+            aborted("resize-constant"),
             40_000 * 40_000,
         ),
         // A convolution dilated and padded by 40,000.
-        (
-            "dilated.onnx",
-            model(
-                vec![node(
-                    "Conv",
-                    &["input", "w"],
-                    "out",
-                    vec![
-                        ints("dilations", &[40_000, 40_000]),
-                        ints("pads", &[40_000; 4]),
-                    ],
-                )],
-                vec![floats("w", &[1, 1, 2, 2], &[1.0; 4])],
-            ),
-            40_028 * 40_028,
-        ),
+        ("dilated.onnx", aborted("dilated"), 40_028 * 40_028),
         (
             "tile.onnx",
             model(
@@ -330,43 +307,20 @@ fn shapes_tract_would_infer_too_large_are_refused_before_it_reads_the_graph() {
 /// or a silently wrong shape inside tract.
 #[test]
 fn operators_and_attributes_the_check_cannot_follow_are_refused() {
-    let string = pb::TensorProto {
-        name: "s".into(),
-        dims: vec![1],
-        data_type: 8,
-        string_data: vec![b"x".to_vec()],
-        ..Default::default()
-    };
+    let string = strings();
     let one = |op: &str, inputs: &[&str], attributes| node(op, inputs, "out", attributes);
     let unsqueeze_why =
         format!("996 axes would make 1000 dimensions, more than the {MAX_RANK} accepted");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "transpose",
-            model(
-                vec![one(
-                    "Transpose",
-                    &["input"],
-                    vec![ints("perm", &[0, 0, 0, 0])],
-                )],
-                vec![],
-            ),
+            aborted("transpose"),
             "perm [0, 0, 0, 0] is not a permutation of 4 axes",
         ),
-        (
-            "unsqueeze",
-            model(
-                vec![one("Unsqueeze", &["input", "axes"], vec![])],
-                vec![int64s("axes", &(0..996).collect::<Vec<i64>>())],
-            ),
-            &unsqueeze_why,
-        ),
+        ("unsqueeze", aborted("unsqueeze"), &unsqueeze_why),
         (
             "string-expand",
-            model(
-                vec![one("Expand", &["s", "shape"], vec![])],
-                vec![string.clone(), int64s("shape", &[100, 100])],
-            ),
+            aborted("string-expand"),
             "initializer `s` is of element type 8: only numbers are accepted",
         ),
         (
@@ -506,23 +460,7 @@ fn operators_and_attributes_the_check_cannot_follow_are_refused() {
 /// `MatMul`s in a 2 KB file took 42-45 s per image.
 #[test]
 fn onnx_work_is_counted_and_bounded() {
-    let mut nodes = vec![
-        node("ConstantOfShape", &["square"], "w", vec![]),
-        node("ConstantOfShape", &["tall"], "w0", vec![]),
-        node("Flatten", &["input"], "x", vec![]),
-        node("MatMul", &["x", "w0"], "m0", vec![]),
-    ];
-    for i in 1..=20 {
-        let (input, output) = (format!("m{}", i - 1), format!("m{i}"));
-        nodes.push(node("MatMul", &[&input, "w"], &output, vec![]));
-    }
-    let bytes = model(
-        nodes,
-        vec![
-            int64s("square", &[4096, 4096]),
-            int64s("tall", &[784, 4096]),
-        ],
-    );
+    let bytes = aborted("matmuls");
     assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
     let started = std::time::Instant::now();
     match OnnxClassifier::from_bytes(&bytes, Path::new("matmuls.onnx")) {

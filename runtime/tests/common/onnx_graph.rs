@@ -128,3 +128,89 @@ pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
         ..Default::default()
     }
 }
+
+/// A one-element tensor of strings named `s`.
+pub fn strings() -> pb::TensorProto {
+    pb::TensorProto {
+        name: "s".into(),
+        dims: vec![1],
+        data_type: 8,
+        string_data: vec![b"x".to_vec()],
+        ..Default::default()
+    }
+}
+
+/// The few-hundred-byte files of issue 34 (items 1 and 2) that aborted or stalled the
+/// runtime, by name: their shapes as tract infers them are huge, or their work.
+pub fn aborted(name: &str) -> Vec<u8> {
+    match name {
+        // The input padded by 60,000 on each side: 14 GB at run time.
+        "pad" => model(
+            vec![node("Pad", &["input", "pads"], "out", vec![])],
+            vec![int64s(
+                "pads",
+                &[0, 0, 60_000, 60_000, 0, 0, 60_000, 60_000],
+            )],
+        ),
+        // A constant resized by 20,000 on each side, which tract folds at load.
+        "resize-constant" => model(
+            vec![node("Resize", &["c", "", "scales"], "out", vec![])],
+            vec![
+                floats("c", &[1, 1, 2, 2], &[1.0; 4]),
+                floats("scales", &[4], &[1.0, 1.0, 20_000.0, 20_000.0]),
+            ],
+        ),
+        // A convolution dilated and padded by 40,000.
+        "dilated" => model(
+            vec![node(
+                "Conv",
+                &["input", "w"],
+                "out",
+                vec![
+                    ints("dilations", &[40_000, 40_000]),
+                    ints("pads", &[40_000; 4]),
+                ],
+            )],
+            vec![floats("w", &[1, 1, 2, 2], &[1.0; 4])],
+        ),
+        "transpose" => model(
+            vec![node(
+                "Transpose",
+                &["input"],
+                "out",
+                vec![ints("perm", &[0, 0, 0, 0])],
+            )],
+            vec![],
+        ),
+        "unsqueeze" => model(
+            vec![node("Unsqueeze", &["input", "axes"], "out", vec![])],
+            vec![int64s("axes", &(0..996).collect::<Vec<i64>>())],
+        ),
+        "string-expand" => model(
+            vec![node("Expand", &["s", "shape"], "out", vec![])],
+            vec![strings(), int64s("shape", &[100, 100])],
+        ),
+        // Twenty 4096x4096 MatMuls after a 784x4096 one, weights made by ConstantOfShape:
+        // 42-45 s per image.
+        "matmuls" => {
+            let mut nodes = vec![
+                node("ConstantOfShape", &["square"], "w", vec![]),
+                node("ConstantOfShape", &["tall"], "w0", vec![]),
+                node("Flatten", &["input"], "x", vec![]),
+                node("MatMul", &["x", "w0"], "m0", vec![]),
+            ];
+            for i in 1..=20 {
+                let (input, output) = (format!("m{}", i - 1), format!("m{i}"));
+                nodes.push(node("MatMul", &[&input, "w"], &output, vec![]));
+            }
+            model(
+                nodes,
+                vec![
+                    int64s("square", &[4096, 4096]),
+                    int64s("tall", &[784, 4096]),
+                ],
+            )
+        }
+        other => panic!("no hostile file {other}"),
+    }
+}

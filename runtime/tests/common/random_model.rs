@@ -173,3 +173,26 @@ pub fn taps(shape: Shape) -> [usize; 3] {
     let side2 = side1 + 2 * p2 - k2 + 1;
     [k1 * k1, k2 * k2 * c1, (side2 / pool) * (side2 / pool) * c2]
 }
+
+/// Two-convolution models of awkward shapes, with their activations: channel counts that
+/// are not multiples of 4 or 8 (tap by tap copies), filters whose taps are not a multiple
+/// of the kernels' group (a partial last group) or fewer than one group, odd channel
+/// counts (a repeated last filter), pixel counts that are not multiples of 4 (a repeated
+/// last pixel), pools over channel counts the vector pools decline, signed activations
+/// (LeakyReLU into the second convolution and into the logits, 1,053 of them: a partial
+/// last word). Each faster set of kernels is held to the portable ones on these.
+pub const AWKWARD: [(Shape, [Output; 2]); 9] = {
+    const RELU: [Output; 2] = [Output::Relu; 2];
+    const LEAKY: Output = Output::LeakyRelu { slope_q15: 3277 };
+    [
+        ((16, 3, 1, 32, 3, 1, 2), RELU),
+        ((10, 5, 0, 20, 5, 0, 2), RELU),
+        ((16, 3, 1, 33, 3, 1, 2), RELU),
+        ((3, 1, 0, 17, 3, 2, 3), RELU),
+        ((7, 4, 1, 70, 2, 0, 4), RELU),
+        ((5, 3, 1, 20, 2, 0, 2), RELU),
+        ((3, 1, 0, 5, 1, 0, 2), RELU),
+        ((12, 3, 1, 9, 3, 0, 3), [LEAKY, Output::Relu]),
+        ((8, 2, 1, 13, 3, 1, 3), [Output::Relu, LEAKY]),
+    ]
+};
