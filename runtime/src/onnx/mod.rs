@@ -228,21 +228,7 @@ impl OnnxClassifier {
                 e,
             )
         })?;
-        let work = graph::check(&proto).map_err(|refusal| match refusal {
-            graph::Refusal::TooLarge(what, elements) => OnnxError::TooLarge {
-                path: path.to_path_buf(),
-                what,
-                elements,
-            },
-            graph::Refusal::TooComplex(problem) => OnnxError::TooComplex {
-                path: path.to_path_buf(),
-                problem,
-            },
-            graph::Refusal::Graph(problem) => OnnxError::Graph {
-                path: path.to_path_buf(),
-                problem,
-            },
-        })?;
+        let work = graph::check(&proto).map_err(|refusal| refusal.into_error(path))?;
         let mut model = guard(path, "cannot translate the model", || {
             onnx.model_for_proto_model(&proto)
         })?
@@ -253,39 +239,8 @@ impl OnnxClassifier {
             )
         })?;
         drop(proto);
-        let metadata: HashMap<String, String> = model
-            .properties
-            .iter()
-            .filter_map(|(key, value)| {
-                let key = key.strip_prefix("onnx.metadata_props.")?;
-                let value = value
-                    .try_as_plain_ram()
-                    .ok()?
-                    .to_scalar::<String>()
-                    .ok()?
-                    .clone();
-                Some((key.to_string(), value))
-            })
-            .collect();
-        let input_scale = match metadata.get("input_scale") {
-            Some(text) => text
-                .parse::<f32>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| error(InterfaceProblem::InputScale(text.clone())))?,
-            None => crate::classes::INPUT_SCALE,
-        };
-        let temperature = match metadata.get("temperature") {
-            Some(text) => text
-                .trim()
-                .parse::<f32>()
-                .ok()
-                .filter(|t| {
-                    (crate::engine::MIN_TEMPERATURE..=crate::engine::MAX_TEMPERATURE).contains(t)
-                })
-                .ok_or_else(|| error(InterfaceProblem::Temperature(text.clone())))?,
-            None => 1.0,
-        };
+        let metadata = metadata_of(&model);
+        let (input_scale, temperature) = scales(&metadata).map_err(error)?;
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
             return Err(error(InterfaceProblem::InputsOutputs {
                 inputs: model.inputs.len(),
@@ -398,6 +353,65 @@ impl OnnxClassifier {
             }
             Ok(all)
         })?
+    }
+}
+
+/// The `metadata_props` of a model tract read, by key.
+fn metadata_of(model: &InferenceModel) -> HashMap<String, String> {
+    model
+        .properties
+        .iter()
+        .filter_map(|(key, value)| {
+            let key = key.strip_prefix("onnx.metadata_props.")?;
+            let value = value
+                .try_as_plain_ram()
+                .ok()?
+                .to_scalar::<String>()
+                .ok()?
+                .clone();
+            Some((key.to_string(), value))
+        })
+        .collect()
+}
+
+/// The input scale (the dataset's 1/255 when the file states none) and the softmax
+/// temperature (1 when none) of a file's metadata, each checked.
+fn scales(metadata: &HashMap<String, String>) -> Result<(f32, f32), InterfaceProblem> {
+    let input_scale = match metadata.get("input_scale") {
+        Some(text) => text
+            .parse::<f32>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| InterfaceProblem::InputScale(text.clone()))?,
+        None => crate::classes::INPUT_SCALE,
+    };
+    let temperature = match metadata.get("temperature") {
+        Some(text) => text
+            .trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|t| {
+                (crate::engine::MIN_TEMPERATURE..=crate::engine::MAX_TEMPERATURE).contains(t)
+            })
+            .ok_or_else(|| InterfaceProblem::Temperature(text.clone()))?,
+        None => 1.0,
+    };
+    Ok((input_scale, temperature))
+}
+
+impl graph::Refusal {
+    /// The error naming `path` for this refusal.
+    fn into_error(self, path: &Path) -> OnnxError {
+        let path = path.to_path_buf();
+        match self {
+            graph::Refusal::TooLarge(what, elements) => OnnxError::TooLarge {
+                path,
+                what,
+                elements,
+            },
+            graph::Refusal::TooComplex(problem) => OnnxError::TooComplex { path, problem },
+            graph::Refusal::Graph(problem) => OnnxError::Graph { path, problem },
+        }
     }
 }
 
