@@ -127,7 +127,7 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     usage::check_device(options.device)?;
     #[cfg(feature = "cuda")]
-    if options.device == DeviceKind::Cuda {
+    if options.device == crate::backend::DeviceKind::Cuda {
         let count = crate::gpu::preflight()?;
         crate::say!("CUDA: {count} device(s)");
     }
