@@ -186,6 +186,11 @@ fn last_good(info: &RunInfo, out: &Output) -> String {
     }
 }
 
+/// Trains the remaining epochs of `info`'s recipe, saving each. Longer than a function
+/// should be (about 110 lines): the batch loop moves the model through the optimiser's
+/// steps beside the progress bar and three running sums, which a function of its own would
+/// take and hand back, eight values each way; the epoch's figures, its divergence check
+/// and its resume point are functions below.
 fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     mut model: Classifier<B>,
     mut optim: O,
@@ -206,16 +211,7 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
     let steps_per_epoch = splits.train.len().div_ceil(recipe.batch);
     let total_steps = steps_per_epoch * recipe.epochs;
     // The replicas' threads, for the whole run.
-    let pool = match recipe.replicas {
-        1 => None,
-        replicas => Some(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(replicas)
-                .thread_name(|index| format!("replica-{index}"))
-                .build()
-                .context("cannot start the replicas' threads")?,
-        ),
-    };
+    let pool = replica_pool(recipe.replicas)?;
     let mut order: Vec<usize> = (0..splits.train.len()).collect();
 
     for epoch in info.epochs.len() + 1..=recipe.epochs {
@@ -288,26 +284,9 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         bar.finish_and_clear();
 
         let val = evaluate(&model.valid(), &splits.val, device);
-        // The last step can leave weights that are not finite although every batch's loss
-        // (computed before its step) was: the validation loss shows it. Such an epoch is
-        // never saved or exported.
-        let train_loss = loss_sum / seen as f64;
-        if !val.loss.is_finite() || !train_loss.is_finite() {
-            bail!(
-                "training diverged: the validation loss became {} at epoch {epoch} (the \
-                 weights are no longer finite); {} (try a lower --lr)",
-                val.loss,
-                last_good(info, out)
-            );
-        }
         let metrics = EpochMetrics {
-            epoch,
-            train_loss,
-            train_acc: correct as f64 / seen as f64,
-            val_loss: val.loss,
-            val_acc: val.confusion.accuracy(),
-            lr,
             seconds: started.elapsed().as_secs_f64(),
+            ..epoch_metrics(info, out, epoch, (loss_sum, correct, seen), lr, &val)?
         };
         crate::say!(
             "Epoch: {epoch}  Loss train/val {:.4}/{:.4}  ACC train/val {:.4}/{:.4}  ({:.1} s)",
@@ -319,17 +298,74 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
         );
         info.epochs.push(metrics);
         save_epoch(&model, info, &out.dir)?;
-        let optimizer = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-            .record(optim.to_record(), ())
-            .context("cannot serialise the optimiser state")?;
-        run::save_resume(&out.dir, &model, optimizer, info)?;
-        // The run a `fit --force` replaces goes once this run has saved an epoch.
-        crate::util::files::drop_set_aside(&out.dir)?;
+        save_resume_point(&model, &optim, info, out)?;
         if info.stopped_early() {
             break;
         }
     }
     Ok(model)
+}
+
+/// The threads the replicas of each batch run on (none for one replica), for the whole
+/// run.
+fn replica_pool(replicas: usize) -> anyhow::Result<Option<rayon::ThreadPool>> {
+    if replicas == 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(replicas)
+        .thread_name(|index| format!("replica-{index}"))
+        .build()
+        .map(Some)
+        .context("cannot start the replicas' threads")
+}
+
+/// The figures of epoch `epoch` from its batches' sums (loss, correct, seen), its last
+/// learning rate and its validation, or a divergence: the last step can leave weights that
+/// are not finite although every batch's loss (computed before its step) was, and the
+/// validation loss shows it. Such an epoch is never saved or exported. `seconds` is left
+/// for the caller.
+fn epoch_metrics(
+    info: &RunInfo,
+    out: &Output,
+    epoch: usize,
+    (loss_sum, correct, seen): (f64, usize, usize),
+    lr: f64,
+    val: &crate::eval::Evaluation,
+) -> anyhow::Result<EpochMetrics> {
+    let train_loss = loss_sum / seen as f64;
+    if !val.loss.is_finite() || !train_loss.is_finite() {
+        bail!(
+            "training diverged: the validation loss became {} at epoch {epoch} (the weights \
+             are no longer finite); {} (try a lower --lr)",
+            val.loss,
+            last_good(info, out)
+        );
+    }
+    Ok(EpochMetrics {
+        epoch,
+        train_loss,
+        train_acc: correct as f64 / seen as f64,
+        val_loss: val.loss,
+        val_acc: val.confusion.accuracy(),
+        lr,
+        seconds: 0.0,
+    })
+}
+
+/// `resume.state` for the epoch just saved (written last), then the run a `fit --force`
+/// replaces goes, once this run has saved an epoch.
+fn save_resume_point<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
+    model: &Classifier<B>,
+    optim: &O,
+    info: &RunInfo,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let optimizer = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .record(optim.to_record(), ())
+        .context("cannot serialise the optimiser state")?;
+    run::save_resume(&out.dir, model, optimizer, info)?;
+    crate::util::files::drop_set_aside(&out.dir)
 }
 
 /// Writes the epoch just pushed onto `info.epochs`: its weights as `model.mpk`, and as
