@@ -22,6 +22,7 @@
 use core::arch::asm;
 
 use super::kernels::Requantizer;
+use super::window;
 use super::{Accelerator, Kind, Step};
 use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
 use crate::classes::CLASS_COUNT;
@@ -214,18 +215,8 @@ fn im2col(
     slot: usize,
     columns: &mut [u32],
 ) {
-    let [in_h, in_w, in_c] = step.input;
-    let out_w = step.output[1];
-    let (k, pad) = (usize::from(conv.kernel), usize::from(conv.padding));
-    let (oy, ox) = (pixel / out_w, pixel % out_w);
-    let kx_start = pad.saturating_sub(ox);
-    let kx_end = k.min(in_w + pad - ox);
-    for ky in 0..k {
-        let Some(iy) = (oy + ky).checked_sub(pad).filter(|&iy| iy < in_h) else {
-            continue;
-        };
-        let row = &input[(iy * in_w + ox + kx_start - pad) * in_c..][..(kx_end - kx_start) * in_c];
-        let first = (ky * k + kx_start) * in_c;
+    let in_c = step.input[2];
+    for (first, row) in window::rows(step, conv, input, pixel) {
         if in_c.is_multiple_of(4) {
             // Whole words: the row's span starts a group of taps.
             widen_into(step.kind, row, slot, &mut columns[first / 4 * 2 * TILE..]);
@@ -268,24 +259,20 @@ fn convolve(
     scratch: &mut [u32],
 ) {
     let [out_h, out_w, out_c] = step.output;
-    let [in_h, in_w, in_c] = step.input;
-    let (k, pad) = (usize::from(conv.kernel), usize::from(conv.padding));
+    let in_c = step.input[2];
+    let k = usize::from(conv.kernel);
     let taps = k * k * in_c;
     let columns = &mut scratch[..tile_words(taps)];
     let pixels = out_h * out_w;
     let requant = &conv.requant;
     let relu = requant.output == Output::Relu;
-    let inside = |p: usize| {
-        let (oy, ox) = (p / out_w, p % out_w);
-        ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
-    };
     let mut first = 0;
     while first < pixels {
         // The last tile repeats its last pixel where the pixels run out.
         let tile: [usize; TILE] = core::array::from_fn(|i| (first + i).min(pixels - 1));
         // Zeros where no input is copied: taps past the last, and a window that leaves
         // the image (a border pixel), or taps copied one by one.
-        if !in_c.is_multiple_of(4) || !tile.iter().all(|&p| inside(p)) {
+        if !in_c.is_multiple_of(4) || !tile.iter().all(|&p| window::inside(step, conv, p)) {
             columns.fill(0);
         }
         for (slot, &pixel) in tile.iter().enumerate() {

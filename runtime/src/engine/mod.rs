@@ -17,6 +17,8 @@ pub(crate) mod kernels;
 #[cfg(fmnist_simd128)]
 mod simd128;
 mod validate;
+#[cfg(any(fmnist_dsp, fmnist_simd128))]
+mod window;
 
 pub use error::{BlobError, EngineError};
 pub use validate::{arena_for, macs_for, Limits, MAX_TEMPERATURE, MIN_TEMPERATURE};

@@ -24,6 +24,7 @@ use core::arch::wasm32::{
 };
 
 use super::kernels::Requantizer;
+use super::window;
 use super::{Accelerator, Kind, Step};
 use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
 use crate::classes::CLASS_COUNT;
@@ -147,18 +148,7 @@ fn widen(kind: Kind, byte: u8) -> i16 {
 /// order (`[ky][kx][ic]`, as the weights); taps that leave the image and those past the
 /// last stay as the caller left them (zero).
 fn im2col(step: &Step, conv: &QuantConv2d<'_>, input: &[u8], pixel: usize, column: &mut [i16]) {
-    let [in_h, in_w, in_c] = step.input;
-    let out_w = step.output[1];
-    let (k, pad) = (usize::from(conv.kernel), usize::from(conv.padding));
-    let (oy, ox) = (pixel / out_w, pixel % out_w);
-    let kx_start = pad.saturating_sub(ox);
-    let kx_end = k.min(in_w + pad - ox);
-    for ky in 0..k {
-        let Some(iy) = (oy + ky).checked_sub(pad).filter(|&iy| iy < in_h) else {
-            continue;
-        };
-        let row = &input[(iy * in_w + ox + kx_start - pad) * in_c..][..(kx_end - kx_start) * in_c];
-        let first = (ky * k + kx_start) * in_c;
+    for (first, row) in window::rows(step, conv, input, pixel) {
         widen_row(step.kind, row, &mut column[first..][..row.len()]);
     }
 }
@@ -192,18 +182,14 @@ fn convolve(
     scratch: &mut [i16],
 ) {
     let [out_h, out_w, out_c] = step.output;
-    let [in_h, in_w, in_c] = step.input;
-    let (k, pad) = (usize::from(conv.kernel), usize::from(conv.padding));
+    let in_c = step.input[2];
+    let k = usize::from(conv.kernel);
     let taps = k * k * in_c;
     let len = column_len(taps);
     let columns = &mut scratch[..TILE * len];
     let pixels = out_h * out_w;
     let requant = &conv.requant;
     let relu = requant.output == Output::Relu;
-    let inside = |p: usize| {
-        let (oy, ox) = (p / out_w, p % out_w);
-        ox >= pad && ox + k <= in_w + pad && oy >= pad && oy + k <= in_h + pad
-    };
     // The padding past the last tap stays zero from here on; border windows are zeroed
     // again each time.
     columns.fill(0);
@@ -212,7 +198,7 @@ fn convolve(
         // The last tile repeats its last pixel where the pixels run out.
         let tile: [usize; TILE] = core::array::from_fn(|i| (first + i).min(pixels - 1));
         for (column, &pixel) in columns.chunks_exact_mut(len).zip(&tile) {
-            if !inside(pixel) {
+            if !window::inside(step, conv, pixel) {
                 column.fill(0);
             }
             im2col(step, conv, input, pixel, column);
