@@ -200,10 +200,7 @@ pub fn divergence<B: AutodiffBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::recipe::{
-        check_settings, DISTILL_MAX_TEMPERATURE as MAX_TEMPERATURE,
-        DISTILL_MIN_TEMPERATURE as MIN_TEMPERATURE,
-    };
+    use crate::config::recipe::{check_settings, DISTILL_MAX_TEMPERATURE, DISTILL_MIN_TEMPERATURE};
     use burn::backend::{Autodiff, Flex};
 
     type B = Autodiff<Flex>;
@@ -223,9 +220,9 @@ mod tests {
         for (temperature, ok) in [
             (1e-45, false),
             (0.0099, false),
-            (MIN_TEMPERATURE, true),
+            (DISTILL_MIN_TEMPERATURE, true),
             (4.0, true),
-            (MAX_TEMPERATURE, true),
+            (DISTILL_MAX_TEMPERATURE, true),
             (100.5, false),
             (f32::NAN, false),
         ] {

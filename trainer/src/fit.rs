@@ -11,7 +11,7 @@ use fmnist_runtime::dataset::{self, LabeledImages, Split};
 use crate::config::options::FitOptions;
 use crate::distill::Teacher;
 use crate::export::{self, Exports};
-use crate::model::summary_text;
+use crate::model::{summary_text, Classifier};
 use crate::run::{self, ResumeState, RunInfo, BEST_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE};
 use crate::train::{self, Output, Splits};
 use crate::usage::{self, UsageError};
@@ -223,6 +223,44 @@ fn prepare_in(
             (info, None)
         }
     };
+    check_same_data(&info, options, (&train_split, &val_split), &data_sha256)?;
+    info.data_sha256 = Some(data_sha256);
+    info.train_images = train_split.len();
+    info.val_images = val_split.len();
+    announce(
+        &info,
+        options,
+        teacher.as_ref(),
+        (&train_split, &val_split, &test),
+        &out,
+    );
+    Ok(Prepared {
+        info,
+        state,
+        splits: Splits {
+            train: train_split,
+            val: val_split,
+        },
+        test,
+        output: Output { dir: out, progress },
+        exports: Exports {
+            onnx: options.export.clone(),
+            q8: options.export_q8.clone(),
+            weight_bits: options.weight_bits,
+        },
+        teacher,
+        created: Vec::new(),
+    })
+}
+
+/// A resumed run's data must be the data it trained on: as many images (a fresh run
+/// records 0 + 0) and the same checksum.
+fn check_same_data(
+    info: &RunInfo,
+    options: &FitOptions,
+    (train_split, val_split): (&LabeledImages, &LabeledImages),
+    data_sha256: &str,
+) -> anyhow::Result<()> {
     if (info.train_images, info.val_images) != (0, 0)
         && (info.train_images, info.val_images) != (train_split.len(), val_split.len())
     {
@@ -238,7 +276,7 @@ fn prepare_in(
     if info
         .data_sha256
         .as_ref()
-        .is_some_and(|sha| *sha != data_sha256)
+        .is_some_and(|sha| sha != data_sha256)
     {
         bail!(
             "{}: not the data the run trained on (the checksum of its {} + {} images differs \
@@ -248,13 +286,21 @@ fn prepare_in(
             val_split.len()
         );
     }
-    info.data_sha256 = Some(data_sha256);
-    info.train_images = train_split.len();
-    info.val_images = val_split.len();
+    Ok(())
+}
+
+/// Prints what is about to be trained: the model, the recipe, the teacher, the data.
+fn announce(
+    info: &RunInfo,
+    options: &FitOptions,
+    teacher: Option<&Teacher>,
+    (train_split, val_split, test): (&LabeledImages, &LabeledImages, &LabeledImages),
+    out: &Path,
+) {
     // The run's own model kind (a resumed run's options are checked to name it too).
     crate::say!("{}", summary_text(info.model));
     crate::say!("recipe: {}", info.recipe);
-    if let Some(teacher) = &teacher {
+    if let Some(teacher) = teacher {
         crate::say!(
             "teacher: {} ({}, SHA-256 {})",
             teacher.path.display(),
@@ -277,23 +323,6 @@ fn prepare_in(
         info.backend,
         out.display()
     );
-    Ok(Prepared {
-        info,
-        state,
-        splits: Splits {
-            train: train_split,
-            val: val_split,
-        },
-        test,
-        output: Output { dir: out, progress },
-        exports: Exports {
-            onnx: options.export.clone(),
-            q8: options.export_q8.clone(),
-            weight_bits: options.weight_bits,
-        },
-        teacher,
-        created: Vec::new(),
-    })
 }
 
 /// Trains (or continues) a prepared run on backend `B`, tests it, records the test
@@ -301,39 +330,9 @@ fn prepare_in(
 /// by `--patience` is tested and exported with its best epoch's weights.
 pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let before = prepared.info.epochs.len();
+    let model = train_prepared::<B>(prepared, device)?;
     let info = &mut prepared.info;
-    let before = info.epochs.len();
-    let trained = match &prepared.state {
-        None => train::fit::<B>(
-            info,
-            &prepared.splits,
-            &prepared.output,
-            prepared.teacher.as_ref(),
-            device,
-        ),
-        Some(state) => train::resume::<B>(
-            info,
-            state,
-            &prepared.splits,
-            &prepared.output,
-            prepared.teacher.as_ref(),
-            device,
-        ),
-    };
-    let model = match trained {
-        Ok(model) => model,
-        Err(error) => {
-            if info.epochs.is_empty() {
-                // No epoch was saved: the run this one was to replace comes back, and no
-                // empty run directory is left behind.
-                files::put_back(&prepared.output.dir)?;
-                if !holds_run(&prepared.output.dir) {
-                    files::remove_unsaved_run(&prepared.output.dir, &prepared.created);
-                }
-            }
-            return Err(error);
-        }
-    };
     let seconds = started.elapsed().as_secs_f64();
     let ran = info.epochs.len() - before;
     let model = burn::module::AutodiffModule::valid(&model);
@@ -384,6 +383,46 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     )?;
     crate::say!("run directory: {}", prepared.output.dir.display());
     Ok(())
+}
+
+/// Trains or continues `prepared`'s run; a failure before any epoch was saved puts back
+/// the run it was to replace and leaves no empty run directory.
+fn train_prepared<B: AutodiffBackend>(
+    prepared: &mut Prepared,
+    device: &B::Device,
+) -> anyhow::Result<Classifier<B>> {
+    let info = &mut prepared.info;
+    let trained = match &prepared.state {
+        None => train::fit::<B>(
+            info,
+            &prepared.splits,
+            &prepared.output,
+            prepared.teacher.as_ref(),
+            device,
+        ),
+        Some(state) => train::resume::<B>(
+            info,
+            state,
+            &prepared.splits,
+            &prepared.output,
+            prepared.teacher.as_ref(),
+            device,
+        ),
+    };
+    match trained {
+        Ok(model) => Ok(model),
+        Err(error) => {
+            if info.epochs.is_empty() {
+                // No epoch was saved: the run this one was to replace comes back, and no
+                // empty run directory is left behind.
+                files::put_back(&prepared.output.dir)?;
+                if !holds_run(&prepared.output.dir) {
+                    files::remove_unsaved_run(&prepared.output.dir, &prepared.created);
+                }
+            }
+            Err(error)
+        }
+    }
 }
 
 /// The training split (the first `--train-limit` images before the validation split), the

@@ -16,10 +16,13 @@ use std::fmt;
 use fmnist_runtime::dataset::LabeledImages;
 use fmnist_runtime::{FastPlan, CLASS_COUNT};
 
-/// The smallest temperature the fit considers.
-pub const MIN_TEMPERATURE: f64 = 0.05;
-/// The largest temperature the fit considers.
-pub const MAX_TEMPERATURE: f64 = 20.0;
+/// The smallest temperature the fit considers (a blob may state down to
+/// [`fmnist_runtime::engine::MIN_TEMPERATURE`]; distillation's own range is
+/// [`crate::config::recipe::DISTILL_MIN_TEMPERATURE`]).
+pub const FIT_MIN_TEMPERATURE: f64 = 0.05;
+/// The largest temperature the fit considers (a blob may state up to
+/// [`fmnist_runtime::engine::MAX_TEMPERATURE`]).
+pub const FIT_MAX_TEMPERATURE: f64 = 20.0;
 /// Equal-width confidence bins of the expected calibration error.
 pub const ECE_BINS: usize = 15;
 /// The `metadata_props` key of an ONNX file's temperature.
@@ -88,7 +91,7 @@ pub fn quality(logits: &[f32], labels: &[u8], t: f64) -> Quality {
     }
 }
 
-/// The temperature in `[MIN_TEMPERATURE, MAX_TEMPERATURE]` that minimises the mean
+/// The temperature in `[FIT_MIN_TEMPERATURE, FIT_MAX_TEMPERATURE]` that minimises the mean
 /// negative log-likelihood of `labels` under `softmax(logits / T)`: golden-section search
 /// on `ln T` (the NLL is unimodal in it) to a width of 1e-9. 1 when there are no images.
 pub fn fit_temperature(logits: &[f32], labels: &[u8]) -> f64 {
@@ -97,7 +100,7 @@ pub fn fit_temperature(logits: &[f32], labels: &[u8]) -> f64 {
     }
     let f = |x: f64| nll(logits, labels, x.exp());
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
-    let (mut a, mut b) = (MIN_TEMPERATURE.ln(), MAX_TEMPERATURE.ln());
+    let (mut a, mut b) = (FIT_MIN_TEMPERATURE.ln(), FIT_MAX_TEMPERATURE.ln());
     let mut c = b - ratio * (b - a);
     let mut d = a + ratio * (b - a);
     let (mut fc, mut fd) = (f(c), f(d));

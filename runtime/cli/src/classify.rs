@@ -61,45 +61,16 @@ pub(crate) fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
         } else {
             file.display().to_string()
         };
-        let outcome = read_image(file, invert).and_then(|pixels| {
-            let started = std::time::Instant::now();
-            let probabilities = model
-                .probabilities(&pixels)
-                .map_err(|e| format!("{shown_name}: {:#}", anyhow::Error::new(e)))?;
-            let micros = started.elapsed().as_secs_f64() * 1e6;
-            let first = probabilities
-                .first()
-                .copied()
-                .ok_or_else(|| format!("{shown_name}: the model gave no output"))?;
-            Ok((first, micros))
-        });
+        let outcome = classify_one(&model, file, &shown_name, invert);
         match outcome {
             Ok((probabilities, micros)) => {
                 let order = fmnist_runtime::metrics::ranking(&probabilities);
                 let top = &order[..usize::from(args.top)];
                 if args.json {
-                    let mut result = serde_json::json!({
-                        "file": shown_name,
-                        "class": CLASS_NAMES[top[0]],
-                        "label": top[0],
-                        "probability": probabilities[top[0]],
-                        "top": top.iter().map(|&c| serde_json::json!({"class": CLASS_NAMES[c], "label": c, "probability": probabilities[c]})).collect::<Vec<_>>(),
-                    });
-                    if args.timing {
-                        result["inference_us"] = serde_json::json!(micros);
-                    }
-                    results.push(result);
+                    results.push(json_result(&shown_name, &probabilities, top, micros, args));
                 } else {
-                    let shown: Vec<String> = top
-                        .iter()
-                        .map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0))
-                        .collect();
-                    let timing = if args.timing {
-                        format!(" (inference {micros:.1} us)")
-                    } else {
-                        String::new()
-                    };
-                    if let Err(e) = writeln!(out, "{shown_name}: {}{timing}", shown.join(", ")) {
+                    let line = text_line(&shown_name, &probabilities, top, micros, args);
+                    if let Err(e) = writeln!(out, "{line}") {
                         // A reader that has gone ends quietly; a full disk is a failure.
                         return stdout_failure(e);
                     }
@@ -128,16 +99,81 @@ pub(crate) fn classify(args: &ClassifyArgs) -> anyhow::Result<u8> {
     Ok(if failed > 0 { EXIT_FAILURE } else { 0 })
 }
 
-/// The image files named: files as given, directories expanded to their image files.
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_image = |p: &Path| {
-        p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            [
-                "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm",
-            ]
-            .contains(&e.to_ascii_lowercase().as_str())
-        })
+/// One image's probabilities and the model call's time in microseconds, or the problem
+/// (naming the file).
+fn classify_one(
+    model: &Classifier,
+    file: &Path,
+    shown_name: &str,
+    invert: Invert,
+) -> Result<([f32; 10], f64), String> {
+    let pixels = read_image(file, invert)?;
+    let started = std::time::Instant::now();
+    let probabilities = model
+        .probabilities(&pixels)
+        .map_err(|e| format!("{shown_name}: {:#}", anyhow::Error::new(e)))?;
+    let micros = started.elapsed().as_secs_f64() * 1e6;
+    let first = probabilities
+        .first()
+        .copied()
+        .ok_or_else(|| format!("{shown_name}: the model gave no output"))?;
+    Ok((first, micros))
+}
+
+/// One image's entry of `--json`'s `results`.
+fn json_result(
+    shown_name: &str,
+    probabilities: &[f32; 10],
+    top: &[usize],
+    micros: f64,
+    args: &ClassifyArgs,
+) -> serde_json::Value {
+    let mut result = serde_json::json!({
+        "file": shown_name,
+        "class": CLASS_NAMES[top[0]],
+        "label": top[0],
+        "probability": probabilities[top[0]],
+        "top": top.iter().map(|&c| serde_json::json!({"class": CLASS_NAMES[c], "label": c, "probability": probabilities[c]})).collect::<Vec<_>>(),
+    });
+    if args.timing {
+        result["inference_us"] = serde_json::json!(micros);
+    }
+    result
+}
+
+/// One image's line: its name, the top classes with their probabilities, the time.
+fn text_line(
+    shown_name: &str,
+    probabilities: &[f32; 10],
+    top: &[usize],
+    micros: f64,
+    args: &ClassifyArgs,
+) -> String {
+    let shown: Vec<String> = top
+        .iter()
+        .map(|&c| format!("{} {:.1}%", CLASS_NAMES[c], probabilities[c] * 100.0))
+        .collect();
+    let timing = if args.timing {
+        format!(" (inference {micros:.1} us)")
+    } else {
+        String::new()
     };
+    format!("{shown_name}: {}{timing}", shown.join(", "))
+}
+
+/// Whether a file's name says it is an image (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM).
+pub(crate) fn is_image_name(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        [
+            "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pgm", "ppm", "pnm",
+        ]
+        .contains(&e.to_ascii_lowercase().as_str())
+    })
+}
+
+/// The image files named: files as given, directories expanded to their image files.
+pub(crate) fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let is_image = is_image_name;
     let mut files = Vec::new();
     for path in paths {
         match std::fs::read_dir(path) {
@@ -159,12 +195,12 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
 const STDIN_NAME: &str = "<stdin>";
 
 /// Whether `path` is `-`, standard input.
-fn is_stdin(path: &Path) -> bool {
+pub(crate) fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
 /// One image's pixels, prepared for the model; an error is one line naming the file.
-fn read_image(file: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], String> {
+pub(crate) fn read_image(file: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], String> {
     if is_stdin(file) {
         return read_stdin_image(invert).map_err(|e| format!("{e:#}"));
     }

@@ -50,6 +50,23 @@ pub fn csv_text(path: &Path) -> Result<String, DatasetError> {
     Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_owned())
 }
 
+/// Appends a row's pixel fields to `images`, or says which is not a number in 0..=255.
+fn push_pixels<'a>(
+    fields: impl Iterator<Item = &'a str>,
+    images: &mut Vec<u8>,
+) -> Result<(), String> {
+    for (index, field) in fields.enumerate() {
+        let pixels = index + 1;
+        let field = field.trim();
+        match field.parse::<u64>() {
+            Ok(value) if value <= 255 => images.push(value as u8),
+            Ok(value) => return Err(format!("pixel{pixels} is {value}, outside 0..=255")),
+            Err(_) => return Err(format!("pixel{pixels} `{field}` is not a whole number")),
+        }
+    }
+    Ok(())
+}
+
 /// Reads a Fashion-MNIST CSV file. Labels are kept when the first column is `label`
 /// (or when there is no header and rows have 785 columns); an `id` column is skipped.
 pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
@@ -113,25 +130,7 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DatasetError> {
                 labels.push(label as u8);
             }
         }
-        for (index, field) in fields.enumerate() {
-            let pixels = index + 1;
-            let field = field.trim();
-            match field.parse::<u64>() {
-                Ok(value) if value <= 255 => images.push(value as u8),
-                Ok(value) => {
-                    return Err(error(
-                        line,
-                        format!("pixel{pixels} is {value}, outside 0..=255"),
-                    ))
-                }
-                Err(_) => {
-                    return Err(error(
-                        line,
-                        format!("pixel{pixels} `{field}` is not a whole number"),
-                    ))
-                }
-            }
-        }
+        push_pixels(fields, &mut images).map_err(|problem| error(line, problem))?;
     }
     if images.is_empty() {
         return Err(error(1, "the file has a header but no images".into()));

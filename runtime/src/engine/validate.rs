@@ -139,6 +139,94 @@ fn check_scales(model: &Model<'_>) -> Result<(), BlobError> {
     Ok(())
 }
 
+/// A convolution on a `shape` input: its output shape and multiply-accumulates.
+fn check_conv(
+    conv: &QuantConv2d<'_>,
+    [h, w, c]: [usize; 3],
+    index: usize,
+) -> Result<([usize; 3], u64), BlobError> {
+    let (k, p) = (usize::from(conv.kernel), usize::from(conv.padding));
+    let (cin, cout) = (
+        usize::from(conv.in_channels),
+        usize::from(conv.out_channels),
+    );
+    if (usize::from(conv.in_height), usize::from(conv.in_width), cin) != (h, w, c) {
+        return Err(layer_error(
+            index,
+            "convolution input shape differs from the previous output",
+        ));
+    }
+    if k == 0 || cout == 0 || p >= k || h + 2 * p < k || w + 2 * p < k {
+        return Err(layer_error(
+            index,
+            "impossible kernel, padding or channel count",
+        ));
+    }
+    let filter = mul(&[k, k, cin], index)?;
+    if filter > MAX_DOT {
+        return Err(layer_error(
+            index,
+            "filter too long for 32-bit accumulation",
+        ));
+    }
+    if conv.weights.len() != mul(&[filter, cout], index)? {
+        return Err(layer_error(
+            index,
+            "weight length differs from out x k x k x in",
+        ));
+    }
+    check_requant(&conv.requant, cout, index)?;
+    let (out_h, out_w) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+    let macs = (out_h as u64 * out_w as u64).saturating_mul(conv.weights.len() as u64);
+    if conv.requant.output == Output::Logits {
+        return Err(layer_error(
+            index,
+            "a convolution cannot produce the logits",
+        ));
+    }
+    Ok(([out_h, out_w, cout], macs))
+}
+
+/// A linear layer on a `shape` input of `kind`, the model's `last` layer or not: whether
+/// it writes the logits (which only the last may, and must, as 10 of them).
+fn check_linear(
+    linear: &QuantLinear<'_>,
+    [h, w, c]: [usize; 3],
+    kind: Kind,
+    index: usize,
+    last: bool,
+) -> Result<bool, BlobError> {
+    let (inputs, outputs) = (linear.inputs as usize, linear.outputs as usize);
+    if h != 1 || w != 1 || inputs != c {
+        return Err(layer_error(
+            index,
+            "linear input differs from the previous (flattened) output",
+        ));
+    }
+    if outputs == 0 || inputs > MAX_DOT {
+        return Err(layer_error(index, "impossible linear layer size"));
+    }
+    if linear.weights.len() != mul(&[inputs, outputs], index)? {
+        return Err(layer_error(index, "weight length differs from out x in"));
+    }
+    check_requant(&linear.requant, outputs, index)?;
+    let logits = linear.requant.output == Output::Logits;
+    if logits != last {
+        return Err(if logits {
+            layer_error(index, "logits before the last layer")
+        } else {
+            BlobError::NoLogits
+        });
+    }
+    if logits && outputs != CLASS_COUNT {
+        return Err(BlobError::NoLogits);
+    }
+    if logits {
+        check_logit_range(linear, kind, index)?;
+    }
+    Ok(logits)
+}
+
 /// The arena a model description needs, validating it as [`Plan::new`] does (without the
 /// envelope and the stated arena size). The exporter uses it to state the arena.
 pub fn arena_for(model: &Model<'_>) -> Result<usize, BlobError> {
@@ -254,83 +342,15 @@ impl<'a> Plan<'a> {
             let [h, w, c] = shape;
             let (output, to) = match layer {
                 Layer::Conv(conv) => {
-                    let (k, p) = (usize::from(conv.kernel), usize::from(conv.padding));
-                    let (cin, cout) = (
-                        usize::from(conv.in_channels),
-                        usize::from(conv.out_channels),
-                    );
-                    if (usize::from(conv.in_height), usize::from(conv.in_width), cin) != (h, w, c) {
-                        return Err(layer_error(
-                            index,
-                            "convolution input shape differs from the previous output",
-                        ));
-                    }
-                    if k == 0 || cout == 0 || p >= k || h + 2 * p < k || w + 2 * p < k {
-                        return Err(layer_error(
-                            index,
-                            "impossible kernel, padding or channel count",
-                        ));
-                    }
-                    let filter = mul(&[k, k, cin], index)?;
-                    if filter > MAX_DOT {
-                        return Err(layer_error(
-                            index,
-                            "filter too long for 32-bit accumulation",
-                        ));
-                    }
-                    if conv.weights.len() != mul(&[filter, cout], index)? {
-                        return Err(layer_error(
-                            index,
-                            "weight length differs from out x k x k x in",
-                        ));
-                    }
-                    check_requant(&conv.requant, cout, index)?;
-                    let (out_h, out_w) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
-                    macs = macs.saturating_add(
-                        (out_h as u64 * out_w as u64).saturating_mul(conv.weights.len() as u64),
-                    );
-                    if conv.requant.output == Output::Logits {
-                        return Err(layer_error(
-                            index,
-                            "a convolution cannot produce the logits",
-                        ));
-                    }
-                    ([out_h, out_w, cout], buffer.other())
+                    let (output, work) = check_conv(conv, shape, index)?;
+                    macs = macs.saturating_add(work);
+                    (output, buffer.other())
                 }
                 Layer::Linear(linear) => {
-                    let (inputs, outputs) = (linear.inputs as usize, linear.outputs as usize);
-                    if h != 1 || w != 1 || inputs != c {
-                        return Err(layer_error(
-                            index,
-                            "linear input differs from the previous (flattened) output",
-                        ));
-                    }
-                    if outputs == 0 || inputs > MAX_DOT {
-                        return Err(layer_error(index, "impossible linear layer size"));
-                    }
-                    if linear.weights.len() != mul(&[inputs, outputs], index)? {
-                        return Err(layer_error(index, "weight length differs from out x in"));
-                    }
-                    check_requant(&linear.requant, outputs, index)?;
                     macs = macs.saturating_add(linear.weights.len() as u64);
-                    let logits = linear.requant.output == Output::Logits;
-                    if logits != (index == last) {
-                        return Err(if logits {
-                            layer_error(index, "logits before the last layer")
-                        } else {
-                            BlobError::NoLogits
-                        });
-                    }
-                    if logits && outputs != CLASS_COUNT {
-                        return Err(BlobError::NoLogits);
-                    }
-                    if logits {
-                        check_logit_range(linear, kind, index)?;
-                    }
-                    (
-                        [1, 1, outputs],
-                        if logits { buffer } else { buffer.other() },
-                    )
+                    let logits = check_linear(linear, shape, kind, index, index == last)?;
+                    let to = if logits { buffer } else { buffer.other() };
+                    ([1, 1, linear.outputs as usize], to)
                 }
                 Layer::MaxPool { size } => {
                     let size = usize::from(*size);

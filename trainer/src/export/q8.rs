@@ -263,9 +263,50 @@ fn linear_weights(outputs: usize, inputs: usize, q: &[i8], from: Option<Shape>) 
     }
 }
 
+/// What layer `index` writes: the activation fused into it (a ReLU or LeakyReLU that
+/// follows), the scale of its output from the range after that activation, the index of
+/// the last layer it covers, and whether that is the model's last.
+struct Fused {
+    output: Output,
+    out_scale: f32,
+    range_index: usize,
+    last: bool,
+}
+
+fn fused(layers: &[FoldedLayer], index: usize, output_maxima: &[f32]) -> Fused {
+    // The activation fused into a conv or linear layer, and the range after it.
+    let (activation, range_index) = match layers.get(index + 1).map(|l| &l.op) {
+        Some(FoldedOp::Relu) => (Some(Output::Relu), index + 1),
+        Some(FoldedOp::LeakyRelu { slope }) => {
+            let slope_q15 = (f64::from(*slope) * 32768.0).round().clamp(0.0, 32767.0) as i16;
+            (Some(Output::LeakyRelu { slope_q15 }), index + 1)
+        }
+        _ => (None, index),
+    };
+    let last = range_index + 1 == layers.len();
+    let range = output_maxima
+        .get(range_index)
+        .copied()
+        .unwrap_or(0.0)
+        .max(1e-6);
+    let (output, out_scale) = match (activation, last) {
+        (Some(Output::Relu), _) => (Output::Relu, range / 255.0),
+        (Some(leaky), _) => (leaky, range / 127.0),
+        (None, true) => (Output::Logits, range / 32767.0),
+        (None, false) => (Output::Logits, 0.0),
+    };
+    Fused {
+        output,
+        out_scale,
+        range_index,
+        last,
+    }
+}
+
 /// Quantizes folded layers. `output_maxima[i]` is the largest absolute value of the output
 /// of folded layer `i` on the calibration images (after its activation where one follows).
-/// The shapes come from the folded layers; the weights span `bits`.
+/// The shapes come from the folded layers; the weights span `bits`. About 80 lines: one
+/// arm per layer kind, each with the reason the engine cannot take it.
 pub fn quantize<'a>(
     layers: &'a [FoldedLayer],
     output_maxima: &[f32],
@@ -283,27 +324,12 @@ pub fn quantize<'a>(
     let mut index = 0;
     while index < layers.len() {
         let layer = &layers[index];
-        // The activation fused into a conv or linear layer, and the range after it.
-        let (activation, range_index) = match layers.get(index + 1).map(|l| &l.op) {
-            Some(FoldedOp::Relu) => (Some(Output::Relu), index + 1),
-            Some(FoldedOp::LeakyRelu { slope }) => {
-                let slope_q15 = (f64::from(*slope) * 32768.0).round().clamp(0.0, 32767.0) as i16;
-                (Some(Output::LeakyRelu { slope_q15 }), index + 1)
-            }
-            _ => (None, index),
-        };
-        let last = range_index + 1 == layers.len();
-        let range = output_maxima
-            .get(range_index)
-            .copied()
-            .unwrap_or(0.0)
-            .max(1e-6);
-        let (output, out_scale) = match (activation, last) {
-            (Some(Output::Relu), _) => (Output::Relu, range / 255.0),
-            (Some(leaky), _) => (leaky, range / 127.0),
-            (None, true) => (Output::Logits, range / 32767.0),
-            (None, false) => (Output::Logits, 0.0),
-        };
+        let Fused {
+            output,
+            out_scale,
+            range_index,
+            last,
+        } = fused(layers, index, output_maxima);
         match &layer.op {
             FoldedOp::Conv(conv) => {
                 if output == Output::Logits {

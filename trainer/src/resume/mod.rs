@@ -419,32 +419,7 @@ pub fn continue_run(
         return Err(UsageError::FewerEpochs { epochs, done }.into());
     }
     if epochs != info.recipe.epochs {
-        let steps = info.train_images.div_ceil(info.recipe.batch).max(1);
-        let ended = info.epochs.last().map_or(info.recipe.lr, |m| m.lr);
-        let mut extended = info.recipe.clone();
-        extended.epochs = epochs;
-        crate::say!(
-            "{} the run from {} to {epochs} epochs{}",
-            if epochs > info.recipe.epochs {
-                "extending"
-            } else {
-                "shortening"
-            },
-            info.recipe.epochs,
-            if extended.schedule == crate::config::recipe::Schedule::Constant {
-                String::new()
-            } else {
-                format!(
-                    "; the {} schedule now spans {epochs} epochs: epoch {} starts at lr {} \
-                     (epoch {done} ended at {})",
-                    extended.schedule,
-                    done + 1,
-                    crate::config::recipe::format_lr(extended.lr_at(done * steps, epochs * steps)),
-                    crate::config::recipe::format_lr(ended)
-                )
-            }
-        );
-        info.recipe = extended;
+        change_length(&mut info, epochs);
     }
     info.options = Some(options.clone());
     if info.finished() && info.test_accuracy.is_none() {
@@ -459,33 +434,7 @@ pub fn continue_run(
         return Ok(Continuation::Train(Box::new((options, info, resume.state))));
     }
     if info.finished() {
-        let how = if info.stopped_early() {
-            format!(
-                "stopped early after epoch {done} (--patience {}: no improvement since epoch \
-                 {}); give a larger --patience to train on",
-                options.patience.unwrap_or(0),
-                info.best_epoch().map_or(0, |m| m.epoch)
-            )
-        } else {
-            format!(
-                "has trained all {done} epochs; extend it with `trainer fit --resume {} \
-                 --epochs N`",
-                dir.display()
-            )
-        };
-        crate::say!(
-            "{}: nothing to train: the run {how}{}",
-            dir.display(),
-            info.test_accuracy
-                .map(|a| format!(" (test accuracy {:.2}%)", 100.0 * a))
-                .unwrap_or_default()
-        );
-        if options.export.is_some() || options.export_q8.is_some() {
-            crate::say!(
-                "to export it: trainer export --checkpoint {} --onnx FILE --q8 FILE",
-                dir.display()
-            );
-        }
+        say_finished(&info, &options, dir);
         return Ok(Continuation::Finished);
     }
     info.resumed.push(format!("{command} (after epoch {done})"));
@@ -497,6 +446,72 @@ pub fn continue_run(
         info.recipe.epochs
     );
     Ok(Continuation::Train(Box::new((options, info, resume.state))))
+}
+
+/// Sets the run's length to `epochs` epochs and says so: schedules that depend on the
+/// length are stretched over the new one, and the first new epoch's learning rate is
+/// printed.
+fn change_length(info: &mut RunInfo, epochs: usize) {
+    let done = info.epochs.len();
+    let steps = info.train_images.div_ceil(info.recipe.batch).max(1);
+    let ended = info.epochs.last().map_or(info.recipe.lr, |m| m.lr);
+    let mut extended = info.recipe.clone();
+    extended.epochs = epochs;
+    crate::say!(
+        "{} the run from {} to {epochs} epochs{}",
+        if epochs > info.recipe.epochs {
+            "extending"
+        } else {
+            "shortening"
+        },
+        info.recipe.epochs,
+        if extended.schedule == crate::config::recipe::Schedule::Constant {
+            String::new()
+        } else {
+            format!(
+                "; the {} schedule now spans {epochs} epochs: epoch {} starts at lr {} \
+                 (epoch {done} ended at {})",
+                extended.schedule,
+                done + 1,
+                crate::config::recipe::format_lr(extended.lr_at(done * steps, epochs * steps)),
+                crate::config::recipe::format_lr(ended)
+            )
+        }
+    );
+    info.recipe = extended;
+}
+
+/// Says that a finished run (all epochs, or stopped early) has nothing to train, and how
+/// to train on or export it.
+fn say_finished(info: &RunInfo, options: &FitOptions, dir: &Path) {
+    let done = info.epochs.len();
+    let how = if info.stopped_early() {
+        format!(
+            "stopped early after epoch {done} (--patience {}: no improvement since epoch \
+             {}); give a larger --patience to train on",
+            options.patience.unwrap_or(0),
+            info.best_epoch().map_or(0, |m| m.epoch)
+        )
+    } else {
+        format!(
+            "has trained all {done} epochs; extend it with `trainer fit --resume {} \
+             --epochs N`",
+            dir.display()
+        )
+    };
+    crate::say!(
+        "{}: nothing to train: the run {how}{}",
+        dir.display(),
+        info.test_accuracy
+            .map(|a| format!(" (test accuracy {:.2}%)", 100.0 * a))
+            .unwrap_or_default()
+    );
+    if options.export.is_some() || options.export_q8.is_some() {
+        crate::say!(
+            "to export it: trainer export --checkpoint {} --onnx FILE --q8 FILE",
+            dir.display()
+        );
+    }
 }
 
 /// The options to continue the run in `dir` with: those it was started with (from its

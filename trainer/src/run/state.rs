@@ -194,6 +194,39 @@ where
     Ok(optim.load_record(record))
 }
 
+/// What is done with the optimiser a recipe names, whichever of Adam and AdamW it is: the
+/// two are different types, so the caller's code is a generic method, called by
+/// [`with_optimizer`].
+pub trait WithOptimizer<B: AutodiffBackend> {
+    /// What the work gives back.
+    type Output;
+    /// The work, with a fresh optimiser.
+    fn apply<S>(self, optim: OptimizerAdaptor<S, Classifier<B>, B>) -> Self::Output
+    where
+        S: SimpleOptimizer<B::InnerBackend> + MomentShapes<B::InnerBackend>;
+}
+
+/// Builds the optimiser `recipe` names (the one place that does: Adam or AdamW, epsilon
+/// 1e-8 as Paddle and PyTorch, AdamW's decoupled weight decay) and hands it to `work`.
+pub fn with_optimizer<B: AutodiffBackend, W: WithOptimizer<B>>(
+    recipe: &Recipe,
+    work: W,
+) -> W::Output {
+    match recipe.optimizer {
+        OptimizerKind::Adam => work.apply(
+            AdamConfig::new()
+                .with_epsilon(1e-8)
+                .init::<B, Classifier<B>>(),
+        ),
+        OptimizerKind::Adamw => work.apply(
+            AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(recipe.weight_decay as f32)
+                .init::<B, Classifier<B>>(),
+        ),
+    }
+}
+
 /// Checks the optimiser state of a resume state (its bytes, `bytes`) against `model`, with
 /// the optimiser `recipe` names: see [`restore_optimizer`].
 pub fn check_optimizer<B: AutodiffBackend>(
@@ -203,16 +236,28 @@ pub fn check_optimizer<B: AutodiffBackend>(
     max_steps: usize,
     device: &B::Device,
 ) -> anyhow::Result<()> {
-    match recipe.optimizer {
-        OptimizerKind::Adam => {
-            let optim = AdamConfig::new().init::<B, Classifier<B>>();
-            restore_optimizer(optim, bytes, model, max_steps, device).map(drop)
-        }
-        OptimizerKind::Adamw => {
-            let optim = AdamWConfig::new().init::<B, Classifier<B>>();
-            restore_optimizer(optim, bytes, model, max_steps, device).map(drop)
+    struct Check<'a, B: AutodiffBackend> {
+        bytes: &'a [u8],
+        model: &'a Classifier<B>,
+        max_steps: usize,
+        device: &'a B::Device,
+    }
+    impl<B: AutodiffBackend> WithOptimizer<B> for Check<'_, B> {
+        type Output = anyhow::Result<()>;
+        fn apply<S>(self, optim: OptimizerAdaptor<S, Classifier<B>, B>) -> Self::Output
+        where
+            S: SimpleOptimizer<B::InnerBackend> + MomentShapes<B::InnerBackend>,
+        {
+            restore_optimizer(optim, self.bytes, self.model, self.max_steps, self.device).map(drop)
         }
     }
+    let check = Check {
+        bytes,
+        model,
+        max_steps,
+        device,
+    };
+    with_optimizer(recipe, check)
 }
 
 /// The training steps a run has taken after `info.epochs.len()` epochs of `train_images`.

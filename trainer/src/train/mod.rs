@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
+use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -18,7 +18,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::batch::batch;
-use crate::config::recipe::OptimizerKind;
 use crate::distill::{self, Distiller, Teacher};
 use crate::eval::evaluate;
 use crate::model::Classifier;
@@ -139,22 +138,49 @@ fn train<B: AutodiffBackend>(
             .with_context(|| format!("{}: bad model state", state.path.display()))?,
     };
     let steps = run::steps_taken(info, splits.train.len());
-    match info.recipe.optimizer {
-        OptimizerKind::Adam => {
-            let optim = AdamConfig::new()
-                .with_epsilon(1e-8)
-                .init::<B, Classifier<B>>();
-            let optim = restore(optim, state, &model, steps, device)?;
-            run_epochs(model, optim, info, splits, out, distiller.as_ref(), device)
-        }
-        OptimizerKind::Adamw => {
-            let optim = AdamWConfig::new()
-                .with_epsilon(1e-8)
-                .with_weight_decay(info.recipe.weight_decay as f32)
-                .init::<B, Classifier<B>>();
-            let optim = restore(optim, state, &model, steps, device)?;
-            run_epochs(model, optim, info, splits, out, distiller.as_ref(), device)
-        }
+    let recipe = info.recipe.clone();
+    let training = Training {
+        model,
+        info,
+        splits,
+        out,
+        state,
+        steps,
+        distiller: distiller.as_ref(),
+        device,
+    };
+    run::with_optimizer(&recipe, training)
+}
+
+/// What [`train`] hands to the optimiser the recipe names.
+struct Training<'a, 'd, B: AutodiffBackend> {
+    model: Classifier<B>,
+    info: &'a mut RunInfo,
+    splits: &'a Splits,
+    out: &'a Output,
+    state: Option<&'a run::ResumeState>,
+    steps: usize,
+    distiller: Option<&'a Distiller<'d, B::InnerBackend>>,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> run::WithOptimizer<B> for Training<'_, '_, B> {
+    type Output = anyhow::Result<Classifier<B>>;
+    fn apply<S>(self, optim: OptimizerAdaptor<S, Classifier<B>, B>) -> Self::Output
+    where
+        S: SimpleOptimizer<B::InnerBackend> + run::MomentShapes<B::InnerBackend>,
+    {
+        let optim = restore(optim, self.state, &self.model, self.steps, self.device)?;
+        let Training {
+            model,
+            info,
+            splits,
+            out,
+            distiller,
+            device,
+            ..
+        } = self;
+        run_epochs(model, optim, info, splits, out, distiller, device)
     }
 }
 
@@ -478,7 +504,8 @@ mod tests {
     /// a teacher whose logits are a trained model's moved on by one class (read back from
     /// the ONNX file and the int8 blob it was written to), the student predicts label + 1;
     /// without the teacher the same run predicts the labels. A teacher other than the
-    /// recipe's is refused.
+    /// recipe's is refused. About 100 lines: one story (teacher files, two runs, a wrong
+    /// teacher) whose steps share their fixtures.
     #[test]
     fn a_distilled_student_learns_its_teachers_answers() {
         use crate::config::recipe::Distillation;

@@ -24,28 +24,8 @@ pub(super) fn step_gradients<B: AutodiffBackend>(
     pool: Option<&rayon::ThreadPool>,
 ) -> anyhow::Result<Step> {
     let n = labels.dims()[0];
-    let part = |model: &Classifier<B>, images: Tensor<B, 4>, labels: Tensor<B, 1, Int>| {
-        let share = labels.dims()[0] as f32 / n as f32;
-        let teacher_logits = distiller
-            .map(|d| d.logits(images.clone().inner()))
-            .transpose()?;
-        let logits = model.forward(images);
-        let mut loss = loss_fn.forward(logits.clone(), labels.clone());
-        if let (Some(distiller), Some(teacher_logits)) = (distiller, teacher_logits) {
-            loss = distill::loss(distiller, logits.clone(), teacher_logits, loss);
-        }
-        let hits = logits
-            .argmax(1)
-            .squeeze_dim::<1>(1)
-            .equal(labels)
-            .int()
-            .sum();
-        let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
-        anyhow::Ok((
-            f64::from(loss.into_scalar().elem::<f32>()) * f64::from(share),
-            hits.into_scalar().elem::<i64>() as usize,
-            grads,
-        ))
+    let part = |model: &Classifier<B>, images, labels| {
+        part_gradients(model, loss_fn, distiller, images, labels, n)
     };
     let replicas = pool.map_or(1, rayon::ThreadPool::current_num_threads);
     let (Some(pool), true) = (pool, replicas > 1 && n >= replicas) else {
@@ -101,6 +81,39 @@ pub(super) fn step_gradients<B: AutodiffBackend>(
         hits,
         accumulator.grads(),
         running_average(&states, &trained),
+    ))
+}
+
+/// The loss (weighted by the part's share of a batch of `n`), correct count and gradients
+/// of one part of a batch (all of it without replicas).
+fn part_gradients<B: AutodiffBackend>(
+    model: &Classifier<B>,
+    loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
+    distiller: Option<&Distiller<'_, B::InnerBackend>>,
+    images: Tensor<B, 4>,
+    labels: Tensor<B, 1, Int>,
+    n: usize,
+) -> anyhow::Result<(f64, usize, GradientsParams)> {
+    let share = labels.dims()[0] as f32 / n as f32;
+    let teacher_logits = distiller
+        .map(|d| d.logits(images.clone().inner()))
+        .transpose()?;
+    let logits = model.forward(images);
+    let mut loss = loss_fn.forward(logits.clone(), labels.clone());
+    if let (Some(distiller), Some(teacher_logits)) = (distiller, teacher_logits) {
+        loss = distill::loss(distiller, logits.clone(), teacher_logits, loss);
+    }
+    let hits = logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels)
+        .int()
+        .sum();
+    let grads = GradientsParams::from_grads((loss.clone() * share).backward(), model);
+    Ok((
+        f64::from(loss.into_scalar().elem::<f32>()) * f64::from(share),
+        hits.into_scalar().elem::<i64>() as usize,
+        grads,
     ))
 }
 

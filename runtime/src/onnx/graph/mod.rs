@@ -308,40 +308,7 @@ impl Check {
             node.op_type
         );
         let graph = |problem: String| Refusal::Graph(format!("{label}: {problem}"));
-        if matches!(node.op_type.as_str(), "If" | "Loop" | "Scan") {
-            return Err(Refusal::TooComplex(format!(
-                "{label} is a {}: control flow, whose steps this runtime does not bound, is \
-                 refused",
-                node.op_type
-            )));
-        }
-        if !(node.domain.is_empty() || node.domain == "ai.onnx")
-            || !OPERATORS.contains(&node.op_type.as_str())
-        {
-            let domain = if node.domain.is_empty() {
-                String::new()
-            } else {
-                format!(" of domain `{}`", node.domain)
-            };
-            return Err(graph(format!(
-                "operator{domain} not among those this runtime accepts (onnx::OPERATORS)"
-            )));
-        }
-        // Tensors stated in attributes (a Constant's value), named after the node.
-        for attribute in &node.attribute {
-            if let Some(tensor) = &attribute.t {
-                stated(tensor, &label)?;
-            }
-            if !attribute.tensors.is_empty()
-                || attribute.sparse_tensor.is_some()
-                || !attribute.sparse_tensors.is_empty()
-            {
-                return Err(graph(format!(
-                    "attribute `{}` holds tensors no accepted operator takes",
-                    attribute.name
-                )));
-            }
-        }
+        accepted(node, &label)?;
         let mut inputs = Vec::with_capacity(node.input.len());
         for name in &node.input {
             if name.is_empty() {
@@ -388,6 +355,48 @@ impl Check {
         }
         Ok(())
     }
+}
+
+/// Whether `node` (named `label`) is one this runtime accepts: no control flow, an
+/// operator of [`OPERATORS`] in the default domain, no tensors in attributes but a
+/// Constant's value, checked as an initialiser is.
+fn accepted(node: &pb::NodeProto, label: &str) -> Result<(), Refusal> {
+    let graph = |problem: String| Refusal::Graph(format!("{label}: {problem}"));
+    if matches!(node.op_type.as_str(), "If" | "Loop" | "Scan") {
+        return Err(Refusal::TooComplex(format!(
+            "{label} is a {}: control flow, whose steps this runtime does not bound, is \
+             refused",
+            node.op_type
+        )));
+    }
+    if !(node.domain.is_empty() || node.domain == "ai.onnx")
+        || !OPERATORS.contains(&node.op_type.as_str())
+    {
+        let domain = if node.domain.is_empty() {
+            String::new()
+        } else {
+            format!(" of domain `{}`", node.domain)
+        };
+        return Err(graph(format!(
+            "operator{domain} not among those this runtime accepts (onnx::OPERATORS)"
+        )));
+    }
+    // Tensors stated in attributes (a Constant's value), named after the node.
+    for attribute in &node.attribute {
+        if let Some(tensor) = &attribute.t {
+            stated(tensor, &label)?;
+        }
+        if !attribute.tensors.is_empty()
+            || attribute.sparse_tensor.is_some()
+            || !attribute.sparse_tensors.is_empty()
+        {
+            return Err(graph(format!(
+                "attribute `{}` holds tensors no accepted operator takes",
+                attribute.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One node with its inputs' values, for [`Node::infer`].

@@ -115,6 +115,8 @@ fn read_broken(proto: &ModelProto) -> String {
     }
 }
 
+/// About 90 lines: a table of edits to an exported file, each with the error it must
+/// give.
 #[test]
 fn what_the_reader_does_not_implement_or_cannot_fit_is_refused() {
     // Each was read before (issue 34): strides ignored, so a stride-2 model ran as
