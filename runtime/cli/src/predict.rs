@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use fmnist_runtime::dataset::{self, Split};
-use fmnist_runtime::IMAGE_PIXELS;
+use fmnist_runtime::preprocess::Invert;
+use fmnist_runtime::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS};
 
 use crate::{model_bytes, progress_bar, ModelArg, CHUNK};
 
@@ -17,6 +18,62 @@ pub struct Unlabelled {
     pub ids: Vec<String>,
     /// Where the ids come from, for the summary line.
     pub id_source: &'static str,
+}
+
+/// The images `--data` names and how many image files could not be read (each reported
+/// on stderr): one data file or data directory as [`load`] reads it, or image files and
+/// folders of them (a folder is a data directory when it holds the test split's files).
+fn load_inputs(paths: &[PathBuf]) -> anyhow::Result<(Unlabelled, usize)> {
+    let images = crate::classify::expand(paths);
+    let pictures = |files: &[PathBuf]| files.iter().all(|f| crate::classify::is_image_name(f));
+    match paths {
+        [path] if !path.is_dir() && !crate::classify::is_image_name(path) => Ok((load(path)?, 0)),
+        [path] if path.is_dir() && (images.is_empty() || dataset::has_split(path, Split::Test)) => {
+            Ok((load(path)?, 0))
+        }
+        _ if !images.is_empty() && pictures(&images) => Ok(load_images(&images)),
+        _ => Err(crate::Usage(
+            "--data takes one data file (CSV, IDX) or data directory, or image files and \
+             folders of them"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// Image files prepared as `classify` prepares them, each with its file name as id; a file
+/// that cannot be read is reported and left out.
+fn load_images(files: &[PathBuf]) -> (Unlabelled, usize) {
+    let (mut images, mut ids, mut failed) = (Vec::new(), Vec::new(), 0);
+    for file in files {
+        match crate::classify::read_image(file, Invert::Auto) {
+            Ok(pixels) => {
+                images.extend_from_slice(&pixels);
+                let name = file.file_name().unwrap_or(file.as_os_str());
+                ids.push(csv_field(&name.to_string_lossy()));
+            }
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                failed += 1;
+            }
+        }
+    }
+    let set = Unlabelled {
+        images,
+        ids,
+        id_source: "file names",
+    };
+    (set, failed)
+}
+
+/// A CSV field: quoted (inner quotes doubled) when it holds a comma, a quote or a line
+/// break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }
 
 /// Loads `path`: a CSV file (`id,pixel1..pixel784` as the competition's test data,
@@ -137,23 +194,63 @@ pub fn check_out(out: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `id,label` rows to `out` atomically: a temporary file beside it, renamed over it
-/// once complete, so that an interrupted run leaves the old file or none.
-/// `data` is the file read: it is never overwritten.
-pub fn write_submission(
-    out: &Path,
-    data: &Path,
-    ids: &[String],
-    labels: &[usize],
-) -> anyhow::Result<()> {
+/// The rows to write: an id and a prediction per image.
+pub struct Table<'a> {
+    /// One id per image.
+    pub ids: &'a [String],
+    /// Each image's probabilities.
+    pub predictions: &'a [[f32; CLASS_COUNT]],
+    /// Whether the probabilities are written too.
+    pub probabilities: bool,
+}
+
+impl Table<'_> {
+    fn write(&self, writer: &mut impl Write) -> std::io::Result<()> {
+        write!(writer, "id,label")?;
+        if self.probabilities {
+            for name in CLASS_NAMES {
+                write!(writer, ",{name}")?;
+            }
+        }
+        writeln!(writer)?;
+        for (id, probabilities) in self.ids.iter().zip(self.predictions) {
+            let label = fmnist_runtime::metrics::argmax(probabilities);
+            write!(writer, "{id},{label}")?;
+            if self.probabilities {
+                for p in probabilities {
+                    write!(writer, ",{p:.6}")?;
+                }
+            }
+            writeln!(writer)?;
+        }
+        writer.flush()
+    }
+}
+
+/// Writes the table to standard output; a reader that has gone ends it quietly.
+fn write_stdout(table: &Table<'_>) -> anyhow::Result<String> {
+    let stdout = std::io::stdout();
+    let mut writer = BufWriter::new(stdout.lock());
+    match table.write(&mut writer) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => anyhow::bail!("standard output: cannot write: {e}"),
+        Ok(()) => {}
+    }
+    Ok("<stdout>".to_string())
+}
+
+/// Writes the table to `out` atomically: a temporary file beside it, renamed over it once
+/// complete, so that an interrupted run leaves the old file or none. `data` are the files
+/// read: they are never overwritten.
+pub fn write_submission(out: &Path, data: &[&Path], table: &Table<'_>) -> anyhow::Result<()> {
     let dir = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let failed = |what: &str, e: std::io::Error| anyhow::anyhow!("{}: {what}: {e}", out.display());
     check_out(out)?;
-    if let (Ok(a), Ok(b)) = (out.canonicalize(), data.canonicalize()) {
-        if a == b {
+    if let Ok(a) = out.canonicalize() {
+        if data.iter().any(|d| d.canonicalize().is_ok_and(|b| a == b)) {
             anyhow::bail!(
                 "{}: is the --data file itself; write the predictions elsewhere",
                 out.display()
@@ -170,14 +267,9 @@ pub fn write_submission(
         .tempfile_in(&dir)
         .map_err(|e| failed("cannot create a file in its directory", e))?;
     let mut writer = BufWriter::new(file);
-    let written = (|| {
-        writeln!(writer, "id,label")?;
-        for (id, label) in ids.iter().zip(labels) {
-            writeln!(writer, "{id},{label}")?;
-        }
-        writer.flush()
-    })();
-    written.map_err(|e| failed("cannot write", e))?;
+    table
+        .write(&mut writer)
+        .map_err(|e| failed("cannot write", e))?;
     let file = writer
         .into_inner()
         .map_err(|e| failed("cannot write", e.into_error()))?;
@@ -196,46 +288,74 @@ pub(crate) struct PredictArgs {
     #[command(flatten)]
     model: ModelArg,
     /// The images: a CSV file (the competition's `id,pixel1..pixel784` test data, or
-    /// `label,pixel1..`, or pixels alone), an IDX image file (raw or gzipped), or a data
-    /// directory (its test images). Ids are the `id` column when there is one, otherwise
-    /// the row index counted from 0.
-    #[arg(long, value_name = "FILE")]
-    data: PathBuf,
-    /// The CSV file to write: a header `id,label`, then one row per image (the label is the
-    /// predicted class index, 0..9). Written to a temporary file, renamed over FILE when
-    /// complete.
+    /// `label,pixel1..`, or pixels alone), an IDX image file (raw or gzipped), a data
+    /// directory (its test images), or image files and folders of them (PNG, JPEG, ...,
+    /// prepared as `classify` does). Ids are the `id` column when there is one, an image's
+    /// file name, otherwise the row index counted from 0.
+    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    data: Vec<PathBuf>,
+    /// The CSV file to write, or `-` for standard output: a header `id,label`, then one row
+    /// per image (the label is the predicted class index, 0..9). A file is written to a
+    /// temporary file and renamed over FILE when complete.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Also write each class's probability: ten more columns, named by class.
+    #[arg(long)]
+    probabilities: bool,
+    /// Replace FILE if it exists (without it, an existing FILE is refused and kept).
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn predict(args: &PredictArgs) -> anyhow::Result<u8> {
-    check_out(&args.out)?;
+    let to_stdout = crate::classify::is_stdin(&args.out);
+    if !to_stdout {
+        check_out(&args.out)?;
+        if !args.force && std::fs::symlink_metadata(&args.out).is_ok() {
+            return Err(crate::Usage(format!(
+                "{}: exists; give --force to replace it",
+                args.out.display()
+            ))
+            .into());
+        }
+    }
     let (bytes, name) = model_bytes(&args.model)?;
     let model = crate::load(&bytes, &name, args.model.kernels)?;
-    let set = load(&args.data)?;
+    let (set, failed) = load_inputs(&args.data)?;
     if set.ids.is_empty() {
-        anyhow::bail!("{}: no images", args.data.display());
+        let shown: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("{}: no images", shown.join(", "));
     }
     let started = std::time::Instant::now();
     let bar = progress_bar(set.ids.len());
-    let mut labels = Vec::with_capacity(set.ids.len());
+    let mut predictions = Vec::with_capacity(set.ids.len());
     for chunk in set.images.chunks(CHUNK * IMAGE_PIXELS) {
         let probabilities = model.probabilities(chunk)?;
-        labels.extend(
-            probabilities
-                .iter()
-                .map(|p| fmnist_runtime::metrics::argmax(p)),
-        );
         bar.inc(probabilities.len() as u64);
+        predictions.extend(probabilities);
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    write_submission(&args.out, &args.data, &set.ids, &labels)?;
+    let table = Table {
+        ids: &set.ids,
+        predictions: &predictions,
+        probabilities: args.probabilities,
+    };
+    let written = if to_stdout {
+        write_stdout(&table)?
+    } else {
+        let data: Vec<&Path> = args.data.iter().map(PathBuf::as_path).collect();
+        write_submission(&args.out, &data, &table)?;
+        args.out.display().to_string()
+    };
     eprintln!(
-        "{}: {} predictions by {name} (ids: {}), {seconds:.2} s",
-        args.out.display(),
-        labels.len(),
-        set.id_source
+        "{written}: {} predictions by {name} (ids: {}), {seconds:.2} s{}",
+        predictions.len(),
+        set.id_source,
+        match failed {
+            0 => String::new(),
+            n => format!("; {n} image files could not be read (above)"),
+        }
     );
-    Ok(0)
+    Ok(if failed > 0 { crate::EXIT_FAILURE } else { 0 })
 }

@@ -421,6 +421,7 @@ fn predict_writes_the_labels_classify_gives() {
             path(&data),
             "--out",
             path(&out),
+            "--force",
         ]);
         assert!(output.status.success(), "{}", text(&output.stderr));
         let written = std::fs::read_to_string(&out).unwrap();
@@ -471,7 +472,15 @@ fn predict_numbers_labelled_csv_and_idx_rows_from_0() {
     let mut outputs = Vec::new();
     for data in [&labelled, &images_idx] {
         let out = dir.path().join("out.csv");
-        let output = runtime(&["predict", "--data", path(data), "--out", path(&out)]);
+        // The same output twice: the second replaces the first, as --force allows.
+        let output = runtime(&[
+            "predict",
+            "--data",
+            path(data),
+            "--out",
+            path(&out),
+            "--force",
+        ]);
         assert!(output.status.success(), "{}", text(&output.stderr));
         let written = std::fs::read_to_string(&out).unwrap();
         let ids: Vec<&str> = written
@@ -499,7 +508,15 @@ fn predict_names_the_file_and_line_of_a_bad_row_and_keeps_the_old_output() {
     std::fs::write(&data, csv).unwrap();
     let out = dir.path().join("submission.csv");
     std::fs::write(&out, "old").unwrap();
-    let output = runtime(&["predict", "--data", path(&data), "--out", path(&out)]);
+    // Even with --force, a failed run keeps the old output.
+    let output = runtime(&[
+        "predict",
+        "--data",
+        path(&data),
+        "--out",
+        path(&out),
+        "--force",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
@@ -511,7 +528,14 @@ fn predict_names_the_file_and_line_of_a_bad_row_and_keeps_the_old_output() {
     let good = dir.path().join("good.csv");
     let good_csv = format!("id,{}\n{}", pixel_header(), csv_row(Some("7"), &images[2]));
     std::fs::write(&good, &good_csv).unwrap();
-    let output = runtime(&["predict", "--data", path(&good), "--out", path(&good)]);
+    let output = runtime(&[
+        "predict",
+        "--data",
+        path(&good),
+        "--out",
+        path(&good),
+        "--force",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&good).unwrap(), good_csv);
     let output = runtime(&["eval", "--data", path(&good)]);
@@ -524,7 +548,14 @@ fn predict_names_the_file_and_line_of_a_bad_row_and_keeps_the_old_output() {
     // An IDX label file is not images.
     let labels = dir.path().join("t10k-labels-idx1-ubyte");
     std::fs::write(&labels, [0, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
-    let output = runtime(&["predict", "--data", path(&labels), "--out", path(&out)]);
+    let output = runtime(&[
+        "predict",
+        "--data",
+        path(&labels),
+        "--out",
+        path(&out),
+        "--force",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("IDX label file"),

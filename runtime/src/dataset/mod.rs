@@ -160,6 +160,15 @@ pub fn load_split(dir: &Path, split: Split) -> Result<LabeledImages, DatasetErro
     })
 }
 
+/// Whether `dir` holds `split`'s files as [`load_split`] looks for them (its IDX images or
+/// its CSV file), without reading them.
+pub fn has_split(dir: &Path, split: Split) -> bool {
+    let stem = split.idx_stem();
+    let csv_names: Vec<String> = split.csv_names().iter().map(|s| s.to_string()).collect();
+    find_file(dir, &[format!("{stem}-images-idx3-ubyte")]).is_some()
+        || find_file(dir, &csv_names).is_some()
+}
+
 /// Loads an IDX image file and its IDX label file, checking that the counts agree.
 pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<LabeledImages, DatasetError> {
     let image_bytes = read_idx_images(images)?;
