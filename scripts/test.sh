@@ -28,6 +28,9 @@ if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
 fi
 
 cargo test --workspace "$@"
+# The library can be published: its package holds what it needs (the shipped blob for the
+# `models` feature) and builds on its own. Offline: the build above fetched its crates.
+cargo package -p fmnist-runtime --offline --allow-dirty --quiet
 # The engine in WebAssembly against the native one, and its page in headless Chromium
 # (installs the wasm32 target, Chromium and the npm packages when missing).
 scripts/web.sh test

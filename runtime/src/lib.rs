@@ -36,6 +36,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A photo, with the `image` and `models` features (any PNG, JPEG, ... of any size; the
+//! garment light on dark or dark on light):
+//!
+//! ```
+//! # #[cfg(all(feature = "image", feature = "models"))] {
+//! use fmnist_runtime::preprocess::{self, Invert};
+//! use fmnist_runtime::{models, Plan, CLASS_NAMES};
+//! # let photo = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/samples/trouser.png"));
+//!
+//! let plan = Plan::new(models::EDGE)?; // the shipped model
+//! let mut arena = vec![0u8; plan.arena_bytes()];
+//! let pixels: [u8; 784] = preprocess::load(photo, Invert::Auto)?; // 28x28, as the dataset
+//! let logits = plan.classify(&pixels, &mut arena)?;
+//! for (class, probability) in logits.top_probabilities::<3>() {
+//!     println!("{} {:.1}%", CLASS_NAMES[class], probability * 100.0);
+//! }
+//! # assert_eq!(CLASS_NAMES[logits.class()], "Trouser");
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //! - `std` (default): the dataset readers ([`dataset`]), [`FastPlan`], evaluation.
 //!   Without it the crate is `no_std` and allocation-free; it never defines a panic
@@ -44,6 +65,7 @@
 //! - `image`: image files to 28x28 pixels (module `preprocess`).
 //! - `tract`: ONNX files through tract-onnx (module `onnx`), and one classifier over both
 //!   formats (module `classifier`).
+//! - `models`: the shipped `edge` blob as [`models::EDGE`] (99 KB of read-only data).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -64,6 +86,15 @@ pub mod evaluate;
 pub mod metrics;
 #[cfg(feature = "tract")]
 pub mod onnx;
+#[cfg(feature = "models")]
+pub mod models {
+    //! The shipped models, compiled into the program (feature `models`).
+
+    /// The shipped `edge` int8 blob (`models/edge.q8`: an `edge14` distilled from `wide`,
+    /// 91.7% on the test set, 98,809 bytes; its model card is `models/README.md`).
+    /// Firmware keeps it in flash.
+    pub static EDGE: &[u8] = include_bytes!("../models/edge.q8");
+}
 #[cfg(feature = "image")]
 pub mod preprocess;
 #[cfg(feature = "std")]
@@ -74,3 +105,8 @@ pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCAL
 pub use engine::fast::{FastPlan, Isa, MIN_IMAGES_PER_THREAD};
 pub use engine::{BlobError, EngineError, Limits, Logits, Plan};
 pub use metrics::Confusion;
+
+// The crate README's example is compiled and run as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -131,6 +131,17 @@ impl Logits {
             .collect()
     }
 
+    /// The `K` most probable classes with their calibrated probabilities
+    /// ([`Logits::probabilities`]), most probable first (the order of [`Logits::top`]).
+    pub fn top_probabilities<const K: usize>(&self) -> heapless::Vec<(usize, f32), K> {
+        let probabilities = self.probabilities();
+        crate::metrics::ranking(&self.values)
+            .iter()
+            .take(K)
+            .map(|&c| (c, probabilities[c]))
+            .collect()
+    }
+
     /// The logits as real values (`values * scale`).
     pub fn real(&self) -> [f32; CLASS_COUNT] {
         self.values.map(|v| v as f32 * self.scale)

@@ -384,7 +384,7 @@ fn accepted(node: &pb::NodeProto, label: &str) -> Result<(), Refusal> {
     // Tensors stated in attributes (a Constant's value), named after the node.
     for attribute in &node.attribute {
         if let Some(tensor) = &attribute.t {
-            stated(tensor, &label)?;
+            stated(tensor, label)?;
         }
         if !attribute.tensors.is_empty()
             || attribute.sparse_tensor.is_some()

@@ -1,25 +1,41 @@
 //! Any image file to a Fashion-MNIST input, as the dataset itself was made: gray, light
 //! garment on black, empty border trimmed, longest side scaled to 28, centred in 28x28.
+//!
+//! Files are shown as a viewer shows them: the orientation a camera records (the EXIF tag of
+//! a JPEG, TIFF, WebP or PNG) is applied. A JPEG of more than [`MAX_PIXELS`] is scaled
+//! down while it is decoded (`jpeg` module), so that camera photos of any size are read;
+//! other formats are decoded at full size and refused above [`MAX_PIXELS`].
 
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{
-    imageops, DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageReader, Limits, Luma,
+    imageops, DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader,
+    Limits, Luma,
 };
 
 use crate::classes::{IMAGE_PIXELS, IMAGE_SIDE};
 
-/// Images whose header claims more pixels than this per side are refused before decoding.
+mod jpeg;
+
+pub use jpeg::JPEG_MIN_SIDE;
+
+/// Images whose header claims more pixels than this per side are refused before decoding,
+/// JPEGs included.
 pub const MAX_SIDE: u32 = 16_384;
 
-/// Images whose header claims more pixels than this in all (16 Mpixel, 4096x4096) are
-/// refused before decoding: the decode buffer of the widest colour type (RGBA, 16 bits per
+/// Images whose header claims more pixels than this in all (16 Mpixel, 4096x4096) are not
+/// decoded at full size: the decode buffer of the widest colour type (RGBA, 16 bits per
 /// channel: 8 bytes a pixel) then stays at 128 MiB, and the whole of classifying one image
-/// under 256 MB.
+/// under 256 MB. A larger JPEG is scaled down by 2, 4 or 8 while it is decoded (never to
+/// more than this); a larger image in another format is refused before decoding.
 pub const MAX_PIXELS: u64 = 1 << 24;
 
 /// What the decoder may allocate for one image: the decode buffer ([`MAX_PIXELS`] x 8
-/// bytes at most) and its own working memory.
+/// bytes at most) and its own working memory. For a JPEG scaled while decoding, its
+/// estimate of the scaled planes, the output and (progressive JPEGs) the DCT coefficients
+/// of the whole image.
 pub const MAX_DECODE_BYTES: u64 = 192 << 20;
 
 /// The largest image file read: some decoders (JPEG) read the whole file into memory
@@ -57,12 +73,16 @@ pub enum ImageError {
         /// The file.
         path: std::path::PathBuf,
     },
-    /// The header announces more pixels than [`MAX_PIXELS`] (or a side over [`MAX_SIDE`]);
-    /// refused before decoding.
+    /// The header announces more pixels than [`MAX_PIXELS`] in a format other than JPEG,
+    /// or a side over [`MAX_SIDE`]; refused before decoding.
     #[error(
-        "{}: {width}x{height} pixels, more than the {} (4096x4096) that are decoded",
+        "{}: {width}x{height} pixels, more than the {} (4096x4096) decoded at full size, or a \
+         side over {}; only JPEGs are scaled down while decoding (any size up to {}x{})",
         path.display(),
-        MAX_PIXELS
+        MAX_PIXELS,
+        MAX_SIDE,
+        MAX_SIDE,
+        MAX_SIDE
     )]
     TooLarge {
         /// The file.
@@ -95,6 +115,27 @@ pub enum ImageError {
         /// Its size.
         bytes: u64,
     },
+    /// A JPEG of more than [`MAX_PIXELS`] that cannot be scaled down while decoding within
+    /// [`MAX_DECODE_BYTES`]: a progressive JPEG's DCT coefficients are held whole (2 bytes
+    /// a sample), and a lossless JPEG is not scaled. Refused before decoding.
+    #[error(
+        "{}: a {coding} JPEG of {width}x{height} pixels, more than the {} (4096x4096) decoded \
+         at full size, and {why}",
+        path.display(),
+        MAX_PIXELS
+    )]
+    JpegTooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// "progressive" or "lossless".
+        coding: &'static str,
+        /// Why it is not scaled while decoding.
+        why: String,
+    },
     /// The decoder refused the image (corrupt data, or dimensions over the limits).
     #[error("{}: cannot decode", path.display())]
     Decode {
@@ -107,9 +148,18 @@ pub enum ImageError {
 }
 
 /// Reads and decodes `path` (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM; format guessed from the
-/// content), refusing more than [`MAX_PIXELS`] from the header before decoding, and
-/// prepares it as [`prepare`] does, with one gray copy of the decoded image at most.
+/// content), applies its orientation tag, and prepares it as [`prepare`] does, with one
+/// gray copy of the decoded image at most (two while it is turned by 90 degrees, once the
+/// decoded image is freed). More than [`MAX_PIXELS`] from the header is refused before
+/// decoding, except in a JPEG: that is scaled down while decoding to
+/// [`MAX_PIXELS`] at most (the first of 1/8, 1/4, 1/2 that keeps [`JPEG_MIN_SIDE`] pixels
+/// on the short side).
 pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageError> {
+    Ok(prepare_gray(load_gray(path)?, invert))
+}
+
+/// The file's pixels in gray, upright.
+fn load_gray(path: &Path) -> Result<GrayImage, ImageError> {
     let read = |source| ImageError::Read {
         path: path.to_path_buf(),
         source,
@@ -127,22 +177,33 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
             bytes,
         });
     }
-    let mut reader = ImageReader::new(std::io::BufReader::new(file));
+    let mut reader = ImageReader::new(BufReader::new(file));
     // As `ImageReader::open`: the extension's format, unless the content says otherwise.
-    if let Ok(format) = image::ImageFormat::from_path(path) {
+    if let Ok(format) = ImageFormat::from_path(path) {
         reader.set_format(format);
     }
     let mut reader = reader.with_guessed_format().map_err(read)?;
+    let Some(format) = reader.format() else {
+        return Err(ImageError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
+    };
+    if format == ImageFormat::Jpeg {
+        // Its frame header says whether it is over the cap; if so, it is scaled while
+        // decoding. Otherwise (or if this header reader does not take it) the `image`
+        // crate's decoder reads it from the start, as any other file.
+        let mut input = reader.into_inner();
+        if let Some(gray) = jpeg::load_scaled(&mut input, path)? {
+            return Ok(gray);
+        }
+        input.seek(SeekFrom::Start(0)).map_err(read)?;
+        reader = ImageReader::with_format(input, ImageFormat::Jpeg);
+    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits.clone());
-    if reader.format().is_none() {
-        return Err(ImageError::UnknownFormat {
-            path: path.to_path_buf(),
-        });
-    }
     // The decoder reads the header only (a GIF's logical screen, a PNG's IHDR, a JPEG's
     // frame header); nothing of the image's size is allocated before the check.
     let mut decoder = reader.into_decoder().map_err(decode)?;
@@ -161,12 +222,27 @@ pub fn load(path: &Path, invert: Invert) -> Result<[u8; IMAGE_PIXELS], ImageErro
             height,
         });
     }
+    // From the header's metadata (EXIF in JPEG, PNG, WebP; the TIFF tag). An orientation
+    // that cannot be read leaves the pixels as stored, as viewers do; the pixels
+    // themselves are still checked by the decoder.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     limits.reserve(decoder.total_bytes()).map_err(decode)?;
     decoder.set_limits(limits).map_err(decode)?;
     let image = DynamicImage::from_decoder(decoder).map_err(decode)?;
-    let gray = to_gray(&image);
-    drop(image);
-    Ok(prepare_gray(gray, invert))
+    let gray = into_gray(image);
+    Ok(orient(gray, orientation))
+}
+
+/// `gray` turned or flipped as `orientation` says, as [`DynamicImage::apply_orientation`]
+/// does: flips and the half turn in place, a quarter turn into a new gray buffer.
+fn orient(gray: GrayImage, orientation: Orientation) -> GrayImage {
+    if orientation == Orientation::NoTransforms {
+        return gray;
+    }
+    let mut image = DynamicImage::ImageLuma8(gray);
+    image.apply_orientation(orientation);
+    // A gray image stays gray: this moves its buffer, no copy.
+    image.into_luma8()
 }
 
 /// Gray, inverted if needed, trimmed, scaled and centred. A 28x28 image is only made gray
@@ -194,6 +270,14 @@ fn prepare_gray(gray: GrayImage, invert: Invert) -> [u8; IMAGE_PIXELS] {
     let mut pixels = [0u8; IMAGE_PIXELS];
     pixels.copy_from_slice(placed.as_raw());
     pixels
+}
+
+/// [`to_gray`], taking the buffer of an image that is gray already.
+fn into_gray(image: DynamicImage) -> GrayImage {
+    match image {
+        DynamicImage::ImageLuma8(gray) => gray,
+        image => to_gray(&image),
+    }
 }
 
 /// Gray levels; transparent pixels are composited over white (the usual product-photo
