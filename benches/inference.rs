@@ -97,7 +97,7 @@ fn int8(c: &mut Criterion, kind: &str, pixels: &[u8]) {
             let input = &pixels[..batch * IMAGE_PIXELS];
             group.bench_function(BenchmarkId::new("int8", isa.name()), |b| {
                 b.iter(|| {
-                    for image in black_box(input).chunks_exact(IMAGE_PIXELS) {
+                    for image in black_box(input).as_chunks::<IMAGE_PIXELS>().0 {
                         black_box(fast.classify(image, &mut arena).expect("classifies"));
                     }
                 })

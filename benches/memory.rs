@@ -89,7 +89,7 @@ fn measure(path: &str, kind: &str) -> Result<(), String> {
                 fast.arena_bytes(),
                 fast.packed_bytes()
             );
-            for image in pixels.chunks_exact(IMAGE_PIXELS) {
+            for image in pixels.as_chunks::<IMAGE_PIXELS>().0 {
                 black_box(
                     fast.classify(image, &mut arena)
                         .map_err(|e| e.to_string())?,

@@ -30,7 +30,9 @@ fn host_logits(blob: &[u8], pixels: &[u8]) -> Vec<[i32; 10]> {
     let plan = Plan::new(blob).expect("a valid blob");
     let mut arena = vec![0u8; plan.arena_bytes()];
     pixels
-        .chunks_exact(IMAGE_PIXELS)
+        .as_chunks::<IMAGE_PIXELS>()
+        .0
+        .iter()
         .map(|image| plan.classify(image, &mut arena).expect("classifies").values)
         .collect()
 }

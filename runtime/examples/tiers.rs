@@ -66,7 +66,9 @@ fn run(model: &Path, images: usize, rounds: usize) -> Result<(), String> {
         .collect();
     let mut arena = vec![0u8; plan.arena_bytes()];
     let portable = pixels
-        .chunks_exact(IMAGE_PIXELS)
+        .as_chunks::<IMAGE_PIXELS>()
+        .0
+        .iter()
         .map(|image| plan.classify(image, &mut arena))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
@@ -95,14 +97,14 @@ fn run(model: &Path, images: usize, rounds: usize) -> Result<(), String> {
             }
         };
         let one = best(rounds, images, || {
-            for (at, image) in pixels.chunks_exact(IMAGE_PIXELS).enumerate() {
+            for (at, image) in pixels.as_chunks::<IMAGE_PIXELS>().0.iter().enumerate() {
                 check(fast.classify(image, &mut arena).ok(), at);
             }
         });
         let (mut sliced, mut batched) = (f64::INFINITY, f64::INFINITY);
         for (s, slice) in pixels.chunks_exact(SLICE * IMAGE_PIXELS).enumerate() {
             sliced = sliced.min(best(rounds, SLICE, || {
-                for (i, image) in slice.chunks_exact(IMAGE_PIXELS).enumerate() {
+                for (i, image) in slice.as_chunks::<IMAGE_PIXELS>().0.iter().enumerate() {
                     check(fast.classify(image, &mut arena).ok(), s * SLICE + i);
                 }
             }));

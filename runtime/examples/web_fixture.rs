@@ -88,7 +88,7 @@ fn main() -> Result<()> {
         let plan = Plan::new(bytes)?;
         let mut arena = vec![0u8; plan.arena_bytes()];
         let mut logits = Vec::with_capacity(all.len() / IMAGE_PIXELS * 40);
-        for image in all.chunks_exact(IMAGE_PIXELS) {
+        for image in all.as_chunks::<IMAGE_PIXELS>().0 {
             for value in plan.classify(image, &mut arena)?.values {
                 logits.extend_from_slice(&value.to_le_bytes());
             }
@@ -124,12 +124,12 @@ fn main() -> Result<()> {
     if bench {
         let fast = FastPlan::new(plan.clone());
         let mut fast_arena = vec![0u8; fast.arena_bytes()];
-        let time = |run: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<f64> {
+        let time = |run: &mut dyn FnMut(&fmnist_runtime::Image) -> Result<()>| -> Result<f64> {
             // A warm-up pass, then the best of five passes over the images.
             let mut best = f64::INFINITY;
             for pass in 0..6 {
                 let started = Instant::now();
-                for image in test.images.chunks_exact(IMAGE_PIXELS) {
+                for image in test.images.as_chunks::<IMAGE_PIXELS>().0 {
                     run(image)?;
                 }
                 let us = started.elapsed().as_secs_f64() * 1e6 / test.len() as f64;

@@ -273,6 +273,9 @@ unsafe fn run(
     let model = unsafe { model.as_mut() }.ok_or(FmnistStatus::NullPointer)?;
     // SAFETY: the caller's promise.
     let pixels = unsafe { blob_slice(pixels, pixels_len)? };
+    let pixels: &crate::Image = pixels
+        .try_into()
+        .map_err(|_| EngineError::BadInput { given: pixels_len })?;
     // SAFETY: `fmnist_load` reserved `arena_len` bytes at `arena` inside the caller's
     // memory, which nothing else borrows while `model` is borrowed mutably.
     let arena = unsafe { slice::from_raw_parts_mut(model.arena, model.arena_len) };

@@ -17,7 +17,7 @@
 //! use fmnist_runtime::{Plan, CLASS_NAMES, IMAGE_PIXELS};
 //!
 //! // The shipped `edge` model, compiled into the program (firmware keeps it in flash).
-//! static MODEL: &[u8] = include_bytes!("../../models/edge.q8");
+//! static MODEL: &[u8] = include_bytes!("../models/edge.q8");
 //!
 //! let plan = Plan::new(MODEL)?;
 //! // Working memory: firmware uses a static array of this size; here, the heap.
@@ -100,7 +100,7 @@ pub mod preprocess;
 #[cfg(feature = "std")]
 pub mod report;
 
-pub use classes::{CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
+pub use classes::{Image, CLASS_COUNT, CLASS_NAMES, IMAGE_PIXELS, IMAGE_SIDE, INPUT_SCALE};
 #[cfg(feature = "std")]
 pub use engine::fast::{FastPlan, Isa, MIN_IMAGES_PER_THREAD};
 pub use engine::{BlobError, EngineError, Limits, Logits, Plan};

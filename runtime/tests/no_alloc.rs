@@ -84,7 +84,7 @@ fn fast_plans_classify_one_image_and_a_batch_without_allocating() {
     let images: Vec<u8> = (0..3 * 784).map(|i| (i * 7 % 256) as u8).collect();
     let mut logits = [Logits::default(); 3];
     COUNTING.with(|c| c.set(true));
-    let one = fast.classify(&images[..784], &mut arena);
+    let one = fast.classify(&images.as_chunks::<784>().0[0], &mut arena);
     let batch = fast.classify_batch(&images, &mut arena, &mut logits);
     COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCATIONS.swap(0, Ordering::SeqCst), 0, "allocations");

@@ -45,7 +45,7 @@ fn measure(blob: &'static [u8], isa: Option<Isa>) -> (usize, usize) {
                 .as_ref()
                 .map_or(plan.arena_bytes(), FastPlan::arena_bytes);
             let mut arena = vec![0u8; size];
-            let pixels: Vec<u8> = (0..784).map(|i| (i * 37 % 256) as u8).collect();
+            let pixels: [u8; 784] = core::array::from_fn(|i| (i * 37 % 256) as u8);
             let mut class = 0;
             let baseline = stack_used(&mut || class = std::hint::black_box(1));
             let used = stack_used(&mut || {

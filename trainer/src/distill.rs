@@ -157,7 +157,7 @@ impl<'a, B: Backend> Distiller<'a, B> {
             .collect();
         let mut arena = vec![0u8; plan.arena_bytes()];
         let mut logits = Vec::with_capacity(n * CLASS_COUNT);
-        for image in pixels.chunks_exact(fmnist_runtime::IMAGE_PIXELS) {
+        for image in pixels.as_chunks::<{ fmnist_runtime::IMAGE_PIXELS }>().0 {
             logits.extend(plan.classify(image, &mut arena)?.real());
         }
         Ok(Tensor::from_data(

@@ -15,7 +15,7 @@ pub use idx::{
     encode_idx_images, encode_idx_labels, read_idx_images, read_idx_labels, MAX_IDX_RECORDS,
 };
 
-use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
+use crate::classes::{Image, CLASS_COUNT, IMAGE_PIXELS};
 
 /// Where the Debian package `dataset-fashion-mnist` installs the IDX files.
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -78,8 +78,8 @@ impl LabeledImages {
     ///
     /// # Panics
     /// When `index >= self.len()`.
-    pub fn image(&self, index: usize) -> &[u8] {
-        &self.images[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
+    pub fn image(&self, index: usize) -> &Image {
+        &self.images.as_chunks::<IMAGE_PIXELS>().0[index]
     }
 
     /// Splits off the last `count` images: returns `(first, last)`, the seed's

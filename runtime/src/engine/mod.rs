@@ -39,7 +39,7 @@ use crate::blob::{
     self, Envelope, Layer, Model, Output, QuantConv2d, QuantLinear, Requant, FORMAT_VERSION,
     FORMAT_VERSION_1, MAGIC, MAX_LAYERS,
 };
-use crate::classes::{CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::classes::{Image, CLASS_COUNT, IMAGE_PIXELS, IMAGE_SIDE};
 use kernels::{ConvShape, I8, U8};
 
 /// Element type of an activation.
@@ -179,7 +179,7 @@ impl<'a> Plan<'a> {
 
     /// Classifies one image: 784 u8 pixels (row-major, 0 = black background, as in the
     /// dataset), using `arena` (at least [`Plan::arena_bytes`] long) as working memory.
-    pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
+    pub fn classify(&self, pixels: &Image, arena: &mut [u8]) -> Result<Logits, EngineError> {
         #[cfg(fmnist_dsp)]
         return self.run(
             pixels,

@@ -53,7 +53,7 @@ struct Kernels {
 
 use super::{Accelerator, EngineError, Kind, Logits, Plan, Step};
 use crate::blob::{Layer, Output, QuantConv2d, QuantLinear};
-use crate::classes::{CLASS_COUNT, IMAGE_PIXELS};
+use crate::classes::{Image, CLASS_COUNT, IMAGE_PIXELS};
 use pack::{Geometry, Packed, LANES};
 
 /// Which kernels a [`FastPlan`] runs.
@@ -274,9 +274,23 @@ impl<'a> FastPlan<'a> {
         self.plan.arena_bytes() + self.scratch_bytes
     }
 
-    /// Classifies one image, as [`Plan::classify`], with `arena` at least
-    /// [`FastPlan::arena_bytes`] long.
-    pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<Logits, EngineError> {
+    /// Classifies one image, as [`Plan::classify`], in `arena`: [`FastPlan::arena_bytes`]
+    /// long, nothing is allocated; as long as [`Plan::arena_bytes`] (the size a caller of
+    /// either plan may hold), the vector kernels run in a working memory of this thread's,
+    /// allocated at its first such call and kept.
+    pub fn classify(&self, pixels: &Image, arena: &mut [u8]) -> Result<Logits, EngineError> {
+        if arena.len() >= self.plan.arena_bytes() && arena.len() < self.arena_bytes() {
+            thread_local! {
+                static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            return SPARE.with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < self.arena_bytes() {
+                    spare.resize(self.arena_bytes(), 0);
+                }
+                self.plan.run(pixels, &mut spare, self)
+            });
+        }
         self.plan.run(pixels, arena, self)
     }
 
@@ -306,7 +320,7 @@ impl<'a> FastPlan<'a> {
     /// ```
     /// use fmnist_runtime::{FastPlan, Logits, Plan, IMAGE_PIXELS};
     ///
-    /// let fast = FastPlan::new(Plan::new(include_bytes!("../../../../models/edge.q8"))?);
+    /// let fast = FastPlan::new(Plan::new(include_bytes!("../../../models/edge.q8"))?);
     /// // Three images: black, white, black.
     /// let mut images = vec![0u8; 3 * IMAGE_PIXELS];
     /// images[IMAGE_PIXELS..2 * IMAGE_PIXELS].fill(255);
@@ -317,7 +331,8 @@ impl<'a> FastPlan<'a> {
     /// assert_ne!(logits[0], logits[1]);
     /// // The same as one by one.
     /// let mut one = vec![0u8; fast.arena_bytes()];
-    /// assert_eq!(logits[1], fast.classify(&images[IMAGE_PIXELS..2 * IMAGE_PIXELS], &mut one)?);
+    /// let white = images[IMAGE_PIXELS..2 * IMAGE_PIXELS].try_into()?;
+    /// assert_eq!(logits[1], fast.classify(white, &mut one)?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn classify_batch(
@@ -366,7 +381,8 @@ impl<'a> FastPlan<'a> {
                 logits.extend_from_slice(slots);
             }
             if !rest.is_empty() {
-                logits.push(self.classify(rest, &mut arena)?);
+                // Less than an image: refused as such (`BadInput`).
+                logits.push(self.plan.run(rest, &mut arena, self)?);
             }
             Ok(logits)
         };
