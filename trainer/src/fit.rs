@@ -355,13 +355,14 @@ pub fn run<B: AutodiffBackend>(prepared: &mut Prepared, device: &B::Device) -> a
     let (first, last) = (before + 1, info.epochs.len());
     if ran > 0 {
         crate::say!(
-            "trained {} in {seconds:.1} s ({:.1} s/epoch)",
+            "trained {} in {} ({}/epoch)",
             match ran {
                 1 => format!("1 epoch (epoch {last})"),
                 _ if before == 0 => format!("{ran} epochs"),
                 _ => format!("{ran} epochs ({first}-{last})"),
             },
-            seconds / ran as f64
+            crate::util::seconds_text(seconds),
+            crate::util::seconds_text(seconds / ran as f64)
         );
     }
     crate::say!(

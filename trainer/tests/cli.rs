@@ -17,6 +17,64 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Without `--model`, `trainer fit` trains the kind of the shipped `models/edge.*`
+/// (`edge14`) with its default recipe; the run's lock file goes when it ends, also when it
+/// ends in an error.
+#[test]
+fn fit_trains_the_shipped_kind_by_default_and_leaves_no_lock() {
+    let data = tempfile::tempdir().unwrap();
+    synthetic::write_dataset(data.path(), 60, 20).unwrap();
+    let run = data.path().join("run");
+    let args = [
+        "fit",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--val",
+        "20",
+        "--no-progress",
+        "--data",
+        path(data.path()),
+        "--out",
+        path(&run),
+    ];
+    let output = trainer(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let info: fmnist_trainer::run::RunInfo =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info.model, ModelKind::Edge14);
+    assert!(text.contains("edge14"), "{text}");
+    let mut recipe = fmnist_trainer::config::recipe::Recipe::default_for(ModelKind::Edge14);
+    (recipe.epochs, recipe.batch) = (1, 20);
+    assert_eq!(info.recipe, recipe);
+    assert!(text.contains(&format!("recipe: {recipe}")), "{text}");
+    assert!(!run.join(".fit.lock").exists(), "the lock file stays");
+    // Nothing to train, and an error after the lock was taken: no lock file either.
+    let output = trainer(&["fit", "--resume", path(&run)]);
+    assert!(
+        stdout(&output).contains("nothing to train"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!run.join(".fit.lock").exists(), "the lock file stays");
+    let output = trainer(&[
+        "fit",
+        "--resume",
+        path(&run),
+        "--epochs",
+        "2",
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        !run.join(".fit.lock").exists(),
+        "the lock file stays after an error"
+    );
+}
+
 #[test]
 fn fit_eval_and_show_on_a_small_dataset() {
     let data = tempfile::tempdir().unwrap();
@@ -32,6 +90,10 @@ fn fit_eval_and_show_on_a_small_dataset() {
     for file in ["model.mpk", "run.json", "metrics.csv", "curves.png"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    // The lock goes with the run that held it (issue 36).
+    assert!(!run.join(".fit.lock").exists(), "the lock file stays");
+    // An mlp epoch on 200 images takes milliseconds, which tenths printed as "(0.0 s)".
+    assert!(!text.contains("(0.0 s)"), "{text}");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["train_images"], 200);

@@ -271,6 +271,11 @@ fn a_run_is_extended_to_what_a_longer_run_gives() {
     assert_eq!(record.recipe.epochs, 3);
     assert_eq!(record.resumed.len(), 1, "{:?}", record.resumed);
     assert!(record.resumed[0].contains("(after epoch 2)"));
+    assert_eq!(record.resumed_after(), [2]);
+    // Each epoch records the schedule it followed (curves.png draws the rates from it).
+    let spans: Vec<Option<usize>> = record.epochs.iter().map(|m| m.schedule_epochs).collect();
+    assert_eq!(spans, [Some(2), Some(2), Some(3)]);
+    assert!(!short.join(".fit.lock").exists(), "the lock file stays");
 
     // What would make it another run is refused, named as written; so is shrinking it.
     refused(

@@ -11,6 +11,7 @@ use fmnist_runtime::dataset::{self, Split, DEFAULT_DATA_DIR};
 use fmnist_runtime::preprocess::{self, Invert};
 use fmnist_runtime::{Confusion, Isa, CLASS_NAMES, IMAGE_PIXELS};
 
+mod bench;
 mod classify;
 mod describe;
 mod eval;
@@ -24,7 +25,7 @@ static ALLOCATOR: fmnist_runtime::budget::Budgeted<std::alloc::System> =
     fmnist_runtime::budget::Budgeted(std::alloc::System);
 
 /// The shipped `edge` int8 model, used when no `--model` is given.
-static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/edge.q8");
+static DEFAULT_MODEL: &[u8] = fmnist_runtime::models::EDGE;
 const DEFAULT_MODEL_NAME: &str = "models/edge.q8 (built in)";
 
 /// Exit code of a failure: an unusable model, dataset or image file (with several images,
@@ -57,6 +58,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Predict every image of a data file and write a submission CSV (`id,label`).
     Predict(predict::PredictArgs),
+    /// Latency and throughput of a model, timed call by call (as benchmark_model, benchmark_app).
+    Bench(bench::BenchArgs),
     /// What a model file holds: kind, format, inputs and outputs, layers, sizes, recorded
     /// accuracy.
     Info {
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => classify::classify(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Predict(args) => predict::predict(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::Info { file, kernels } => info::info(&ModelArg {
             model: file,
             kernels,
@@ -156,7 +160,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             eprintln!(
-                "error: a command is needed (classify, eval, predict, info); see 'runtime --help'"
+                "error: a command is needed (classify, eval, predict, bench, info); see 'runtime --help'"
             );
             return ExitCode::from(EXIT_USAGE);
         }
@@ -192,6 +196,18 @@ fn usage_error(error: &clap::Error) -> ExitCode {
 fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, String)> {
     match &arg.model {
         Some(path) => {
+            if path.is_dir()
+                && ["run.json", "model.mpk"]
+                    .iter()
+                    .any(|f| path.join(f).exists())
+            {
+                anyhow::bail!(
+                    "{}: this is a training run directory (its model.mpk is a burn MessagePack \
+                     checkpoint), which the runtime does not run: {}",
+                    path.display(),
+                    checkpoint_hint(path)
+                );
+            }
             let bytes = read_file(path)?;
             Ok((bytes.into(), path.display().to_string()))
         }
@@ -199,8 +215,50 @@ fn model_bytes(arg: &ModelArg) -> anyhow::Result<(std::borrow::Cow<'static, [u8]
     }
 }
 
+/// Whether `bytes` are a burn record as `trainer fit` writes `model.mpk` and `best.mpk`
+/// (burn's `NamedMpkBytesRecorder`): a MessagePack map (fixmap `0x80..=0x8f`, map16
+/// `0xde`, map32 `0xdf`) whose first key is the string "metadata" (fixstr `0xa8`). A
+/// run's `model.mpk` starts `83 a8 6d 65 74 61 64 61 74 61`: {"metadata", "item", ...}.
+fn is_burn_record(bytes: &[u8]) -> bool {
+    let key_at = match bytes.first() {
+        Some(0x80..=0x8f) => 1,
+        Some(0xde) => 3,
+        Some(0xdf) => 5,
+        _ => return false,
+    };
+    bytes
+        .get(key_at..)
+        .is_some_and(|rest| rest.starts_with(b"\xa8metadata"))
+}
+
+/// What to do with the training checkpoint of run directory `dir`.
+fn checkpoint_hint(dir: &Path) -> String {
+    format!(
+        "export it with `trainer export --checkpoint {} --q8 FILE` or `--onnx FILE`",
+        dir.display()
+    )
+}
+
 /// The model in `bytes`, run by `kernels` when given (an int8 blob's; this CPU must run them).
 fn load<'a>(bytes: &'a [u8], name: &str, kernels: Option<Isa>) -> anyhow::Result<Classifier<'a>> {
+    if is_burn_record(bytes) {
+        let path = Path::new(name);
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let best = path.file_name().is_some_and(|f| f == "best.mpk");
+        anyhow::bail!(
+            "{name}: this is a training checkpoint (burn MessagePack), which the runtime does \
+             not run: {}{}",
+            checkpoint_hint(dir),
+            if best {
+                " (with --best for best.mpk)"
+            } else {
+                ""
+            }
+        );
+    }
     let Some(isa) = kernels else {
         return Ok(Classifier::from_bytes(bytes, Path::new(name))?);
     };

@@ -95,7 +95,10 @@ fn a_folder_of_images_to_stdout_with_probabilities_agrees_with_classify() {
         let written: Vec<f64> = row[2..].iter().map(|p| p.parse().unwrap()).collect();
         assert_eq!(written.len(), 10);
         for (w, p) in written.iter().zip(probabilities) {
-            assert!((w - p).abs() < 1e-5, "{name}: {written:?} vs {probabilities:?}");
+            assert!(
+                (w - p).abs() < 1e-5,
+                "{name}: {written:?} vs {probabilities:?}"
+            );
         }
         assert!((written.iter().sum::<f64>() - 1.0).abs() < 1e-4);
     }

@@ -63,6 +63,14 @@ pub fn options_given(matches: &ArgMatches) -> Vec<(String, String)> {
 }
 
 pub fn fit(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
+    let ended = fit_run(args, given);
+    // However it ended (trained, nothing to train, an error, Ctrl-C), the run's lock goes
+    // with its file: `.fit.lock` is there only while `fit` runs.
+    fmnist_trainer::util::files::unlock_runs();
+    ended
+}
+
+fn fit_run(args: FitArgs, given: Vec<(String, String)>) -> anyhow::Result<()> {
     // Ctrl-C stops training before the next batch; the run keeps its last complete epoch.
     // A second Ctrl-C ends the process at once.
     let _ = ctrlc::set_handler(|| {

@@ -81,8 +81,8 @@ enum Command {
     },
     /// Print a model kind's layers, output shapes, parameters and multiply-accumulates.
     Info {
-        /// The model kind.
-        #[arg(long, value_enum, default_value = "edge")]
+        /// The model kind (the shipped `models/edge.*` are an `edge14`).
+        #[arg(long, value_enum, default_value = "edge14")]
         model: ModelKind,
     },
 }

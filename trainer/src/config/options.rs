@@ -14,8 +14,8 @@ use crate::model::ModelKind;
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FitOptions {
-    /// The model kind.
-    #[arg(long, value_enum, default_value = "edge")]
+    /// The model kind (the shipped `models/edge.*` are an `edge14`).
+    #[arg(long, value_enum, default_value = "edge14")]
     pub model: ModelKind,
     /// The parts of the model kind's default recipe to replace.
     #[command(flatten)]

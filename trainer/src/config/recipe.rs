@@ -166,13 +166,19 @@ impl std::fmt::Display for Schedule {
 }
 
 /// How the tools print a learning rate or another positive figure that spans many orders
-/// of magnitude: plainly between 0.001 and 10000 (`0.003`), in scientific notation
-/// otherwise (`1e-4`, `1e30`).
+/// of magnitude: to 4 significant digits (a resumed run's rate, 0.0010034663329797301,
+/// prints as `0.001003`), plainly between 0.001 and 10000 (`0.003`), in scientific
+/// notation otherwise (`1e-4`, `2.5e-5`, `1e30`); no trailing zeros.
 pub fn format_lr(value: f64) -> String {
-    if value == 0.0 || (1e-3..1e4).contains(&value.abs()) {
-        format!("{value}")
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    // Rounded to 4 significant digits, then printed in the shortest form that reads back.
+    let rounded: f64 = format!("{value:.3e}").parse().unwrap_or(value);
+    if (1e-3..1e4).contains(&rounded.abs()) {
+        format!("{rounded}")
     } else {
-        format!("{value:e}")
+        format!("{rounded:e}")
     }
 }
 
@@ -428,6 +434,20 @@ mod tests {
         assert_eq!(format_lr(1e30), "1e30");
         assert_eq!(format_lr(0.05), "0.05");
         assert_eq!(format_lr(2.5e-5), "2.5e-5");
+    }
+
+    #[test]
+    fn learning_rates_print_to_four_significant_digits() {
+        // The first rate of a run extended on resume (issue 36).
+        assert_eq!(format_lr(0.0010034663329797301), "0.001003");
+        assert_eq!(format_lr(0.0029999999999999996), "0.003");
+        assert_eq!(format_lr(3e-3), "0.003");
+        assert_eq!(format_lr(1234.5678), "1235");
+        assert_eq!(format_lr(1.2345678e-5), "1.235e-5");
+        assert_eq!(format_lr(9.99996e-4), "0.001");
+        assert_eq!(format_lr(1e-4), "1e-4");
+        assert_eq!(format_lr(0.0), "0");
+        assert_eq!(format_lr(-0.00123456), "-0.001235");
     }
 
     #[test]

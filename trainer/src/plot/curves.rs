@@ -79,10 +79,13 @@ pub(super) const CURVES_SIZE: (u32, u32) = (1500, 500);
 /// `curves.png`: three panels per epoch: the training and validation loss, the training and
 /// validation accuracy with the best validation epoch ringed (and the test accuracy as a
 /// dashed level once `info` has it), and the learning rate at the end of each epoch over
-/// the recipe's schedule step by step. Its title names the model kind and `run_dir`; a
-/// note under the panels explains a training loss above the validation loss when the
-/// recipe's label smoothing or augmentation does ([`loss_note`]). The epoch axis has half
-/// an epoch of room on each side, so a run of one epoch shows its points whole.
+/// the rate each step was trained with ([`lr_series`]: a resume that stretched the
+/// schedule shows as a jump, and as a dashed line at the epoch it resumed after). Its
+/// title names the model kind and `run_dir`; a note under the panels explains a training
+/// loss above the validation loss when the recipe's label smoothing or augmentation does
+/// ([`loss_note`]). The epoch axis starts at the first step (0), so the warm-up shows,
+/// and has half an epoch of room after the last, so a run of one epoch shows its points
+/// whole.
 ///
 /// Called after every epoch, and again at the end of a run once `info.test_accuracy` is set.
 pub fn curves(path: &Path, info: &RunInfo, run_dir: &Path) -> anyhow::Result<()> {
@@ -122,11 +125,11 @@ pub(super) fn draw_curves(
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let x_range = 0.5..last + 0.5;
+    let x_range = 0.0..last + 0.5;
     let marks = Marks {
         best: info.best_epoch(),
         test: info.test_accuracy.filter(|a| a.is_finite()),
-        schedule: schedule(info, &x_range),
+        lr: lr_series(info),
     };
     let frame = Frame {
         text,
@@ -179,22 +182,55 @@ fn title_and_note<'a>(
     Ok(body)
 }
 
-/// The recipe's schedule step by step, between the epochs shown and within the run
-/// planned: epoch k ends at x = k, as the rate of metrics.csv was read.
-fn schedule(info: &RunInfo, x_range: &Range<f64>) -> Vec<(f64, f64)> {
-    let schedule_end = x_range.end.min(info.recipe.epochs as f64);
-    if info.epochs.is_empty() || schedule_end <= x_range.start {
-        return Vec::new();
+/// What the learning-rate panel draws besides each epoch's last rate: the rate each step
+/// was trained with, and the epochs after which the run was resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrSeries {
+    /// `(x, rate)` in epochs from the run's start: each epoch's steps from `x = k - 1` (its
+    /// first step) to `x = k` (its last step's rate, held to the epoch's end), computed
+    /// from the schedule the epoch followed ([`RunInfo::schedule_epochs_of`]). A resume
+    /// that stretched the schedule shows as two points at the same `x`: the rate the old
+    /// schedule ended the epoch with, the one the stretched schedule starts the next with.
+    /// Epochs whose schedule is unknown (resumed runs of older trainers) have none.
+    pub steps: Vec<(f64, f64)>,
+    /// The epochs after which the run was resumed ([`RunInfo::resumed_after`]), as `x`.
+    pub resumes: Vec<f64>,
+}
+
+/// The most points [`lr_series`] draws for a run (each epoch gets its share, at least its
+/// first and last step).
+const LR_POINTS: usize = 1200;
+
+/// The learning rates `info`'s epochs were trained with, step by step, and its resumes:
+/// see [`LrSeries`]. Without the run's training images (a run description made by hand),
+/// an epoch is taken as 100 steps: the schedule's shape, not its exact steps.
+pub fn lr_series(info: &RunInfo) -> LrSeries {
+    let steps_per_epoch = info.steps_per_epoch().unwrap_or(100);
+    let samples = (LR_POINTS / info.epochs.len().max(1)).clamp(2, steps_per_epoch.max(2));
+    let mut steps = Vec::new();
+    for m in &info.epochs {
+        let Some(span) = info.schedule_epochs_of(m) else {
+            continue;
+        };
+        let first = m.epoch.saturating_sub(1).saturating_mul(steps_per_epoch);
+        let mut last_rate = m.lr;
+        for j in 0..samples {
+            // Steps 0, ..., steps_per_epoch - 1 of the epoch, evenly, both ends included.
+            let s = j * (steps_per_epoch - 1) / (samples - 1);
+            last_rate = info.lr_of_step(first.saturating_add(s), span, steps_per_epoch);
+            let x = m.epoch.saturating_sub(1) as f64 + s as f64 / steps_per_epoch as f64;
+            steps.push((x, last_rate));
+        }
+        steps.push((m.epoch as f64, last_rate));
     }
-    const STEPS: usize = 10_000;
-    let planned = info.recipe.epochs.max(1) as f64;
-    (0..=300)
-        .map(|i| x_range.start + (schedule_end - x_range.start) * i as f64 / 300.0)
-        .map(|x| {
-            let step = (x / planned * STEPS as f64).round() as usize;
-            (x, info.recipe.lr_at(step.min(STEPS), STEPS))
-        })
-        .collect()
+    LrSeries {
+        steps,
+        resumes: info
+            .resumed_after()
+            .into_iter()
+            .map(|epoch| epoch as f64)
+            .collect(),
+    }
 }
 
 /// What every panel shares: whether text can be drawn, the epochs, the x axis.
@@ -206,11 +242,11 @@ struct Frame<'a> {
 }
 
 /// What some panels mark besides their series: the best validation epoch and the test
-/// accuracy (accuracy), the schedule (learning rate).
+/// accuracy (accuracy), the rate of each step and the resumes (learning rate).
 struct Marks<'a> {
     best: Option<&'a EpochMetrics>,
     test: Option<f64>,
-    schedule: Vec<(f64, f64)>,
+    lr: LrSeries,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -283,7 +319,7 @@ fn draw_panel(
         // Rates are compared with zero: a constant rate is a flat line above it.
         Kind::LearningRate => {
             values.push(0.0);
-            values.extend(marks.schedule.iter().map(|&(_, lr)| lr));
+            values.extend(marks.lr.steps.iter().map(|&(_, lr)| lr));
         }
         Kind::Loss => {}
     }
@@ -302,15 +338,8 @@ fn draw_panel(
         .or_err()?;
     draw_mesh(&mut chart, frame, panel, y_range.end - y_range.start)?;
     let mut keys = Vec::new();
-    if panel.kind == Kind::LearningRate && !marks.schedule.is_empty() {
-        let color = RGBColor(180, 130, 215);
-        chart
-            .draw_series(LineSeries::new(
-                marks.schedule.iter().copied(),
-                color.stroke_width(1),
-            ))
-            .or_err()?;
-        keys.push((Key::Thin(color), "schedule (per step)".to_string()));
+    if panel.kind == Kind::LearningRate {
+        mark_steps_and_resumes(&mut chart, &marks.lr, &y_range, &mut keys)?;
     }
     for &(label, pick, color) in panel.series {
         let points: Vec<(f64, f64)> = frame
@@ -344,7 +373,7 @@ fn draw_mesh(
     span: f64,
 ) -> anyhow::Result<()> {
     let x_format = |x: &f64| {
-        if (x - x.round()).abs() < 1e-9 && *x >= 1.0 {
+        if (x - x.round()).abs() < 1e-9 && *x >= 0.0 {
             format!("{x:.0}")
         } else {
             String::new()
@@ -373,6 +402,45 @@ fn draw_mesh(
             .disable_y_axis();
     }
     mesh.draw().or_err()
+}
+
+/// The rate of each step (a thin line) and the resumes (dashed vertical lines) on the
+/// learning-rate panel, whose y axis spans `y_range`, with their legend keys.
+fn mark_steps_and_resumes(
+    chart: &mut Chart<'_, '_>,
+    lr: &LrSeries,
+    y_range: &Range<f64>,
+    keys: &mut Vec<(Key, String)>,
+) -> anyhow::Result<()> {
+    if !lr.steps.is_empty() {
+        let color = RGBColor(180, 130, 215);
+        chart
+            .draw_series(LineSeries::new(
+                lr.steps.iter().copied(),
+                color.stroke_width(1),
+            ))
+            .or_err()?;
+        keys.push((Key::Thin(color), "per step".to_string()));
+    }
+    let gray = RGBColor(110, 110, 110);
+    for &x in &lr.resumes {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, y_range.start), (x, y_range.end)],
+                6,
+                4,
+                gray.stroke_width(1),
+            ))
+            .or_err()?;
+    }
+    if let Some(label) = match lr.resumes.as_slice() {
+        [] => None,
+        [x] => Some(format!("resumed after epoch {x}")),
+        _ => Some("resumed".to_string()),
+    } {
+        keys.push((Key::Dashed(gray), label));
+    }
+    Ok(())
 }
 
 /// The best validation epoch (a ring) and the test accuracy (a dashed line) on the

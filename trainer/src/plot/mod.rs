@@ -42,11 +42,16 @@ impl<T, E: std::fmt::Display> OrAnyhow<T> for Result<T, E> {
 /// Registers a system TrueType font once; false when none is installed, in which case
 /// pictures are drawn without text rather than not at all.
 fn have_font() -> bool {
+    font_bytes().is_some()
+}
+
+/// The bytes of the font [`have_font`] registered, if any.
+fn font_bytes() -> Option<&'static [u8]> {
     #[cfg(test)]
     if tests::NO_FONT.with(std::cell::Cell::get) {
-        return false;
+        return None;
     }
-    static FOUND: OnceLock<bool> = OnceLock::new();
+    static FOUND: OnceLock<Option<&'static [u8]>> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let candidates = [
             "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -55,11 +60,11 @@ fn have_font() -> bool {
             "/usr/share/fonts/dejavu/DejaVuSans.ttf",
             "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
         ];
-        candidates.iter().any(|path| {
+        candidates.iter().find_map(|path| {
             std::fs::read(path)
                 .ok()
                 .map(|bytes| &*Box::leak(bytes.into_boxed_slice()))
-                .is_some_and(|bytes| {
+                .filter(|bytes| {
                     plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok()
                 })
         })
@@ -176,10 +181,8 @@ fn centred_text(
     (x, y): (i32, i32),
 ) -> anyhow::Result<()> {
     let (text, size) = fit_text(text, size, width);
-    let style = TextStyle::from((FONT, size).into_font())
-        .color(color)
-        .pos(Pos::new(HPos::Center, VPos::Top));
-    area.draw_text(&text, &style, (x, y)).or_err()
+    let left = x as f64 - text::advance(&text, size) / 2.0;
+    text::draw(area, &text, size, color, (left, y))
 }
 
 /// How a legend entry shows its series.
@@ -208,9 +211,13 @@ fn legend(area: &Area<'_>, entries: &[(Key, String)]) -> anyhow::Result<()> {
     let (width, height) = area.dim_in_pixel();
     let mut x = (width as i32 - total).max(0) / 2;
     let y = height as i32 / 2;
-    let style = TextStyle::from((FONT, SIZE).into_font())
-        .color(&BLACK)
-        .pos(Pos::new(HPos::Left, VPos::Center));
+    // The labels' middles on the keys' line.
+    let top = y
+        - (FONT, SIZE)
+            .into_font()
+            .box_size("0")
+            .map_or(0, |(_, h)| h as i32)
+            / 2;
     for ((key, label), w) in entries.iter().zip(widths) {
         match *key {
             Key::Line(color) => {
@@ -243,8 +250,7 @@ fn legend(area: &Area<'_>, entries: &[(Key, String)]) -> anyhow::Result<()> {
                     .or_err()?;
             }
         }
-        area.draw_text(label, &style, (x + SAMPLE + 6, y))
-            .or_err()?;
+        text::draw(area, label, SIZE, &BLACK, ((x + SAMPLE + 6) as f64, top))?;
         x += w + GAP;
     }
     Ok(())
@@ -252,8 +258,9 @@ fn legend(area: &Area<'_>, entries: &[(Key, String)]) -> anyhow::Result<()> {
 
 mod curves;
 mod grid;
+mod text;
 
-pub use curves::{curves, loss_note, run_curves};
+pub use curves::{curves, loss_note, lr_series, run_curves, LrSeries};
 pub use grid::{caption, grid, samples, GridSplit};
 
 #[cfg(test)]
@@ -290,6 +297,7 @@ mod tests {
                 val_acc: 0.62 + 0.04 * e - 0.01 * (e - 2.0).max(0.0) * 2.0,
                 lr: 1e-3 * e,
                 seconds: 1.0,
+                schedule_epochs: None,
             });
         }
         info
@@ -430,6 +438,111 @@ mod tests {
         assert!(blue >= 2 * 45, "{blue} blue pixels: dots clipped?");
         pixels_well_inside(&image, [255, 0, 0], &rects, 3);
         pixels_well_inside(&image, [128, 0, 160], &rects, 3);
+    }
+
+    /// A one-cycle run of 2 epochs (4 steps each) extended on resume to 4: epochs 1-2
+    /// followed the 2-epoch schedule, 3-4 the stretched one, as training computed them.
+    fn resumed_run() -> RunInfo {
+        let mut recipe = Recipe::default_for(ModelKind::Edge14);
+        recipe.batch = 25;
+        let mut info = RunInfo::new(ModelKind::Edge14, recipe, 42, "flex", "test".into());
+        info.train_images = 100;
+        for epoch in 1..=4usize {
+            let span = if epoch <= 2 { 2 } else { 4 };
+            info.epochs.push(EpochMetrics {
+                epoch,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: 1.0,
+                val_acc: 0.5,
+                lr: info.lr_of_step(epoch * 4 - 1, span, 4),
+                seconds: 1.0,
+                schedule_epochs: Some(span),
+            });
+        }
+        info.recipe.epochs = 4;
+        info.resumed
+            .push("trainer fit --resume runs/edge14 --epochs 4 (after epoch 2)".into());
+        info
+    }
+
+    #[test]
+    fn the_learning_rate_panel_draws_the_rates_each_epoch_used_and_the_resume() {
+        let info = resumed_run();
+        let recipe = info.recipe.clone();
+        let lr = lr_series(&info);
+        assert_eq!(lr.resumes, [2.0]);
+        // From the first step (x = 0), the warm-up's start, lr/25.
+        assert_eq!(lr.steps[0], (0.0, recipe.lr / 25.0));
+        // Every step of every epoch, and its end (x = k) at the rate the epoch records.
+        assert_eq!(lr.steps.len(), 4 * 5);
+        for m in &info.epochs {
+            let end = m.epoch as f64;
+            assert!(lr.steps.contains(&(end, m.lr)), "epoch {}", m.epoch);
+        }
+        // Epochs 1-2 on the 2-epoch schedule: step 5 (epoch 2's second) is past the
+        // warm-up's peak (at 15% of 8 steps), not on the stretched one's warm-up.
+        let two = |step| info.lr_of_step(step, 2, 4);
+        let stretched = |step| info.lr_of_step(step, 4, 4);
+        assert_eq!(lr.steps[6], (1.25, two(5)));
+        assert_ne!(two(5), stretched(5));
+        // At the resume, the rate jumps: epoch 2 ended near the floor of its schedule,
+        // epoch 3 starts high on the stretched one.
+        let at_two: Vec<f64> = lr
+            .steps
+            .iter()
+            .filter(|p| p.0 == 2.0)
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(at_two, [info.epochs[1].lr, stretched(8)]);
+        assert!(stretched(8) > 10.0 * info.epochs[1].lr, "{at_two:?}");
+        // A run of an older trainer: resumed, its epochs recording no schedule. Those
+        // after the last resume followed the recipe's; those before are not drawn.
+        let mut old = info.clone();
+        for m in &mut old.epochs {
+            m.schedule_epochs = None;
+        }
+        let steps = lr_series(&old).steps;
+        assert_eq!(steps, lr.steps[10..].to_vec());
+        old.resumed.clear();
+        old.recipe.epochs = 2;
+        old.epochs.truncate(2);
+        assert_eq!(lr_series(&old).steps, lr.steps[..10].to_vec());
+    }
+
+    #[test]
+    fn a_resume_is_a_dashed_line_in_the_learning_rate_panel() {
+        let info = resumed_run();
+        let (image, rects) = render(CURVES_SIZE, |root| {
+            draw_curves(root, &info, Path::new("runs/edge14"))
+        })
+        .unwrap();
+        let (xs, ys) = &rects[2];
+        // The x axis runs from 0 to 4.5 epochs: the resume (after epoch 2) at 2/4.5.
+        let x = xs.start + ((xs.end - xs.start) as f64 * 2.0 / 4.5).round() as i32;
+        let gray = |x: i32| {
+            (ys.start..ys.end)
+                .filter(|&y| image.get_pixel(x as u32, y as u32).0 == [110, 110, 110])
+                .count()
+        };
+        let dashes = (x - 1..=x + 1).map(gray).max().unwrap();
+        assert!(
+            dashes > (ys.end - ys.start) as usize / 3,
+            "{dashes} gray pixels at x = {x}"
+        );
+        // No resume, no line.
+        let mut fresh = info.clone();
+        fresh.resumed.clear();
+        let (image, _) = render(CURVES_SIZE, |root| {
+            draw_curves(root, &fresh, Path::new("runs/edge14"))
+        })
+        .unwrap();
+        let gray = |x: i32| {
+            (ys.start..ys.end)
+                .filter(|&y| image.get_pixel(x as u32, y as u32).0 == [110, 110, 110])
+                .count()
+        };
+        assert_eq!((x - 1..=x + 1).map(gray).max(), Some(0));
     }
 
     #[test]

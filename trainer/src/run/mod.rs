@@ -68,10 +68,16 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     /// Validation accuracy.
     pub val_acc: f64,
-    /// Learning rate at the end of the epoch.
+    /// Learning rate at the end of the epoch (its last step's).
     pub lr: f64,
     /// Wall-clock seconds the epoch took (training and validation).
     pub seconds: f64,
+    /// The run's length in epochs when this epoch was trained: the span of the schedule
+    /// its steps followed (a resume with a larger `--epochs` stretches the schedule for
+    /// the epochs after it, not those before), from which [`RunInfo::lr_of_step`] gives
+    /// the rate of each of its steps. Absent in runs of older trainers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_epochs: Option<usize>,
 }
 
 /// What a run directory says about its model. Unknown fields are refused, so that a
@@ -181,6 +187,45 @@ impl RunInfo {
         )
     }
 
+    /// The epochs after which the run was resumed, in order: the `N` of each
+    /// `(after epoch N)` that ends an entry of [`RunInfo::resumed`] (one without it is
+    /// skipped).
+    pub fn resumed_after(&self) -> Vec<usize> {
+        self.resumed
+            .iter()
+            .filter_map(|command| {
+                let (_, tail) = command.rsplit_once("(after epoch ")?;
+                tail.strip_suffix(')')?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Training steps per epoch: the training images in batches of the recipe's size
+    /// (`None` while the run's training images are not recorded).
+    pub fn steps_per_epoch(&self) -> Option<usize> {
+        (self.train_images > 0).then(|| self.train_images.div_ceil(self.recipe.batch.max(1)))
+    }
+
+    /// The schedule's span that epoch `m` followed: the one it records, else (runs of
+    /// older trainers) the recipe's own length when no resume came after `m` (a resume
+    /// may have changed the length), else unknown.
+    pub fn schedule_epochs_of(&self, m: &EpochMetrics) -> Option<usize> {
+        let last_resume = self.resumed_after().into_iter().max().unwrap_or(0);
+        m.schedule_epochs
+            .or((m.epoch > last_resume).then_some(self.recipe.epochs))
+    }
+
+    /// The learning rate step `step` (0-based, from the run's start) was trained with,
+    /// when the schedule spanned `schedule_epochs` epochs of `steps_per_epoch` steps: what
+    /// the training loop computes.
+    pub fn lr_of_step(&self, step: usize, schedule_epochs: usize, steps_per_epoch: usize) -> f64 {
+        let recipe = Recipe {
+            epochs: schedule_epochs,
+            ..self.recipe.clone()
+        };
+        recipe.lr_at(step, steps_per_epoch.saturating_mul(schedule_epochs))
+    }
+
     /// Epochs since the best one: how long validation accuracy has not improved.
     pub fn epochs_since_best(&self) -> usize {
         self.best_epoch()
@@ -222,6 +267,17 @@ impl RunInfo {
             .find(|(index, m)| m.epoch != index + 1)
         {
             bail!("its epoch {} is numbered {}", index + 1, m.epoch);
+        }
+        if let Some(m) = self
+            .epochs
+            .iter()
+            .find(|m| m.schedule_epochs.is_some_and(|n| n < m.epoch))
+        {
+            bail!(
+                "its epoch {} was trained on a schedule of {} epochs",
+                m.epoch,
+                m.schedule_epochs.unwrap_or_default()
+            );
         }
         if let Some(options) = &self.options {
             if options.model != self.model {

@@ -315,12 +315,12 @@ fn run_epochs<B: AutodiffBackend, O: Optimizer<Classifier<B>, B>>(
             ..epoch_metrics(info, out, epoch, (loss_sum, correct, seen), lr, &val)?
         };
         crate::say!(
-            "Epoch: {epoch}  Loss train/val {:.4}/{:.4}  ACC train/val {:.4}/{:.4}  ({:.1} s)",
+            "Epoch: {epoch}  Loss train/val {:.4}/{:.4}  ACC train/val {:.4}/{:.4}  ({})",
             metrics.train_loss,
             metrics.val_loss,
             metrics.train_acc,
             metrics.val_acc,
-            metrics.seconds
+            crate::util::seconds_text(metrics.seconds)
         );
         info.epochs.push(metrics);
         save_epoch(&model, info, &out.dir)?;
@@ -347,7 +347,7 @@ fn replica_pool(replicas: usize) -> anyhow::Result<Option<rayon::ThreadPool>> {
 }
 
 /// The figures of epoch `epoch` from its batches' sums (loss, correct, seen), its last
-/// learning rate and its validation, or a divergence: the last step can leave weights that
+/// learning rate, the schedule's span (the recipe's epochs now) and its validation, or a divergence: the last step can leave weights that
 /// are not finite although every batch's loss (computed before its step) was, and the
 /// validation loss shows it. Such an epoch is never saved or exported. `seconds` is left
 /// for the caller.
@@ -376,6 +376,7 @@ fn epoch_metrics(
         val_acc: val.confusion.accuracy(),
         lr,
         seconds: 0.0,
+        schedule_epochs: Some(info.recipe.epochs),
     })
 }
 
@@ -479,6 +480,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (info, model) = quick_fit(ModelKind::Mlp, 1, dir.path());
         assert_eq!(info.epochs.len(), 2);
+        // Each epoch records the schedule it followed, from which its last step's rate,
+        // the one it records, is computed again.
+        let steps = 200usize.div_ceil(info.recipe.batch);
+        for m in &info.epochs {
+            assert_eq!(m.schedule_epochs, Some(2));
+            let last = info.lr_of_step(m.epoch * steps - 1, 2, steps);
+            assert_eq!(m.lr, last, "epoch {}", m.epoch);
+        }
         let test = synthetic::images(100, 9);
         let evaluation = evaluate(&model.valid(), &test, &Default::default());
         assert!(

@@ -137,38 +137,105 @@ pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// Takes the run lock of the existing directory `dir` for the rest of this process
-/// ([`LOCK_FILE`]); taking it again is a no-op. Fails, naming the directory, if another
-/// process holds it.
+/// The run locks this process holds: each run directory (canonical) with its lock file.
+static HELD: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, std::fs::File)>> {
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes the run lock of the existing directory `dir` until [`unlock_run`] or the end of
+/// this process ([`LOCK_FILE`]); taking it again is a no-op. Fails, naming the directory,
+/// if another process holds it.
+///
+/// A lock is only good on the file that is still the directory's [`LOCK_FILE`]: the
+/// process before may have removed it (as [`unlock_run`] does, while still holding it)
+/// between our open and our lock, leaving us the lock of a removed file, which a third
+/// process creating the name anew would not see. Then the name is opened again.
 pub fn lock_run(dir: &Path) -> anyhow::Result<()> {
-    use std::sync::{Mutex, OnceLock};
-    static HELD: OnceLock<Mutex<Vec<(PathBuf, std::fs::File)>>> = OnceLock::new();
     let key = dir
         .canonicalize()
         .with_context(|| format!("{}: cannot resolve the run directory", dir.display()))?;
-    let mut held = HELD
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut held = held();
     if held.iter().any(|(path, _)| *path == key) {
         return Ok(());
     }
     let path = dir.join(LOCK_FILE);
-    let file = open_lock(&path, true)?;
-    match file.try_lock() {
-        Ok(()) => {
-            held.push((key, file));
-            Ok(())
-        }
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "{}: another `trainer fit` is writing this run directory (it holds {LOCK_FILE}); \
-             wait for it to end, or give another --out",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+    for _ in 0..100 {
+        let file = open_lock(&path, true)?;
+        match file.try_lock() {
+            Ok(()) if is_named(&file, &path) => {
+                held.push((key, file));
+                return Ok(());
+            }
+            // Removed or replaced by the process that held it: open the name again.
+            Ok(()) => continue,
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "{}: another `trainer fit` is writing this run directory (it holds \
+                 {LOCK_FILE}); wait for it to end, or give another --out",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+            }
         }
     }
+    bail!(
+        "{}: removed again every time it was locked; is another process removing it?",
+        path.display()
+    )
+}
+
+/// Whether the open `file` is what `path` names now (the same device and inode).
+fn is_named(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
+}
+
+/// Releases the run lock of `dir` if this process holds it ([`lock_run`]), removing the
+/// lock file first, while the lock is still held, so that a finished run's directory
+/// holds only the run's files; a `fit` that opened the file before it was removed opens
+/// the name again ([`lock_run`]). A lock file that is no longer the one locked (replaced
+/// by hand) is left alone.
+pub fn unlock_run(dir: &Path) {
+    let Ok(key) = dir.canonicalize() else {
+        return;
+    };
+    let mut held = held();
+    if let Some(index) = held.iter().position(|(path, _)| *path == key) {
+        let (dir, file) = held.swap_remove(index);
+        release(&dir, file);
+    }
+}
+
+/// [`unlock_run`] for every run lock this process holds: what `trainer fit` does when it
+/// ends, however it ends (short of being killed, when the operating system releases the
+/// lock and the file stays, to be taken over by the next `fit`).
+pub fn unlock_runs() {
+    for (dir, file) in held().drain(..) {
+        release(&dir, file);
+    }
+}
+
+/// Removes the lock file of `dir` if it is `file`, then releases the lock (closing it).
+fn release(dir: &Path, file: std::fs::File) {
+    let path = dir.join(LOCK_FILE);
+    if is_named(&file, &path) {
+        let _ = std::fs::remove_file(&path);
+    }
+    drop(file);
 }
 
 /// Where `fit --force` sets the files of the run it replaces aside (inside the run
@@ -535,6 +602,30 @@ mod tests {
         // Held by this process now: taking it again is a no-op, and others see it.
         lock_run(dir.path()).unwrap();
         assert!(run_locked(dir.path()));
+    }
+
+    #[test]
+    fn unlocking_removes_the_lock_file_and_the_run_can_be_locked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stale lock file, left by a killed run: taken over.
+        std::fs::File::create(dir.path().join(LOCK_FILE)).unwrap();
+        lock_run(dir.path()).unwrap();
+        assert!(run_locked(dir.path()));
+        unlock_run(dir.path());
+        assert!(!dir.path().join(LOCK_FILE).exists(), "the lock file stays");
+        assert!(!run_locked(dir.path()));
+        // Taken again (a new file), then held by this process until it is released.
+        lock_run(dir.path()).unwrap();
+        assert!(dir.path().join(LOCK_FILE).exists());
+        assert!(run_locked(dir.path()));
+        // A lock file replaced by hand is not this process's to remove.
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), b"someone else's").unwrap();
+        unlock_run(dir.path());
+        assert_eq!(
+            std::fs::read(dir.path().join(LOCK_FILE)).unwrap(),
+            b"someone else's"
+        );
     }
 
     #[test]
