@@ -100,7 +100,9 @@ pub fn blob(data: &[u8]) {
         let plan_sized = plan.arena_bytes();
         assert_eq!(fast.classify(&pixels, &mut arena[..plan_sized]), Ok(logits));
         if plan_sized > 0 {
-            assert!(fast.classify(&pixels, &mut arena[..plan_sized - 1]).is_err());
+            assert!(fast
+                .classify(&pixels, &mut arena[..plan_sized - 1])
+                .is_err());
         }
     }
     // A batch of two (layer by layer, one arena per image) on the best kernels: each

@@ -318,7 +318,10 @@ fn probabilities_are_the_softmax_of_the_logits_over_the_temperature() {
         let plan = Plan::new(&bytes).unwrap();
         for seed in 0..20u32 {
             let image: [u8; 784] = core::array::from_fn(|i| {
-                ((i as u32).wrapping_mul(seed * 2 + 1).wrapping_add(seed * 37) % 256) as u8
+                ((i as u32)
+                    .wrapping_mul(seed * 2 + 1)
+                    .wrapping_add(seed * 37)
+                    % 256) as u8
             });
             let logits = plan.classify(&image, &mut arena).unwrap();
             let before = plain.classify(&image, &mut arena).unwrap();
