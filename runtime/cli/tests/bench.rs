@@ -1,25 +1,8 @@
 //! `runtime bench` as a user meets it: short runs (0.2 s of measurement, a few warm-up
 //! calls), their JSON checked for consistency, and its usage and model errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .output()
-        .expect("the runtime binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name)
-}
+mod common;
+use common::{runtime, shipped, text};
 
 /// `runtime bench --seconds 0.2 --warmup 2 --json ARGS`: the document, after checking that
 /// it succeeded and that its figures agree with each other and with `batch` and `threads`.

@@ -8,19 +8,10 @@
 //! "format": "burn_core::record::memory::NamedMpkBytesRecorder<...>", ...}, "item": ...}),
 //! read from a run of `trainer fit --model mlp`. The fakes below are those first bytes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .output()
-        .expect("the runtime binary runs")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
+mod common;
+use common::{path, runtime};
 
 /// The first bytes of a `model.mpk` as `trainer fit` writes it (see the module's text).
 fn fake_record() -> Vec<u8> {

@@ -6,20 +6,8 @@ use std::process::{Command, Output};
 use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 
-fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .output()
-        .expect("the runtime binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
+mod common;
+use common::{path, runtime, shipped, text};
 
 /// The first test image of `label` that the shipped model classifies confidently.
 fn real_image(label: u8) -> GrayImage {
@@ -342,12 +330,6 @@ fn eval_of_a_few_images_says_dash_for_classes_without_images() {
     let output = runtime(&["eval", "--data", &dir, "--limit", "5", "--json"]);
     let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(document["classes"][3]["recall"].is_null(), "{document}");
-}
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name)
 }
 
 /// The first `count` test images.

@@ -8,13 +8,8 @@ use std::time::{Duration, Instant};
 
 use fmnist_runtime::dataset::DEFAULT_DATA_DIR;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
+mod common;
+use common::{path, text};
 
 fn edge() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/edge.q8")

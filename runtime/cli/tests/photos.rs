@@ -4,71 +4,14 @@
 //! `tests/budgets.rs` does), and as the same picture at a tenth of the size.
 #![cfg(target_os = "linux")]
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{GenericImageView, Rgb};
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    /// Peak resident set size of the child, in MB (10^6 bytes).
-    peak_mb: u64,
-    wall: Duration,
-}
-
-/// Runs the binary to its end and takes its own peak RSS from `wait4`.
-// The child is reaped by `wait4`, which clippy does not recognise as a wait.
-#[allow(clippy::zombie_processes)]
-fn measured(args: &[&str]) -> Outcome {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the runtime binary runs");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 writes both out-parameters.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pid is our own unwaited child; the pointers are to live locals.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        assert_eq!(
-            error.kind(),
-            std::io::ErrorKind::Interrupted,
-            "wait4: {error}"
-        );
-    }
-    let wall = started.elapsed();
-    Outcome {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        stdout: stdout.join().expect("stdout drained"),
-        stderr: stderr.join().expect("stderr drained"),
-        // ru_maxrss is in KiB on Linux.
-        peak_mb: usage.ru_maxrss as u64 * 1024 / 1_000_000,
-        wall,
-    }
-}
+mod common;
+use common::{measured, path};
 
 /// A dark T-shirt with one sleeve on a white background, `w`x`h` shown; stored turned as
 /// EXIF orientation 6 says (`h`x`w`, shown after a quarter turn clockwise) when
@@ -125,10 +68,6 @@ fn phone_jpeg(image: &Garment, orientation: u16) -> Vec<u8> {
     out.extend_from_slice(&app1);
     out.extend_from_slice(&plain[2..]);
     out
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
 }
 
 /// The top class of a `classify` line, `NAME: Class 97.1%, ...`.

@@ -3,25 +3,12 @@
 //! class, and an existing output is replaced only with `--force`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
 use image::GrayImage;
 
-fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .output()
-        .expect("the runtime binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
+mod common;
+use common::{path, runtime, text};
 
 /// The first `count` test images as PNG files in `dir`, named `NN-label.png`.
 fn png_files(dir: &Path, count: usize) -> Vec<PathBuf> {

@@ -14,27 +14,8 @@ mod onnx_graph;
 use onnx_graph::{model, node};
 use tract_onnx::pb;
 
-fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the runtime binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name)
-}
+mod common;
+use common::{path, runtime, shipped, text};
 
 fn data_dir() -> String {
     std::env::var("FMNIST_DATA").unwrap_or_else(|_| DEFAULT_DATA_DIR.into())
