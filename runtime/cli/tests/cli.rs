@@ -7,7 +7,7 @@ use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, Rgba};
 
 mod common;
-use common::{path, runtime, shipped, text};
+use common::{classified_json, path, runtime, shipped, text};
 
 /// The first test image of `label` that the shipped model classifies confidently.
 fn real_image(label: u8) -> GrayImage {
@@ -341,14 +341,7 @@ fn test_images(count: usize) -> Vec<Vec<u8>> {
 
 /// `runtime classify --no-invert --json FILES`: the label of each file, in order.
 fn classify_labels(model: &Path, files: &[PathBuf]) -> Vec<u64> {
-    let mut args = vec!["classify", "--no-invert", "--json", "--model", path(model)];
-    args.extend(files.iter().map(|f| path(f)));
-    let output = runtime(&args);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    document["results"]
-        .as_array()
-        .unwrap()
+    classified_json(&["--no-invert", "--model", path(model)], files)
         .iter()
         .map(|r| r["label"].as_u64().unwrap())
         .collect()

@@ -8,7 +8,7 @@ use fmnist_runtime::dataset::{load_split, Split, DEFAULT_DATA_DIR};
 use image::GrayImage;
 
 mod common;
-use common::{path, runtime, text};
+use common::{classified_json, path, runtime, text};
 
 /// The first `count` test images as PNG files in `dir`, named `NN-label.png`.
 fn png_files(dir: &Path, count: usize) -> Vec<PathBuf> {
@@ -28,14 +28,7 @@ fn png_files(dir: &Path, count: usize) -> Vec<PathBuf> {
 
 /// `classify --json`'s label and probabilities of each file, in order.
 fn classified(files: &[PathBuf]) -> Vec<(String, u64, Vec<f64>)> {
-    let mut args = vec!["classify", "--json", "--top", "10"];
-    args.extend(files.iter().map(|f| path(f)));
-    let output = runtime(&args);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    document["results"]
-        .as_array()
-        .unwrap()
+    classified_json(&["--top", "10"], files)
         .iter()
         .map(|r| {
             let file = Path::new(r["file"].as_str().unwrap());

@@ -22,6 +22,22 @@ pub fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
+/// `runtime classify --json ARGS FILES`: each file's entry of `results`, in order, after
+/// checking that it succeeded.
+pub fn classified_json(args: &[&str], files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let mut all = vec!["classify", "--json"];
+    all.extend_from_slice(args);
+    all.extend(files.iter().map(|f| path(f)));
+    let output = runtime(&all);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("classify --json prints JSON");
+    document["results"]
+        .as_array()
+        .expect("a results array")
+        .clone()
+}
+
 /// A file of the workspace's `models/`.
 pub fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
