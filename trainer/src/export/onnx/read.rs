@@ -82,7 +82,7 @@ pub fn read_with_kind(bytes: &[u8]) -> Result<(Vec<FoldedLayer>, ModelKind), Rea
 
 /// The layers of an ONNX file this exporter wrote (Conv, Relu, LeakyRelu, MaxPool,
 /// Flatten, Gemm with float initialisers), with their shapes, for running it again in burn
-/// ([`super::unfold`]). Any other graph is refused with the reason.
+/// ([`crate::export::unfold`]). Any other graph is refused with the reason.
 pub fn read(bytes: &[u8]) -> Result<Vec<FoldedLayer>, ReadError> {
     layers(&ModelProto::parse_from_bytes(bytes).map_err(ReadError::NotOnnx)?)
 }
