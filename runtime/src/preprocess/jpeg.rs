@@ -101,10 +101,8 @@ pub(super) fn load_scaled<R: Read>(
         CodingProcess::DctSequential => 0,
         CodingProcess::DctProgressive => coefficient_bytes(width, height, components),
         CodingProcess::Lossless => {
-            return Err(not_scaled(
-                "lossless",
-                "lossless JPEGs are not scaled while decoding".to_owned(),
-            ))
+            let why = "lossless JPEGs are not scaled while decoding".to_owned();
+            return Err(not_scaled("lossless", why));
         }
     };
     let n = scale_denominator(width, height);
@@ -118,29 +116,10 @@ pub(super) fn load_scaled<R: Read>(
     if pixels > MAX_PIXELS || w == 0 || h == 0 {
         return Err(too_large());
     }
-    // The scaled planes (padded to whole blocks) and the interleaved output.
-    let planes = components * u64::from(w + 32) * u64::from(h + 32);
-    let needed = coefficients + planes + components * pixels;
-    if needed > MAX_DECODE_BYTES {
-        return Err(not_scaled(
-            "progressive",
-            format!(
-                "its DCT coefficients are held whole while decoding: {needed} bytes, more \
-                 than the {MAX_DECODE_BYTES} allowed"
-            ),
-        ));
-    }
+    check_memory(coefficients, components, (w, h)).map_err(|why| not_scaled("progressive", why))?;
     // Its own check of the output, as a second bound.
     decoder.set_max_decoding_buffer_size(usize::try_from(components * pixels).unwrap_or(0));
-    // `jpeg-decoder` is fuzzed upstream, but it asserts on some states; a panic is this
-    // file's decoding error, not the caller's.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode()))
-        .unwrap_or_else(|_| {
-            Err(jpeg_decoder::Error::Format(
-                "the decoder stopped on an inconsistent state".to_owned(),
-            ))
-        })
-        .map_err(decode)?;
+    let decoded = decode_guarded(&mut decoder).map_err(decode)?;
     // After the whole file: an EXIF segment after the frame header is found too.
     let orientation = decoder
         .exif_data()
@@ -152,6 +131,34 @@ pub(super) fn load_scaled<R: Read>(
         ))));
     };
     Ok(Some(orient(gray, orientation)))
+}
+
+/// Refuses a decode to `w`x`h` that would hold more than [`MAX_DECODE_BYTES`]: a
+/// progressive JPEG's `coefficients`, the scaled planes (padded to whole blocks) and the
+/// interleaved output.
+fn check_memory(coefficients: u64, components: u64, (w, h): (u32, u32)) -> Result<(), String> {
+    let pixels = u64::from(w) * u64::from(h);
+    let planes = components * u64::from(w + 32) * u64::from(h + 32);
+    let needed = coefficients + planes + components * pixels;
+    if needed > MAX_DECODE_BYTES {
+        return Err(format!(
+            "its DCT coefficients are held whole while decoding: {needed} bytes, more than \
+             the {MAX_DECODE_BYTES} allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// The decoded pixels. `jpeg-decoder` is fuzzed upstream, but it asserts on some states:
+/// a panic is this file's decoding error, not the caller's.
+fn decode_guarded<R: Read>(decoder: &mut Decoder<R>) -> Result<Vec<u8>, jpeg_decoder::Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode())).unwrap_or_else(
+        |_| {
+            Err(jpeg_decoder::Error::Format(
+                "the decoder stopped on an inconsistent state".to_owned(),
+            ))
+        },
+    )
 }
 
 /// `decoded` (`w`x`h` pixels of `format`) made gray in its own buffer, which is then
