@@ -19,6 +19,6 @@ mkdir -p "$out"
 "$bin/trainer" fit --teacher "$out/wide.q8" --out "$out/run" --no-progress \
     --export "$out/edge.onnx" --export-q8 "$out/edge.q8"
 for model in models/edge.q8 "$out/edge.q8"; do
-    "$bin/runtime" eval --model "$model" --json |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"model\"]}: {d[\"correct\"]} of {d[\"images\"]} ({100*d[\"accuracy\"]:.2f}%)")'
+    printf '%s: ' "$model"
+    "$bin/runtime" eval --model "$model" | grep "overall accuracy"
 done
