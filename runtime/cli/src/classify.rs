@@ -173,14 +173,13 @@ pub(crate) fn is_image_name(path: &Path) -> bool {
 
 /// The image files named: files as given, directories expanded to their image files.
 pub(crate) fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_image = is_image_name;
     let mut files = Vec::new();
     for path in paths {
         match std::fs::read_dir(path) {
             Ok(entries) if path.is_dir() => {
                 let mut found: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && is_image(p))
+                    .filter(|p| p.is_file() && is_image_name(p))
                     .collect();
                 found.sort();
                 files.extend(found);

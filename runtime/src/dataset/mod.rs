@@ -142,14 +142,10 @@ impl Split {
 /// IDX files win when both are present.
 pub fn load_split(dir: &Path, split: Split) -> Result<LabeledImages, DatasetError> {
     let stem = split.idx_stem();
-    let images = find_file(dir, &[format!("{stem}-images-idx3-ubyte")]);
-    let labels = find_file(dir, &[format!("{stem}-labels-idx1-ubyte")]);
-    if let (Some(images), Some(labels)) = (images, labels) {
-        return load_idx_pair(&images, &labels);
-    }
-    let csv_names: Vec<String> = split.csv_names().iter().map(|s| s.to_string()).collect();
-    if let Some(csv) = find_file(dir, &csv_names) {
-        return read_csv(&csv)?.into_labeled(&csv);
+    match split_files(dir, split) {
+        SplitFiles::Idx { images, labels } => return load_idx_pair(&images, &labels),
+        SplitFiles::Csv(csv) => return read_csv(&csv)?.into_labeled(&csv),
+        SplitFiles::None => {}
     }
     Err(DatasetError::NotFound {
         dir: dir.to_path_buf(),
@@ -160,13 +156,28 @@ pub fn load_split(dir: &Path, split: Split) -> Result<LabeledImages, DatasetErro
     })
 }
 
-/// Whether `dir` holds `split`'s files as [`load_split`] looks for them (its IDX images or
-/// its CSV file), without reading them.
+/// Whether `dir` holds `split`'s files as [`load_split`] looks for them (its IDX images and
+/// labels, or its CSV file), without reading them.
 pub fn has_split(dir: &Path, split: Split) -> bool {
+    !matches!(split_files(dir, split), SplitFiles::None)
+}
+
+/// The files of `split` in `dir` that [`load_split`] reads.
+enum SplitFiles {
+    Idx { images: PathBuf, labels: PathBuf },
+    Csv(PathBuf),
+    None,
+}
+
+fn split_files(dir: &Path, split: Split) -> SplitFiles {
     let stem = split.idx_stem();
+    let images = find_file(dir, &[format!("{stem}-images-idx3-ubyte")]);
+    let labels = find_file(dir, &[format!("{stem}-labels-idx1-ubyte")]);
+    if let (Some(images), Some(labels)) = (images, labels) {
+        return SplitFiles::Idx { images, labels };
+    }
     let csv_names: Vec<String> = split.csv_names().iter().map(|s| s.to_string()).collect();
-    find_file(dir, &[format!("{stem}-images-idx3-ubyte")]).is_some()
-        || find_file(dir, &csv_names).is_some()
+    find_file(dir, &csv_names).map_or(SplitFiles::None, SplitFiles::Csv)
 }
 
 /// Loads an IDX image file and its IDX label file, checking that the counts agree.
