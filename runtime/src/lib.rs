@@ -65,7 +65,7 @@
 //! - `image`: image files to 28x28 pixels (module `preprocess`).
 //! - `tract`: ONNX files through tract-onnx (module `onnx`), and one classifier over both
 //!   formats (module `classifier`).
-//! - `models`: the shipped `edge` blob as [`models::EDGE`] (99 KB of read-only data).
+//! - `models`: the shipped `edge` blob as `models::EDGE` (99 KB of read-only data).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
